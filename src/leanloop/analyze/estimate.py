@@ -1,0 +1,395 @@
+"""``leanloop estimate``: project a workload shape to a monthly bill under four caching strategies.
+
+Nothing here is a separate formula: each strategy's requests are built as synthetic prompts (one block per
+system, tools, and each iteration's new history), run through ``cachesim`` with that strategy's breakpoints, and
+priced per request with ``pricing``. Runs are simulated back to back at the workload's daily rate, and the second
+run is reported: a shared system prompt cached by the previous run is read, as it would be in production.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from leanloop.cachesim import TTL, Block, CacheSim, Prompt, block_fingerprint, min_cacheable_tokens
+from leanloop.errors import ConfigError
+from leanloop.pricing import Cost, cost
+from leanloop.usage import Usage
+
+__all__ = ["PRESETS", "STRATEGIES", "Estimate", "Workload", "estimate", "estimate_command"]
+
+STRATEGIES: dict[str, str] = {
+    "no_cache": "no caching",
+    "system_tools": "system+tools cached",
+    "rolling_5m": "rolling conversation cache (5m)",
+    "rolling_1h": "rolling conversation cache (1h)",
+}
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One run: ``history_tokens[i]`` conversation tokens sent at iteration i (on top of system and tools),
+    ``output_tokens[i]`` generated. ``seconds_per_call`` spaces the calls (TTL matters for long tool calls)."""
+
+    model: str
+    system_tokens: int
+    tool_tokens: int
+    history_tokens: tuple[int, ...]
+    output_tokens: tuple[int, ...]
+    runs_per_day: float = 1000
+    seconds_per_call: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not self.history_tokens:
+            raise ConfigError("workload: history_tokens needs at least one iteration")
+        if len(self.output_tokens) != len(self.history_tokens):
+            raise ConfigError(
+                f"workload: {len(self.history_tokens)} history values but {len(self.output_tokens)} output values; "
+                "give one output per iteration (or a single number for all)"
+            )
+        numbers = (self.system_tokens, self.tool_tokens, *self.history_tokens, *self.output_tokens)
+        if any(n < 0 for n in numbers) or self.runs_per_day <= 0 or self.seconds_per_call < 0:
+            raise ConfigError("workload: token counts must be >= 0 and runs per day > 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "system_tokens": self.system_tokens,
+            "tool_tokens": self.tool_tokens,
+            "history_tokens": list(self.history_tokens),
+            "output_tokens": list(self.output_tokens),
+            "runs_per_day": self.runs_per_day,
+        }
+
+
+PRESETS: dict[str, Workload] = {
+    # DESIGN.md's reference: a 5-step run of a small agent on Sonnet 4.6, 1,000 runs a day.
+    "five-step": Workload(
+        model="claude-sonnet-4-6",
+        system_tokens=500,
+        tool_tokens=300,
+        history_tokens=(100, 600, 1050, 1380, 1680),
+        output_tokens=(200, 150, 180, 120, 250),
+        runs_per_day=1000,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class IterationCost:
+    iteration: int
+    prompt_tokens: int
+    usage: Usage
+    cost: Cost
+
+
+@dataclass(frozen=True)
+class StrategyResult:
+    name: str
+    iterations: tuple[IterationCost, ...]
+
+    @property
+    def usage(self) -> Usage:
+        return sum((i.usage for i in self.iterations), Usage())
+
+    @property
+    def cost(self) -> Cost:
+        return sum((i.cost for i in self.iterations), Cost())
+
+
+@dataclass(frozen=True)
+class Estimate:
+    workload: Workload
+    strategies: dict[str, StrategyResult]
+    min_cacheable_tokens: int
+    pays_from_prefix_tokens: int | None
+    notes: list[str] = field(default_factory=list[str])
+
+    def to_dict(self) -> dict[str, Any]:
+        per_day = Decimal(str(self.workload.runs_per_day))
+        out: dict[str, Any] = {}
+        for name, result in self.strategies.items():
+            usage, run_cost = result.usage, result.cost.total
+            out[name] = {
+                "label": STRATEGIES[name],
+                "input_tokens": usage.prompt_tokens,
+                "uncached_input_tokens": usage.input_tokens,
+                "output_tokens": usage.output_tokens,
+                "cache_write_tokens": usage.cache_write_tokens,
+                "cache_read_tokens": usage.cache_read_tokens,
+                "cost_usd": {
+                    "run": float(run_cost),
+                    "day": float(run_cost * per_day),
+                    "month": float(run_cost * per_day * 30),
+                },
+                "iterations": [
+                    {
+                        "iteration": it.iteration,
+                        "input_tokens": it.prompt_tokens,
+                        "output_tokens": it.usage.output_tokens,
+                        "cache_write_tokens": it.usage.cache_write_tokens,
+                        "cache_read_tokens": it.usage.cache_read_tokens,
+                        "cost_usd": float(it.cost.total),
+                    }
+                    for it in result.iterations
+                ],
+            }
+        return {
+            "workload": self.workload.to_dict(),
+            "cacheable_prefix_tokens": self.workload.system_tokens + self.workload.tool_tokens,
+            "min_cacheable_tokens": self.min_cacheable_tokens,
+            "caching_pays_from_prefix_tokens": self.pays_from_prefix_tokens,
+            "strategies": out,
+            "notes": self.notes,
+        }
+
+
+def _block(path: str, tokens: int, ttl: TTL | None, salt: str = "") -> Block:
+    return Block(path=path, fingerprint=block_fingerprint(path, f"{salt}{path}:{tokens}"), tokens=tokens, ttl=ttl)
+
+
+def _prompts(workload: Workload, strategy: str, run: int) -> list[Prompt]:
+    """The synthetic requests of one run: tools, system, then one message block per iteration's new history.
+
+    When history shrinks (compaction), the conversation is rewritten: new blocks, nothing of it can be read.
+    """
+    ttl: TTL = "1h" if strategy == "rolling_1h" else "5m"
+    prefix_ttl: TTL | None = None if strategy == "no_cache" else ttl
+    prompts: list[Prompt] = []
+    history: list[Block] = []
+    generation = 0
+    previous = 0
+    for i, tokens in enumerate(workload.history_tokens):
+        if tokens < previous:
+            generation += 1
+            history = []
+            previous = 0
+        history.append(_block(f"messages.{i}", tokens - previous, None, salt=f"run{run}.gen{generation}."))
+        previous = tokens
+        fixed = [_block("tools.0", workload.tool_tokens, None)] if workload.tool_tokens else []
+        fixed.append(_block("system.0", workload.system_tokens, prefix_ttl))
+        blocks = fixed + history
+        if strategy.startswith("rolling"):
+            blocks[-1] = Block(blocks[-1].path, blocks[-1].fingerprint, blocks[-1].tokens, ttl=ttl)
+        prompts.append(Prompt(model=workload.model, blocks=tuple(blocks), tail_tokens=0))
+    return prompts
+
+
+def _simulate(workload: Workload, strategy: str) -> StrategyResult:
+    sim = CacheSim()
+    run_gap = 86400.0 / workload.runs_per_day
+    result: list[IterationCost] = []
+    for run in (0, 1):  # run 1 follows run 0 at the daily rate: it is the steady state we report
+        start = run * run_gap
+        result = []
+        for i, prompt in enumerate(_prompts(workload, strategy, run)):
+            cached = sim.request(prompt, start=start + i * workload.seconds_per_call)
+            usage = cached.usage.with_output(workload.output_tokens[i])
+            result.append(IterationCost(i + 1, prompt.total_tokens, usage, cost(workload.model, usage)))
+    return StrategyResult(strategy, tuple(result))
+
+
+def _pays_from(workload: Workload) -> int | None:
+    """Smallest system+tools prefix (tokens) at which caching it costs less than not caching, by bisection."""
+
+    def pays(prefix: int) -> bool:
+        shaped = Workload(
+            workload.model, prefix, 0, workload.history_tokens, workload.output_tokens, workload.runs_per_day
+        )
+        return _simulate(shaped, "system_tools").cost.total < _simulate(shaped, "no_cache").cost.total
+
+    low, high = 1, 1_000_000
+    if not pays(high):
+        return None
+    while low < high:
+        middle = (low + high) // 2
+        if pays(middle):
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+def estimate(workload: Workload) -> Estimate:
+    strategies = {name: _simulate(workload, name) for name in STRATEGIES}
+    minimum = min_cacheable_tokens(workload.model)
+    prefix = workload.system_tokens + workload.tool_tokens
+    pays_from = _pays_from(workload)
+    notes: list[str] = []
+    if prefix < minimum:
+        notes.append(
+            f"The cacheable prefix (system + tools) is {prefix:,} tokens, below {workload.model}'s minimum "
+            f"cacheable length of {minimum:,}: the API silently caches nothing there, so "
+            f"'{STRATEGIES['system_tools']}' saves nothing on this workload."
+        )
+    if pays_from is not None:
+        notes.append(f"Caching the system + tools prefix starts to pay from a prefix of {pays_from:,} tokens.")
+    first_cached = next(
+        (it.iteration for it in strategies["rolling_5m"].iterations if it.usage.cache_write_tokens), None
+    )
+    if first_cached is not None and first_cached > 1:
+        notes.append(
+            f"The rolling cache starts at iteration {first_cached}, the first whose prompt reaches {minimum:,} tokens."
+        )
+    return Estimate(workload, strategies, minimum, pays_from, notes)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The command
+
+
+def _numbers(option: str, text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v.replace("_", "")) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated whole numbers, got {text!r}", param_hint=option) from None
+    if any(v < 0 for v in values):
+        raise typer.BadParameter(f"token counts cannot be negative: {text!r}", param_hint=option)
+    return values
+
+
+def _workload_from_options(
+    *,
+    preset: str | None,
+    model: str | None,
+    system: int | None,
+    tools: int | None,
+    history: str | None,
+    growth: int | None,
+    iterations: int | None,
+    output: str | None,
+    runs_per_day: float | None,
+) -> Workload:
+    if preset is not None and preset not in PRESETS:
+        raise typer.BadParameter(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}", param_hint="--preset")
+    base = PRESETS[preset] if preset else PRESETS["five-step"]
+    hist = _numbers("--history", history) if history else base.history_tokens
+    if growth is not None:
+        count = iterations or len(hist)
+        hist = tuple(hist[0] + growth * i for i in range(count))
+    elif iterations is not None:
+        hist = (hist + (hist[-1],) * iterations)[:iterations] if hist else ()
+    out = _numbers("--output", output) if output else base.output_tokens
+    if len(out) == 1 or len(out) != len(hist):
+        out = (out + (out[-1],) * len(hist))[: len(hist)] if len(out) < len(hist) else out[: len(hist)]
+    try:
+        return Workload(
+            model=model or base.model,
+            system_tokens=base.system_tokens if system is None else system,
+            tool_tokens=base.tool_tokens if tools is None else tools,
+            history_tokens=hist,
+            output_tokens=out,
+            runs_per_day=base.runs_per_day if runs_per_day is None else runs_per_day,
+        )
+    except ConfigError as error:
+        raise typer.BadParameter(str(error)) from None
+
+
+def _print(result: Estimate, console: Console) -> None:
+    w = result.workload
+    console.print(
+        f"[bold]{w.model}[/]  system {w.system_tokens:,} + tools {w.tool_tokens:,} tokens, "
+        f"{len(w.history_tokens)} iterations, {w.runs_per_day:,.0f} runs/day"
+    )
+    table = Table(title="Per iteration (no caching | leanloop default: rolling 5m)")
+    for column in (
+        "iter",
+        "system",
+        "history",
+        "tools",
+        "input",
+        "output",
+        "cost",
+        "cache write",
+        "cache read",
+        "cost cached",
+    ):
+        table.add_column(column, justify="right")
+    none, rolling = result.strategies["no_cache"], result.strategies["rolling_5m"]
+    for plain, cached, hist in zip(none.iterations, rolling.iterations, w.history_tokens, strict=True):
+        table.add_row(
+            str(plain.iteration),
+            f"{w.system_tokens:,}",
+            f"{hist:,}",
+            f"{w.tool_tokens:,}",
+            f"{plain.prompt_tokens:,}",
+            f"{plain.usage.output_tokens:,}",
+            f"${plain.cost.total:.5f}",
+            f"{cached.usage.cache_write_tokens:,}",
+            f"{cached.usage.cache_read_tokens:,}",
+            f"${cached.cost.total:.5f}",
+        )
+    console.print(table)
+    summary = Table(title="Per strategy")
+    for column in (
+        "strategy",
+        "input",
+        "cache write",
+        "cache read",
+        "output",
+        "$/run",
+        "$/day",
+        "$/month",
+        "vs none",
+    ):
+        summary.add_column(column, justify="left" if column == "strategy" else "right")
+    base = none.cost.total
+    per_day = Decimal(str(w.runs_per_day))
+    for name, strategy in result.strategies.items():
+        usage, run = strategy.usage, strategy.cost.total
+        summary.add_row(
+            STRATEGIES[name],
+            f"{usage.prompt_tokens:,}",
+            f"{usage.cache_write_tokens:,}",
+            f"{usage.cache_read_tokens:,}",
+            f"{usage.output_tokens:,}",
+            f"${run:.5f}",
+            f"${run * per_day:,.2f}",
+            f"${run * per_day * 30:,.2f}",
+            f"{run / base:.2f}x" if base else "-",
+        )
+    console.print(summary)
+    for note in result.notes:
+        console.print(f"- {note}")
+
+
+def estimate_command(
+    *,
+    preset: Annotated[str | None, typer.Option(help="A reference workload: five-step.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model id, e.g. claude-sonnet-4-6.")] = None,
+    system: Annotated[int | None, typer.Option("--system", min=0, help="System prompt tokens.")] = None,
+    tools: Annotated[int | None, typer.Option("--tools", min=0, help="Tool definition tokens.")] = None,
+    history: Annotated[str | None, typer.Option(help="History tokens per iteration, comma-separated.")] = None,
+    growth: Annotated[
+        int | None, typer.Option(min=0, help="History growth per iteration (with --history start).")
+    ] = None,
+    iterations: Annotated[int | None, typer.Option(min=1, help="Iterations per run.")] = None,
+    output: Annotated[
+        str | None, typer.Option(help="Output tokens per iteration, comma-separated or one value.")
+    ] = None,
+    runs_per_day: Annotated[float | None, typer.Option(min=0.001, help="Runs per day.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Project a workload shape to cost per run, per day and per month under four caching strategies."""
+    workload = _workload_from_options(
+        preset=preset,
+        model=model,
+        system=system,
+        tools=tools,
+        history=history,
+        growth=growth,
+        iterations=iterations,
+        output=output,
+        runs_per_day=runs_per_day,
+    )
+    result = estimate(workload)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        _print(result, Console())

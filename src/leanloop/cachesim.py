@@ -1,0 +1,459 @@
+"""Anthropic's prompt cache, as a pure model: which tokens of a request are read, written, or sent fresh.
+
+The rules (API-FACTS section 1, DESIGN "The cache rules"):
+
+- The prompt is a sequence of blocks in prefix order: tools, system, then message content blocks. A cache entry is
+  the exact bytes of the prefix up to a block that carried a breakpoint (``cache_control``).
+- At most 4 breakpoints per request; top-level automatic caching uses one of them and lands on the last block that
+  can carry a marker. A 5th breakpoint, an unknown ttl, or a 1h breakpoint after a 5m one is a 400.
+- A breakpoint reads the longest existing entry at its own block or at most ``lookback`` (20) positions before it.
+  A run of consecutive tool_use blocks counts as one position, and so does a run of tool_result blocks.
+- Each breakpoint after the read point whose prefix reaches the model's minimum cacheable length is written;
+  shorter prefixes are silently not cached.
+- Entries live 5 minutes or 1 hour from the start of the request that wrote or last read them (reads refresh).
+- Entries are scoped per model. A new entry is readable only once its writer's response has started streaming, so
+  concurrent identical requests all pay the write.
+- ``input_tokens`` is what follows the last cache point, including the few tokens that open the assistant turn.
+
+Tool choice and thinking settings are folded into a zero-token pseudo-block (``settings``) in front of the messages:
+changing them invalidates the messages cache but not tools or system, as on the real API.
+
+Lookups are hash lookups: the cost of a request is linear in its size and independent of how many entries exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Literal, cast
+
+from leanloop.errors import InvalidRequestError
+from leanloop.tokens import TRAILING_PROMPT_TOKENS, Estimator, TokenCounter
+from leanloop.usage import Usage
+
+__all__ = [
+    "LOOKBACK_POSITIONS",
+    "MAX_BREAKPOINTS",
+    "MIN_CACHEABLE_TOKENS",
+    "TTL_SECONDS",
+    "Block",
+    "CacheResult",
+    "CacheSim",
+    "Prompt",
+    "block_fingerprint",
+    "canonical_json",
+    "iter_request_blocks",
+    "min_cacheable_tokens",
+    "prompt_from_request",
+]
+
+TTL = Literal["5m", "1h"]
+TTL_SECONDS: dict[str, float] = {"5m": 300.0, "1h": 3600.0}
+MAX_BREAKPOINTS = 4
+LOOKBACK_POSITIONS = 20
+
+# Minimum cacheable prompt length per model (API-FACTS 1.3). Not monotonic across generations. Keys match the model
+# id with any date suffix removed, exactly or as the longest prefix. Extend it by passing ``min_tokens=`` to CacheSim.
+MIN_CACHEABLE_TOKENS: dict[str, int] = {
+    "claude-opus-5-5": 512,
+    "claude-sonnet-5-5": 512,  # secondary sources only
+    "claude-haiku-5-5": 512,  # secondary sources only
+    "claude-opus-5": 512,
+    "claude-fable-5": 512,
+    "claude-mythos-5": 512,
+    "claude-sonnet-5": 1024,
+    "claude-opus-4-8": 1024,
+    "claude-opus-4-7": 2048,
+    "claude-opus-4-6": 4096,
+    "claude-opus-4-5": 4096,
+    "claude-haiku-4-5": 4096,
+    # The official skill says 1024; SDK issue #1194 and orq.ai observe caching only from 2048. 2048 is the safe floor.
+    "claude-sonnet-4-6": 2048,
+    "claude-sonnet-4-5": 1024,
+    "claude-opus-4-1": 1024,
+    "claude-opus-4": 1024,
+    "claude-sonnet-4": 1024,
+    "claude-mythos-preview": 2048,
+    "claude-3-7-sonnet": 1024,
+    "claude-3-5-sonnet": 1024,
+    "claude-3-5-haiku": 2048,
+    "claude-3-haiku": 2048,
+    "claude-3-opus": 1024,
+}
+_DEFAULT_MIN_TOKENS = 1024
+_DATE_SUFFIX = re.compile(r"-\d{8}$")
+
+
+def _model_key(model: str) -> str:
+    return _DATE_SUFFIX.sub("", model.strip().lower())
+
+
+def min_cacheable_tokens(model: str, table: Mapping[str, int] | None = None) -> int:
+    """The model's minimum cacheable prefix in tokens (1024 for a model the table does not know)."""
+    table = MIN_CACHEABLE_TOKENS if table is None else table
+    key = _model_key(model)
+    if key in table:
+        return table[key]
+    best = max((k for k in table if key.startswith(k + "-")), key=len, default=None)
+    return table[best] if best is not None else _DEFAULT_MIN_TOKENS
+
+
+def canonical_json(value: Any) -> str:
+    """Compact JSON that keeps the caller's key order: reordering keys changes the bytes, as it does on the wire."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def block_fingerprint(section: str, canonical: str) -> bytes:
+    return hashlib.blake2b(f"{section}\x00{canonical}".encode(), digest_size=16).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """One prefix block: a tool definition, a system block, a message content block, or a settings pseudo-block.
+
+    ``path`` is the API's own path (``tools.0``, ``system.1``, ``messages.3.content.0``). ``run`` is ``tool_use``
+    or ``tool_result`` for blocks that share a lookback position with neighbours of the same run.
+    """
+
+    path: str
+    fingerprint: bytes
+    tokens: int
+    ttl: TTL | None = None
+    run: str | None = None
+    message: int | None = None
+    auto_eligible: bool = True
+    counts_as_position: bool = True
+    canonical: str = field(default="", repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A request as the cache sees it. ``auto_ttl`` is the top-level automatic cache_control, if any."""
+
+    model: str
+    blocks: tuple[Block, ...]
+    auto_ttl: TTL | None = None
+    tail_tokens: int = TRAILING_PROMPT_TOKENS
+
+    @cached_property
+    def prefix_hashes(self) -> list[bytes]:
+        hashes: list[bytes] = []
+        previous = _model_key(self.model).encode()
+        for block in self.blocks:
+            previous = hashlib.blake2b(previous + block.fingerprint, digest_size=16).digest()
+            hashes.append(previous)
+        return hashes
+
+    @cached_property
+    def prefix_tokens(self) -> list[int]:
+        total = 0
+        out: list[int] = []
+        for block in self.blocks:
+            total += block.tokens
+            out.append(total)
+        return out
+
+    @cached_property
+    def positions(self) -> list[int]:
+        out: list[int] = []
+        position = -1
+        previous: Block | None = None
+        for block in self.blocks:
+            collapses = (
+                previous is not None
+                and block.run is not None
+                and block.run == previous.run
+                and block.message == previous.message
+            )
+            if block.counts_as_position and not collapses:
+                position += 1
+            out.append(max(position, 0))
+            if block.counts_as_position:
+                previous = block
+        return out
+
+    @property
+    def total_tokens(self) -> int:
+        return (self.prefix_tokens[-1] if self.blocks else 0) + self.tail_tokens
+
+    @cached_property
+    def breakpoints(self) -> list[tuple[int, TTL]]:
+        """(block index, ttl) of every breakpoint in prefix order, automatic one included. Raises if invalid."""
+        marks = [(i, b.ttl) for i, b in enumerate(self.blocks) if b.ttl is not None]
+        explicit = len(marks)
+        if self.auto_ttl is not None:
+            target = next((i for i in range(len(self.blocks) - 1, -1, -1) if self.blocks[i].auto_eligible), None)
+            if target is not None:
+                own = self.blocks[target].ttl
+                if own is None:
+                    marks.append((target, self.auto_ttl))
+                    marks.sort()
+                elif own != self.auto_ttl:
+                    raise InvalidRequestError(
+                        f"cache_control: the top-level cache_control ttl='{self.auto_ttl}' conflicts with "
+                        f"ttl='{own}' on {self.blocks[target].path}, the block it applies to"
+                    )
+            explicit += 1 if target is None or self.blocks[target].ttl is None else 0
+        if explicit > MAX_BREAKPOINTS:
+            raise InvalidRequestError(
+                f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. Found {explicit}."
+            )
+        seen_5m = False
+        for index, ttl in cast(list[tuple[int, TTL]], marks):
+            if ttl == "5m":
+                seen_5m = True
+            elif seen_5m:
+                raise InvalidRequestError(
+                    f"{self.blocks[index].path}.cache_control.ttl: a ttl='1h' cache_control block must not come "
+                    "after a ttl='5m' cache_control block. Note that blocks are processed in the following order: "
+                    "`tools`, `system`, `messages`."
+                )
+        return cast(list[tuple[int, TTL]], marks)
+
+
+@dataclass(frozen=True, slots=True)
+class CacheResult:
+    """What the API would report for one request, and why.
+
+    ``read_path`` is the block whose cache entry was read; ``written`` the breakpoints whose entries were created;
+    ``skipped_below_minimum`` the breakpoints whose prefix was too short to cache.
+    """
+
+    usage: Usage
+    read_path: str | None
+    written: tuple[str, ...]
+    skipped_below_minimum: tuple[str, ...]
+    min_tokens: int
+
+
+@dataclass(slots=True)
+class _Entry:
+    tokens: int
+    ttl: TTL
+    expires_at: float
+    readable_at: float
+
+
+@dataclass(slots=True)
+class _Plan:
+    result: CacheResult
+    refreshed: list[tuple[bytes, TTL]]
+    writes: list[tuple[bytes, int, TTL]]
+
+
+class CacheSim:
+    """The cache state of one workspace: entries per model, created, refreshed and expired by the rules above.
+
+    ``request`` applies a request and returns its usage; ``predict`` answers the same without changing anything.
+    Times are seconds on any monotonic clock the caller chooses (the emulator's is injectable).
+    """
+
+    def __init__(self, *, min_tokens: Mapping[str, int] | None = None, lookback: int = LOOKBACK_POSITIONS) -> None:
+        self._min_tokens = {**MIN_CACHEABLE_TOKENS, **(min_tokens or {})}
+        self._lookback = lookback
+        self._entries: dict[bytes, _Entry] = {}
+        self._purge_at = 1024
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def min_tokens(self, model: str) -> int:
+        return min_cacheable_tokens(model, self._min_tokens)
+
+    def predict(self, prompt: Prompt, *, start: float) -> CacheResult:
+        return self._plan(prompt, start).result
+
+    def request(self, prompt: Prompt, *, start: float, response_start: float | None = None) -> CacheResult:
+        """Apply ``prompt`` sent at ``start`` whose response began streaming at ``response_start``.
+
+        Entries it writes become readable at ``response_start`` (default: immediately).
+        """
+        plan = self._plan(prompt, start)
+        readable_at = start if response_start is None else response_start
+        for key, ttl in plan.refreshed:
+            entry = self._entries[key]
+            entry.expires_at = max(entry.expires_at, start + TTL_SECONDS[ttl])
+        for key, tokens, ttl in plan.writes:
+            old = self._entries.get(key)
+            expires = start + TTL_SECONDS[ttl]
+            if old is not None and old.expires_at > start:
+                old.expires_at = max(old.expires_at, expires)
+                old.readable_at = min(old.readable_at, readable_at)
+            else:
+                self._entries[key] = _Entry(tokens, ttl, expires, readable_at)
+        if len(self._entries) >= self._purge_at:
+            self._purge(start)
+        return plan.result
+
+    def _purge(self, now: float) -> None:
+        self._entries = {k: e for k, e in self._entries.items() if e.expires_at > now}
+        self._purge_at = max(1024, 2 * len(self._entries))
+
+    def _live(self, key: bytes, start: float) -> _Entry | None:
+        entry = self._entries.get(key)
+        if entry is None or entry.expires_at <= start or entry.readable_at > start:
+            return None
+        return entry
+
+    def _lookup(self, prompt: Prompt, index: int, start: float) -> int | None:
+        """The latest block at or up to ``lookback`` positions before ``index`` that has a live entry."""
+        hashes, positions = prompt.prefix_hashes, prompt.positions
+        floor = positions[index] - self._lookback
+        for j in range(index, -1, -1):
+            if positions[j] < floor:
+                return None
+            if self._live(hashes[j], start) is not None:
+                return j
+        return None
+
+    def _plan(self, prompt: Prompt, start: float) -> _Plan:
+        breakpoints = prompt.breakpoints
+        hashes, tokens = prompt.prefix_hashes, prompt.prefix_tokens
+        read_index: int | None = None
+        refreshed: list[tuple[bytes, TTL]] = []
+        for index, ttl in breakpoints:
+            hit = self._lookup(prompt, index, start)
+            if hit is not None:
+                refreshed.append((hashes[hit], ttl))
+                read_index = hit if read_index is None else max(read_index, hit)
+        minimum = self.min_tokens(prompt.model)
+        read = tokens[read_index] if read_index is not None else 0
+        cut = read
+        writes: list[tuple[bytes, int, TTL]] = []
+        written: list[str] = []
+        by_ttl = {"5m": 0, "1h": 0}
+        skipped: list[str] = []
+        for index, ttl in breakpoints:
+            if read_index is not None and index <= read_index:
+                continue
+            if tokens[index] < minimum:
+                skipped.append(prompt.blocks[index].path)
+                continue
+            writes.append((hashes[index], tokens[index], ttl))
+            written.append(prompt.blocks[index].path)
+            by_ttl[ttl] += tokens[index] - cut
+            cut = tokens[index]
+        usage = Usage(
+            input_tokens=prompt.total_tokens - cut,
+            cache_write_5m_tokens=by_ttl["5m"],
+            cache_write_1h_tokens=by_ttl["1h"],
+            cache_read_tokens=read,
+        )
+        result = CacheResult(
+            usage=usage,
+            read_path=prompt.blocks[read_index].path if read_index is not None else None,
+            written=tuple(written),
+            skipped_below_minimum=tuple(skipped),
+            min_tokens=minimum,
+        )
+        return _Plan(result, refreshed, writes)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# From an API request to a Prompt
+
+
+def _cache_ttl(path: str, block: Mapping[str, Any]) -> TTL | None:
+    mark = block.get("cache_control")
+    if mark is None:
+        return None
+    if not isinstance(mark, Mapping) or mark.get("type") != "ephemeral":  # pyright: ignore[reportUnknownMemberType]
+        raise InvalidRequestError(f"{path}.cache_control.type: Input should be 'ephemeral'")
+    ttl = cast(Mapping[str, Any], mark).get("ttl", "5m")
+    if ttl not in TTL_SECONDS:
+        raise InvalidRequestError(f"{path}.cache_control.ephemeral.ttl: Input should be '5m' or '1h'")
+    return cast(TTL, ttl)
+
+
+def _as_blocks(content: Any) -> list[Mapping[str, Any]]:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    if isinstance(content, Sequence):
+        return [cast(Mapping[str, Any], b) for b in cast(Sequence[Any], content) if isinstance(b, Mapping)]
+    raise InvalidRequestError(f"content: Input should be a valid string or list, got {type(content).__name__}")
+
+
+def _canonical_block(block: Mapping[str, Any]) -> str:
+    # The API parses the block: its own fields have no order, but free-form JSON inside (tool input, schemas)
+    # is rendered as sent.
+    return canonical_json({k: block[k] for k in sorted(block) if k != "cache_control"})
+
+
+def _settings(request: Mapping[str, Any]) -> str:
+    tool_choice = request.get("tool_choice")
+    if isinstance(tool_choice, Mapping) and cast(Mapping[str, Any], tool_choice).get("type") == "auto":
+        tool_choice = None  # "auto" is the default: sending it explicitly renders the same prompt
+    return canonical_json({"thinking": request.get("thinking"), "tool_choice": tool_choice})
+
+
+def iter_request_blocks(
+    request: Mapping[str, Any],
+) -> Iterator[tuple[str, str, Mapping[str, Any], int | None]]:
+    """(path, section, block, message index) for every prefix block of an API request, in prefix order.
+
+    ``section`` is ``tools``, ``system`` or the message role, with ``+`` when the block opens a new message.
+    """
+    for i, tool in enumerate(cast(Sequence[Mapping[str, Any]], request.get("tools") or [])):
+        yield f"tools.{i}", "tools", tool, None
+    for i, block in enumerate(_as_blocks(request.get("system"))):
+        yield f"system.{i}", "system", block, None
+    for m, message in enumerate(cast(Sequence[Mapping[str, Any]], request.get("messages") or [])):
+        role = str(message.get("role", "user"))
+        for k, block in enumerate(_as_blocks(message.get("content"))):
+            yield f"messages.{m}.content.{k}", role + ("+" if k == 0 else ""), block, m
+
+
+def prompt_from_request(request: Mapping[str, Any], counter: TokenCounter | None = None) -> Prompt:
+    """Build the cache's view of a Messages API request body (the dict the SDK would send).
+
+    Raises ``InvalidRequestError`` for cache_control values the API rejects.
+    """
+    model = str(request.get("model", ""))
+    items = list(iter_request_blocks(request))
+    counts = (counter or _ESTIMATOR).count_request(model, [(section, block) for _, section, block, _ in items])
+    blocks: list[Block] = []
+    settings_done = False
+    for (path, section, block, message), count in zip(items, counts, strict=True):
+        if message is not None and not settings_done:
+            blocks.append(_settings_block(request))
+            settings_done = True
+        canonical = _canonical_block(block)
+        kind = block.get("type", "text")
+        blocks.append(
+            Block(
+                path=path,
+                fingerprint=block_fingerprint(section, canonical),
+                tokens=count,
+                ttl=_cache_ttl(path, block),
+                run=kind if kind in ("tool_use", "tool_result") else None,
+                message=message,
+                auto_eligible=kind not in ("thinking", "redacted_thinking"),
+                canonical=canonical,
+            )
+        )
+    if not settings_done:
+        blocks.append(_settings_block(request))
+    auto = request.get("cache_control")
+    auto_ttl = _cache_ttl("cache_control", {"cache_control": auto}) if auto is not None else None
+    return Prompt(model=model, blocks=tuple(blocks), auto_ttl=auto_ttl)
+
+
+def _settings_block(request: Mapping[str, Any]) -> Block:
+    canonical = _settings(request)
+    return Block(
+        path="settings",
+        fingerprint=block_fingerprint("settings", canonical),
+        tokens=0,
+        auto_eligible=False,
+        counts_as_position=False,
+        canonical=canonical,
+    )
+
+
+_ESTIMATOR = Estimator()

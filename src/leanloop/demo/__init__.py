@@ -1,0 +1,1 @@
+"""The log-triage demo agent."""

@@ -1,0 +1,286 @@
+"""What one model call cost, split the way Anthropic bills it.
+
+Prices come from genai-prices (per-model cache-read multipliers, tier thresholds, batch and fast-mode variants),
+never from a table in this code. An override table (``PriceOverrides``: from code, a TOML or a JSON file, or the
+file named by ``LEANLOOP_PRICES``) takes precedence, for negotiated rates or models genai-prices does not know yet.
+
+Each request is priced on its own: tier thresholds (for example Haiku 5.5 above 100K prompt tokens) apply per
+request, so pricing a sum of requests gives a wrong, higher number.
+
+An unknown model costs "unknown" (``Cost.is_known`` is False) and raises an ``UnknownModelWarning`` naming it,
+once per model. It is never $0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from genai_prices import data_snapshot
+from genai_prices.types import ModelPrice, TieredPrices, calc_unit_price
+
+from leanloop.errors import ConfigError
+from leanloop.usage import Usage
+
+__all__ = [
+    "Cost",
+    "ModelPrices",
+    "PriceOverrides",
+    "Pricing",
+    "UnknownModelWarning",
+    "cost",
+    "default_pricing",
+]
+
+_PER_MTOK = 1_000_000
+_ZERO = Decimal(0)
+_US_GEO_MULTIPLIER = Decimal("1.1")  # inference_geo="us" data residency (API-FACTS 2)
+
+
+class UnknownModelWarning(UserWarning):
+    """A model has no price in genai-prices nor in the override table: its cost is reported as unknown."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPrices:
+    """USD per million tokens for one model, as resolved for one request (tier and batch applied)."""
+
+    input: Decimal
+    output: Decimal
+    cache_write_5m: Decimal
+    cache_write_1h: Decimal
+    cache_read: Decimal
+
+    @classmethod
+    def from_mapping(cls, model: str, data: Mapping[str, Any]) -> ModelPrices:
+        """From ``{"input": 3, "output": 15, ...}``. Missing cache prices follow Anthropic's multipliers of input
+        (5m write 1.25x, 1h write 2x, read 0.1x)."""
+        try:
+            base = Decimal(str(data["input"]))
+            values = {
+                "input": base,
+                "output": Decimal(str(data["output"])),
+                "cache_write_5m": Decimal(str(data.get("cache_write_5m", base * Decimal("1.25")))),
+                "cache_write_1h": Decimal(str(data.get("cache_write_1h", base * 2))),
+                "cache_read": Decimal(str(data.get("cache_read", base * Decimal("0.1")))),
+            }
+        except KeyError as missing:
+            raise ConfigError(f"price override for {model!r} needs {missing.args[0]!r} (USD per MTok)") from None
+        except (ArithmeticError, ValueError, TypeError):
+            raise ConfigError(f"price override for {model!r} has a value that is not a number: {dict(data)}") from None
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ConfigError(f"price override for {model!r} has unknown keys {sorted(unknown)}")
+        if any(v < 0 or not v.is_finite() for v in values.values()):
+            raise ConfigError(f"price override for {model!r} has a negative or infinite price: {dict(data)}")
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """USD of one call or of many, by component. ``unknown_models`` lists models that could not be priced:
+    when it is not empty the totals cover only the calls that could be. ``estimated`` marks costs that assumed
+    the 5m rate for cache writes whose TTL split was not recorded."""
+
+    input: Decimal = _ZERO
+    cache_write_5m: Decimal = _ZERO
+    cache_write_1h: Decimal = _ZERO
+    cache_read: Decimal = _ZERO
+    output: Decimal = _ZERO
+    unknown_models: frozenset[str] = field(default_factory=frozenset[str])
+    estimated: bool = False
+
+    @property
+    def total(self) -> Decimal:
+        return self.input + self.cache_write_5m + self.cache_write_1h + self.cache_read + self.output
+
+    @property
+    def is_known(self) -> bool:
+        return not self.unknown_models
+
+    @property
+    def usd(self) -> float | None:
+        """Total in USD, or None when some model was unknown."""
+        return float(self.total) if self.is_known else None
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(
+            input=self.input + other.input,
+            cache_write_5m=self.cache_write_5m + other.cache_write_5m,
+            cache_write_1h=self.cache_write_1h + other.cache_write_1h,
+            cache_read=self.cache_read + other.cache_read,
+            output=self.output + other.output,
+            unknown_models=self.unknown_models | other.unknown_models,
+            estimated=self.estimated or other.estimated,
+        )
+
+    def __str__(self) -> str:
+        if not self.is_known:
+            priced = f"${self.total:.4f} + " if self.total else ""
+            return f"{priced}unknown ({', '.join(sorted(self.unknown_models))})"
+        return f"${self.total:.4f}{' (est.)' if self.estimated else ''}"
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "input_usd": float(self.input),
+            "cache_write_5m_usd": float(self.cache_write_5m),
+            "cache_write_1h_usd": float(self.cache_write_1h),
+            "cache_read_usd": float(self.cache_read),
+            "output_usd": float(self.output),
+            "total_usd": self.usd,
+        }
+        if self.unknown_models:
+            data["unknown_models"] = sorted(self.unknown_models)
+        if self.estimated:
+            data["estimated"] = True
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Cost:
+        return cls(
+            input=Decimal(str(data.get("input_usd", 0))),
+            cache_write_5m=Decimal(str(data.get("cache_write_5m_usd", 0))),
+            cache_write_1h=Decimal(str(data.get("cache_write_1h_usd", 0))),
+            cache_read=Decimal(str(data.get("cache_read_usd", 0))),
+            output=Decimal(str(data.get("output_usd", 0))),
+            unknown_models=frozenset(data.get("unknown_models", ())),
+            estimated=bool(data.get("estimated", False)),
+        )
+
+
+class PriceOverrides(dict[str, ModelPrices]):
+    """Model id -> ``ModelPrices``; wins over genai-prices. Ids match exactly or without a date suffix."""
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Mapping[str, Any]]) -> PriceOverrides:
+        return cls({model: ModelPrices.from_mapping(model, prices) for model, prices in data.items()})
+
+    @classmethod
+    def load(cls, path: str | Path) -> PriceOverrides:
+        """From a TOML file (``[claude-x]`` tables) or a JSON file (an object of objects), USD per MTok."""
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as error:
+            raise ConfigError(f"price override file {path}: {error.strerror}") from None
+        try:
+            data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+        except (json.JSONDecodeError, tomllib.TOMLDecodeError) as error:
+            raise ConfigError(f"price override file {path} is not valid {path.suffix[1:] or 'TOML'}: {error}") from None
+        if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):  # pyright: ignore[reportUnknownVariableType]
+            raise ConfigError(f"price override file {path}: expected a table per model id, e.g. [claude-x] input = 3")
+        return cls.from_mapping(data)  # pyright: ignore[reportUnknownArgumentType]
+
+
+def _strip_date(model: str) -> str:
+    head, _, tail = model.rpartition("-")
+    return head if tail.isdigit() and len(tail) == 8 else model
+
+
+@lru_cache(maxsize=512)
+def _model_info(model: str) -> Any:
+    try:
+        _, info = data_snapshot.get_snapshot().find_provider_model(model, None, "anthropic", None)
+    except LookupError:
+        return None
+    return info
+
+
+def _tier_price(price: Decimal | TieredPrices | None, prompt_tokens: int) -> Decimal:
+    return calc_unit_price(price, _PER_MTOK, prompt_tokens, _PER_MTOK) if price is not None else _ZERO
+
+
+class Pricing:
+    """Prices calls: genai-prices, with ``overrides`` first."""
+
+    def __init__(self, overrides: Mapping[str, ModelPrices] | None = None) -> None:
+        self.overrides = PriceOverrides(overrides or {})
+        self._warned: set[str] = set()
+
+    def prices(
+        self,
+        model: str,
+        *,
+        prompt_tokens: int = 0,
+        batch: bool = False,
+        speed: str | None = None,
+        at: datetime | None = None,
+    ) -> ModelPrices | None:
+        """Per-MTok prices for one request of ``prompt_tokens`` total input tokens, or None if the model is unknown."""
+        override = self.overrides.get(model) or self.overrides.get(_strip_date(model))
+        if override is not None:
+            if not batch:
+                return override
+            half = Decimal("0.5")
+            return ModelPrices(*(getattr(override, f.name) * half for f in fields(ModelPrices)))
+        info = _model_info(model)
+        if info is None:
+            return None
+        context = {k: v for k, v in (("processing", "batch" if batch else None), ("speed", speed)) if v}
+        resolved: ModelPrice = info.get_prices(at or datetime.now(tz=UTC), context or None)
+        return ModelPrices(
+            input=_tier_price(resolved.input_mtok, prompt_tokens),
+            output=_tier_price(resolved.output_mtok, prompt_tokens),
+            cache_write_5m=_tier_price(resolved.cache_write_mtok, prompt_tokens),
+            cache_write_1h=_tier_price(resolved.cache_write_1h_mtok, prompt_tokens),
+            cache_read=_tier_price(resolved.cache_read_mtok, prompt_tokens),
+        )
+
+    def cost(self, model: str, usage: Any, *, batch: bool = False, at: datetime | None = None) -> Cost:
+        """Cost of one request. ``usage``: the SDK's Usage, a dict of the same shape, or a ``leanloop.Usage``."""
+        usage = Usage.from_api(usage)
+        prices = self.prices(
+            model,
+            prompt_tokens=usage.prompt_tokens,
+            batch=batch,
+            speed=usage.speed if usage.speed == "fast" else None,
+            at=at,
+        )
+        if prices is None:
+            if model not in self._warned:
+                self._warned.add(model)
+                warnings.warn(
+                    f"no price known for model {model!r}: its cost is reported as unknown. Add it to a price "
+                    "override file (see leanloop.pricing.PriceOverrides) if it is a real model.",
+                    UnknownModelWarning,
+                    stacklevel=2,
+                )
+            return Cost(unknown_models=frozenset({model}), estimated=usage.split_estimated)
+        geo = _US_GEO_MULTIPLIER if usage.inference_geo == "us" else Decimal(1)
+
+        def part(tokens: int, per_mtok: Decimal) -> Decimal:
+            return tokens * per_mtok * geo / _PER_MTOK
+
+        return Cost(
+            input=part(usage.input_tokens, prices.input),
+            cache_write_5m=part(usage.cache_write_5m_tokens, prices.cache_write_5m),
+            cache_write_1h=part(usage.cache_write_1h_tokens, prices.cache_write_1h),
+            cache_read=part(usage.cache_read_tokens, prices.cache_read),
+            output=part(usage.output_tokens, prices.output),
+            estimated=usage.split_estimated,
+        )
+
+
+@lru_cache(maxsize=1)
+def default_pricing() -> Pricing:
+    """genai-prices plus the override file named by ``LEANLOOP_PRICES``, if set."""
+    path = os.environ.get("LEANLOOP_PRICES")
+    return Pricing(PriceOverrides.load(path) if path else None)
+
+
+def cost(model: str, usage: Any, *, batch: bool = False, at: datetime | None = None) -> Cost:
+    """Cost of one request with the default pricing. See ``Pricing.cost``.
+
+    >>> cost("claude-sonnet-4-6", {"input_tokens": 8810, "output_tokens": 900}).total
+    Decimal('0.03993')
+    """
+    return default_pricing().cost(model, usage, batch=batch, at=at)

@@ -1,0 +1,149 @@
+"""Token counts of one model call, in the Messages API's own terms.
+
+``input_tokens`` is only the uncached tail after the last cache breakpoint; the whole prompt is
+``input_tokens + cache_write_tokens + cache_read_tokens`` (API-FACTS section 2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any, cast
+
+from leanloop.errors import ConfigError
+
+__all__ = ["Usage"]
+
+
+def _field(source: Any, name: str) -> Any:
+    if isinstance(source, Mapping):
+        return cast(Mapping[str, Any], source).get(name)
+    return getattr(source, name, None)
+
+
+def _count(source: Any, name: str) -> int:
+    value = _field(source, name)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ConfigError(f"usage.{name} must be a non-negative integer, got {value!r}")
+    return int(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """One call's tokens, split the way they are billed.
+
+    ``split_estimated`` is True when the source gave only ``cache_creation_input_tokens`` without the 5m/1h
+    breakdown: the writes are then counted as 5m (the cheaper rate) and the cost is marked as estimated.
+    """
+
+    input_tokens: int = 0
+    cache_write_5m_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    cache_read_tokens: int = 0
+    output_tokens: int = 0
+    split_estimated: bool = False
+    speed: str | None = None
+    inference_geo: str | None = None
+
+    @property
+    def cache_write_tokens(self) -> int:
+        return self.cache_write_5m_tokens + self.cache_write_1h_tokens
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Every input token of the request: uncached tail, cache writes and cache reads."""
+        return self.input_tokens + self.cache_write_tokens + self.cache_read_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            cache_write_5m_tokens=self.cache_write_5m_tokens + other.cache_write_5m_tokens,
+            cache_write_1h_tokens=self.cache_write_1h_tokens + other.cache_write_1h_tokens,
+            cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            split_estimated=self.split_estimated or other.split_estimated,
+        )
+
+    def with_output(self, output_tokens: int) -> Usage:
+        return replace(self, output_tokens=output_tokens)
+
+    @classmethod
+    def from_api(cls, source: Any) -> Usage:
+        """From the SDK's ``Usage``/``MessageDeltaUsage``, a plain dict of the same shape, or a ``Usage``.
+
+        >>> Usage.from_api({"input_tokens": 3, "cache_creation_input_tokens": 418, "output_tokens": 33}).split_estimated
+        True
+        """
+        if isinstance(source, Usage):
+            return source
+        if source is None:
+            raise ConfigError("usage is missing (got None)")
+        creation_total = _count(source, "cache_creation_input_tokens")
+        split = _field(source, "cache_creation")
+        write_5m = write_1h = 0
+        estimated = False
+        if split is not None:
+            write_5m = _count(split, "ephemeral_5m_input_tokens")
+            write_1h = _count(split, "ephemeral_1h_input_tokens")
+        if write_5m + write_1h < creation_total:
+            # No split, or a split that does not add up: the remainder is priced at the 5m rate, flagged.
+            estimated = True
+            write_5m = creation_total - write_1h
+        speed = _field(source, "speed")
+        geo = _field(source, "inference_geo")
+        return cls(
+            input_tokens=_count(source, "input_tokens"),
+            cache_write_5m_tokens=write_5m,
+            cache_write_1h_tokens=write_1h,
+            cache_read_tokens=_count(source, "cache_read_input_tokens"),
+            output_tokens=_count(source, "output_tokens"),
+            split_estimated=estimated,
+            speed=speed if isinstance(speed, str) else None,
+            inference_geo=geo if isinstance(geo, str) else None,
+        )
+
+    def to_api(self) -> dict[str, Any]:
+        """The Messages API's ``usage`` shape."""
+        return {
+            "input_tokens": self.input_tokens,
+            "cache_creation_input_tokens": self.cache_write_tokens,
+            "cache_read_input_tokens": self.cache_read_tokens,
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": self.cache_write_5m_tokens,
+                "ephemeral_1h_input_tokens": self.cache_write_1h_tokens,
+            },
+            "output_tokens": self.output_tokens,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """leanloop's flat shape, as written to traces."""
+        data: dict[str, Any] = {
+            "input_tokens": self.input_tokens,
+            "cache_write_5m_tokens": self.cache_write_5m_tokens,
+            "cache_write_1h_tokens": self.cache_write_1h_tokens,
+            "cache_read_tokens": self.cache_read_tokens,
+            "output_tokens": self.output_tokens,
+        }
+        if self.split_estimated:
+            data["split_estimated"] = True
+        if self.speed:
+            data["speed"] = self.speed
+        if self.inference_geo:
+            data["inference_geo"] = self.inference_geo
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Usage:
+        """Inverse of ``to_dict``."""
+        return cls(
+            input_tokens=_count(data, "input_tokens"),
+            cache_write_5m_tokens=_count(data, "cache_write_5m_tokens"),
+            cache_write_1h_tokens=_count(data, "cache_write_1h_tokens"),
+            cache_read_tokens=_count(data, "cache_read_tokens"),
+            output_tokens=_count(data, "output_tokens"),
+            split_estimated=bool(data.get("split_estimated", False)),
+            speed=data.get("speed"),
+            inference_geo=data.get("inference_geo"),
+        )
