@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -297,19 +298,8 @@ def _print(result: Estimate, console: Console) -> None:
         f"[bold]{w.model}[/]  system {w.system_tokens:,} + tools {w.tool_tokens:,} tokens, "
         f"{len(w.history_tokens)} iterations, {w.runs_per_day:,.0f} runs/day"
     )
-    table = Table(title="Per iteration (no caching | leanloop default: rolling 5m)")
-    for column in (
-        "iter",
-        "system",
-        "history",
-        "tools",
-        "input",
-        "output",
-        "cost",
-        "cache write",
-        "cache read",
-        "cost cached",
-    ):
+    table = Table(title="Per iteration: no caching | leanloop default (rolling 5m)", box=box.SIMPLE_HEAD)
+    for column in ("#", "system", "history", "tools", "input", "output", "cost", "write", "read", "cost"):
         table.add_column(column, justify="right")
     none, rolling = result.strategies["no_cache"], result.strategies["rolling_5m"]
     for plain, cached, hist in zip(none.iterations, rolling.iterations, w.history_tokens, strict=True):
@@ -326,25 +316,15 @@ def _print(result: Estimate, console: Console) -> None:
             f"${cached.cost.total:.5f}",
         )
     console.print(table)
-    summary = Table(title="Per strategy")
-    for column in (
-        "strategy",
-        "input",
-        "cache write",
-        "cache read",
-        "output",
-        "$/run",
-        "$/day",
-        "$/month",
-        "vs none",
-    ):
+    summary = Table(title="Per run, day and month, by strategy", box=box.SIMPLE_HEAD)
+    for column in ("strategy", "input", "write", "read", "output", "$/run", "$/day", "$/month", "vs none"):
         summary.add_column(column, justify="left" if column == "strategy" else "right")
     base = none.cost.total
     per_day = Decimal(str(w.runs_per_day))
     for name, strategy in result.strategies.items():
         usage, run = strategy.usage, strategy.cost.total
         summary.add_row(
-            STRATEGIES[name],
+            name,
             f"{usage.prompt_tokens:,}",
             f"{usage.cache_write_tokens:,}",
             f"{usage.cache_read_tokens:,}",

@@ -1,0 +1,367 @@
+"""cachesim: one hand-computed scenario per rule, and hypothesis properties."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from leanloop.cachesim import (
+    TTL,
+    Block,
+    CacheSim,
+    Prompt,
+    block_fingerprint,
+    min_cacheable_tokens,
+    prompt_from_request,
+)
+from leanloop.errors import InvalidRequestError
+
+MODEL = "claude-sonnet-4-6"  # minimum cacheable length 2,048 tokens
+
+
+def block(name: str, tokens: int, ttl: TTL | None = None, run: str | None = None, message: int | None = None) -> Block:
+    return Block(name, block_fingerprint("t", name), tokens, ttl=ttl, run=run, message=message)
+
+
+def prompt(*blocks: Block, model: str = MODEL, tail: int = 3) -> Prompt:
+    return Prompt(model=model, blocks=blocks, tail_tokens=tail)
+
+
+def test_first_call_writes_second_reads() -> None:
+    sim = CacheSim()
+    p = prompt(block("system", 3000, "5m"), block("user", 50, "5m"))
+    first = sim.request(p, start=0)
+    assert first.usage.cache_write_5m_tokens == 3050
+    assert first.usage.input_tokens == 3
+    assert first.written == ("system", "user")
+    second = sim.request(p, start=1)
+    assert (second.usage.cache_read_tokens, second.usage.cache_write_tokens, second.usage.input_tokens) == (3050, 0, 3)
+    assert second.read_path == "user"
+
+
+def test_prefix_below_minimum_is_not_cached() -> None:
+    sim = CacheSim()
+    p = prompt(block("system", 2000, "5m"))
+    for start in (0, 1):
+        result = sim.request(p, start=start)
+        assert result.usage.cache_write_tokens == 0
+        assert result.usage.cache_read_tokens == 0
+        assert result.usage.input_tokens == 2003
+        assert result.skipped_below_minimum == ("system",)
+
+
+def test_minimum_depends_on_model_and_is_not_monotonic() -> None:
+    assert min_cacheable_tokens("claude-opus-5") == 512
+    assert min_cacheable_tokens("claude-opus-4-8") == 1024
+    assert min_cacheable_tokens("claude-opus-4-7") == 2048
+    assert min_cacheable_tokens("claude-opus-4-6") == 4096
+    assert min_cacheable_tokens("claude-haiku-4-5-20251001") == 4096
+    assert min_cacheable_tokens("claude-sonnet-5-5") == 512
+    assert min_cacheable_tokens("claude-sonnet-5") == 1024
+    assert min_cacheable_tokens("some-future-model") == 1024
+
+
+def test_minimum_table_is_extensible() -> None:
+    sim = CacheSim(min_tokens={"my-model": 100})
+    result = sim.request(prompt(block("system", 150, "5m"), model="my-model"), start=0)
+    assert result.usage.cache_write_tokens == 150
+
+
+def _conversation(turns: int, *, mark_last: bool = True, run: str | None = None) -> list[Block]:
+    blocks = [block("system", 3000, "5m")]
+    for i in range(turns):
+        blocks.append(block(f"m{i}", 10, run=run, message=1 if run else i))
+    if mark_last:
+        last = blocks[-1]
+        blocks[-1] = Block(last.path, last.fingerprint, last.tokens, ttl="5m", run=last.run, message=last.message)
+    return blocks
+
+
+def test_breakpoint_twenty_positions_after_an_entry_hits_twenty_one_misses() -> None:
+    # Entry at m0 (position 1). A breakpoint at position 21 looks back to position 1: hit. At 22: miss.
+    for turns, hit in ((21, True), (22, False)):
+        sim = CacheSim()
+        sim.request(prompt(*_conversation(1)), start=0)
+        result = sim.request(prompt(*_conversation(turns)), start=1)
+        system_only = 3000
+        if hit:
+            assert result.read_path == "m0"
+            assert result.usage.cache_read_tokens == 3010
+        else:
+            # the system breakpoint still reads the system entry; the conversation entry is out of reach
+            assert result.read_path == "system"
+            assert result.usage.cache_read_tokens == system_only
+            assert result.usage.cache_write_tokens == turns * 10
+
+
+def test_parallel_tool_results_count_as_one_position() -> None:
+    sim = CacheSim()
+    base = [block("system", 3000, "5m"), block("ask", 10, "5m", message=0)]
+    sim.request(prompt(*base), start=0)
+    uses = [block(f"use{i}", 10, run="tool_use", message=1) for i in range(30)]
+    results = [block(f"result{i}", 10, run="tool_result", message=2) for i in range(30)]
+    last = results[-1]
+    results[-1] = Block(last.path, last.fingerprint, last.tokens, ttl="5m", run="tool_result", message=2)
+    result = sim.request(prompt(*base[:1], block("ask", 10, message=0), *uses, *results), start=1)
+    assert result.read_path == "ask"  # 60 blocks but only 2 positions after the entry
+    assert result.usage.cache_read_tokens == 3010
+    assert result.usage.cache_write_tokens == 600
+
+
+def test_sequential_tool_results_in_separate_messages_each_count() -> None:
+    sim = CacheSim()
+    sim.request(prompt(*_conversation(1)), start=0)
+    long_turn = [block("system", 3000, "5m"), block("m0", 10, message=0)]
+    long_turn += [block(f"r{i}", 10, run="tool_result", message=i + 1) for i in range(25)]
+    last = long_turn[-1]
+    long_turn[-1] = Block(last.path, last.fingerprint, 10, ttl="5m", run="tool_result", message=last.message)
+    result = sim.request(prompt(*long_turn), start=1)
+    assert result.read_path == "system"
+
+
+def test_model_switch_misses() -> None:
+    sim = CacheSim()
+    p = prompt(block("system", 5000, "5m"))
+    sim.request(p, start=0)
+    other = sim.request(prompt(block("system", 5000, "5m"), model="claude-opus-4-8"), start=1)
+    assert other.usage.cache_read_tokens == 0
+    assert other.usage.cache_write_tokens == 5000
+    dated = sim.request(prompt(block("system", 5000, "5m"), model="claude-sonnet-4-6-20260101"), start=2)
+    assert dated.usage.cache_read_tokens == 5000  # a date suffix names the same model
+
+
+@pytest.mark.parametrize(("ttl", "seconds"), [("5m", 300.0), ("1h", 3600.0)])
+def test_expiry_and_refresh_on_read(ttl: TTL, seconds: float) -> None:
+    sim = CacheSim()
+    p = prompt(block("system", 5000, ttl))
+    sim.request(p, start=0)
+    assert sim.request(p, start=seconds - 1).usage.cache_read_tokens == 5000  # refreshes: now lives to 2*s - 1
+    assert sim.request(p, start=2 * seconds - 2).usage.cache_read_tokens == 5000
+    expired = sim.request(p, start=4 * seconds)
+    assert expired.usage.cache_read_tokens == 0
+    assert expired.usage.cache_write_tokens == 5000
+
+
+def test_entry_expires_exactly_at_ttl_from_request_start() -> None:
+    sim = CacheSim()
+    p = prompt(block("system", 5000, "5m"))
+    sim.request(p, start=10.0, response_start=40.0)  # a slow response does not extend the TTL
+    assert sim.predict(p, start=309.9).usage.cache_read_tokens == 5000
+    assert sim.predict(p, start=310.0).usage.cache_read_tokens == 0
+
+
+def test_concurrent_identical_requests_both_pay_the_write() -> None:
+    sim = CacheSim()
+    p = prompt(block("system", 5000, "5m"))
+    first = sim.request(p, start=0.0, response_start=1.5)
+    second = sim.request(p, start=0.2, response_start=1.6)  # sent before the first response started streaming
+    third = sim.request(p, start=2.0)
+    assert first.usage.cache_write_tokens == second.usage.cache_write_tokens == 5000
+    assert third.usage.cache_read_tokens == 5000
+
+
+def test_one_hour_and_five_minute_writes_are_split() -> None:
+    sim = CacheSim()
+    result = sim.request(prompt(block("system", 4000, "1h"), block("user", 500, "5m")), start=0)
+    assert result.usage.cache_write_1h_tokens == 4000
+    assert result.usage.cache_write_5m_tokens == 500
+
+
+def test_breakpoint_below_minimum_folds_into_the_next_one() -> None:
+    sim = CacheSim()
+    result = sim.request(prompt(block("tools", 1000, "1h"), block("system", 3000, "5m")), start=0)
+    assert result.skipped_below_minimum == ("tools",)
+    assert result.usage.cache_write_5m_tokens == 4000
+
+
+def _request(system: Any, messages: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    return {"model": MODEL, "max_tokens": 100, "system": system, "messages": messages, **extra}
+
+
+LONG = "You are a careful assistant who reads logs and explains failures. " * 250
+
+
+def test_timestamp_in_system_prompt_writes_every_call() -> None:
+    sim = CacheSim()
+    usages = []
+    for second in range(3):
+        system = [
+            {"type": "text", "text": f"{LONG} Current time: 12:00:0{second}.", "cache_control": {"type": "ephemeral"}}
+        ]
+        p = prompt_from_request(_request(system, [{"role": "user", "content": "hi"}]))
+        usages.append(sim.request(p, start=second).usage)
+    assert all(u.cache_read_tokens == 0 and u.cache_write_tokens > 2048 for u in usages)
+
+
+def test_stable_system_prompt_reads_from_the_second_call() -> None:
+    sim = CacheSim()
+    system = [{"type": "text", "text": LONG, "cache_control": {"type": "ephemeral"}}]
+    first = sim.request(prompt_from_request(_request(system, [{"role": "user", "content": "a"}])), start=0)
+    second = sim.request(prompt_from_request(_request(system, [{"role": "user", "content": "b"}])), start=1)
+    assert second.usage.cache_read_tokens == first.usage.cache_write_tokens > 2048
+
+
+def test_string_and_block_content_are_the_same_prompt() -> None:
+    a = prompt_from_request(_request(LONG, [{"role": "user", "content": "hi"}]))
+    b = prompt_from_request(
+        _request([{"type": "text", "text": LONG}], [{"role": "user", "content": [{"type": "text", "text": "hi"}]}])
+    )
+    assert a.prefix_hashes == b.prefix_hashes
+
+
+def test_key_order_inside_tool_input_changes_the_prefix() -> None:
+    def with_input(tool_input: dict[str, Any]) -> Prompt:
+        return prompt_from_request(
+            _request(
+                LONG,
+                [
+                    {"role": "user", "content": "go"},
+                    {
+                        "role": "assistant",
+                        "content": [{"type": "tool_use", "id": "t1", "name": "f", "input": tool_input}],
+                    },
+                    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "ok"}]},
+                ],
+            )
+        )
+
+    a, b = with_input({"a": 1, "b": 2}), with_input({"b": 2, "a": 1})
+    assert a.prefix_hashes[:2] == b.prefix_hashes[:2]
+    assert a.prefix_hashes[-1] != b.prefix_hashes[-1]
+
+
+def test_tool_choice_change_invalidates_messages_not_system() -> None:
+    sim = CacheSim()
+    system = [{"type": "text", "text": LONG, "cache_control": {"type": "ephemeral"}}]
+    msgs = [{"role": "user", "content": [{"type": "text", "text": "go " * 50, "cache_control": {"type": "ephemeral"}}]}]
+    first = sim.request(prompt_from_request(_request(system, msgs)), start=0)
+    same = sim.predict(prompt_from_request(_request(system, msgs, tool_choice={"type": "auto"})), start=1)
+    assert same.usage.cache_read_tokens == first.usage.cache_write_tokens
+    forced = sim.predict(prompt_from_request(_request(system, msgs, tool_choice={"type": "any"})), start=1)
+    assert forced.read_path == "system.0"
+
+
+def test_automatic_caching_lands_on_last_eligible_block() -> None:
+    sim = CacheSim()
+    msgs = [{"role": "user", "content": LONG}]
+    p = prompt_from_request(_request("sys", msgs, cache_control={"type": "ephemeral"}))
+    assert p.breakpoints == [(len(p.blocks) - 1, "5m")]
+    first = sim.request(p, start=0)
+    assert first.written == ("messages.0.content.0",)
+    thinking_last = [
+        {"role": "user", "content": LONG},
+        {"role": "assistant", "content": [{"type": "text", "text": "x"}, {"type": "thinking", "thinking": "hm"}]},
+    ]
+    p2 = prompt_from_request(_request("sys", thinking_last, cache_control={"type": "ephemeral", "ttl": "1h"}))
+    assert p2.blocks[p2.breakpoints[0][0]].path == "messages.1.content.0"
+
+
+def _marked(n: int, ttls: list[str] | None = None) -> list[dict[str, Any]]:
+    ttls = ttls or ["5m"] * n
+    return [
+        {"type": "text", "text": f"block {i}", "cache_control": {"type": "ephemeral", "ttl": ttls[i]}} for i in range(n)
+    ]
+
+
+def test_fifth_breakpoint_is_rejected_with_the_api_message() -> None:
+    p = prompt_from_request(_request(_marked(5), [{"role": "user", "content": "x"}]))
+    with pytest.raises(
+        InvalidRequestError, match=r"^A maximum of 4 blocks with cache_control may be provided\. Found 5\.$"
+    ):
+        _ = p.breakpoints
+    auto = prompt_from_request(
+        _request(_marked(4), [{"role": "user", "content": "x"}], cache_control={"type": "ephemeral"})
+    )
+    with pytest.raises(InvalidRequestError, match="Found 5"):
+        _ = auto.breakpoints
+
+
+def test_one_hour_after_five_minutes_is_rejected() -> None:
+    p = prompt_from_request(_request(_marked(2, ["5m", "1h"]), [{"role": "user", "content": "x"}]))
+    with pytest.raises(InvalidRequestError) as caught:
+        _ = p.breakpoints
+    assert caught.value.message.startswith("system.1.cache_control.ttl: a ttl='1h' cache_control block must not come")
+    assert caught.value.status == 400
+
+
+def test_unknown_ttl_and_type_are_rejected() -> None:
+    with pytest.raises(InvalidRequestError, match="Input should be '5m' or '1h'"):
+        prompt_from_request(
+            _request([{"type": "text", "text": "x", "cache_control": {"type": "ephemeral", "ttl": "24h"}}], [])
+        )
+    with pytest.raises(InvalidRequestError, match="Input should be 'ephemeral'"):
+        prompt_from_request(_request([{"type": "text", "text": "x", "cache_control": {"type": "persistent"}}], []))
+
+
+def test_custom_token_counter_is_used() -> None:
+    class Flat:
+        def count_request(self, model: str, blocks: Any) -> list[int]:
+            return [100] * len(blocks)
+
+    p = prompt_from_request(_request("sys", [{"role": "user", "content": "hi"}]), counter=Flat())
+    assert p.total_tokens == 203
+
+
+def test_expired_entries_are_purged() -> None:
+    sim = CacheSim()
+    for i in range(3000):
+        sim.request(prompt(block(f"s{i}", 5000, "5m")), start=float(i))
+    assert len(sim) < 3000
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Properties
+
+
+@st.composite
+def conversations(draw: st.DrawFn) -> tuple[str, list[tuple[list[Block], float]]]:
+    """A growing conversation: each request extends the previous one, with random breakpoints and gaps."""
+    model = draw(st.sampled_from([MODEL, "claude-opus-5", "claude-haiku-4-5"]))
+    blocks: list[Block] = []
+    requests: list[tuple[list[Block], float]] = []
+    now = 0.0
+    for turn in range(draw(st.integers(1, 8))):
+        for k in range(draw(st.integers(1, 6))):
+            run = draw(st.sampled_from([None, "tool_use", "tool_result"]))
+            blocks.append(block(f"b{turn}.{k}", draw(st.integers(1, 3000)), run=run, message=turn))
+        marks = draw(st.lists(st.integers(0, len(blocks) - 1), max_size=4, unique=True))
+        ttl = draw(st.sampled_from(["5m", "1h"]))
+        marked = [
+            Block(b.path, b.fingerprint, b.tokens, ttl=ttl if i in marks else None, run=b.run, message=b.message)
+            for i, b in enumerate(blocks)
+        ]
+        now += draw(st.floats(0, 900))
+        requests.append((marked, now))
+    return model, requests
+
+
+@given(conversations())
+@settings(max_examples=150, deadline=None)
+def test_tokens_add_up_and_reads_never_exceed_what_was_cached(
+    case: tuple[str, list[tuple[list[Block], float]]],
+) -> None:
+    model, requests = case
+    sim = CacheSim()
+    cached_so_far = 0
+    for blocks, start in requests:
+        p = Prompt(model=model, blocks=tuple(blocks))
+        usage = sim.request(p, start=start).usage
+        assert usage.input_tokens + usage.cache_write_tokens + usage.cache_read_tokens == p.total_tokens
+        assert usage.input_tokens >= p.tail_tokens
+        assert usage.cache_read_tokens <= cached_so_far
+        cached_so_far = max(cached_so_far, usage.cache_read_tokens + usage.cache_write_tokens)
+
+
+@given(conversations())
+@settings(max_examples=100, deadline=None)
+def test_predict_matches_request_and_changes_nothing(case: tuple[str, list[tuple[list[Block], float]]]) -> None:
+    model, requests = case
+    sim = CacheSim()
+    for blocks, start in requests:
+        p = Prompt(model=model, blocks=tuple(blocks))
+        predicted = sim.predict(p, start=start)
+        assert sim.predict(p, start=start) == predicted
+        assert sim.request(p, start=start) == predicted
