@@ -13,6 +13,7 @@ from leanloop.cachesim import (
     Block,
     CacheSim,
     Prompt,
+    PromptBuilder,
     block_fingerprint,
     min_cacheable_tokens,
     prompt_from_request,
@@ -365,3 +366,48 @@ def test_predict_matches_request_and_changes_nothing(case: tuple[str, list[tuple
         predicted = sim.predict(p, start=start)
         assert sim.predict(p, start=start) == predicted
         assert sim.request(p, start=start) == predicted
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# PromptBuilder: incremental, same answer as building from scratch
+
+
+def _chains(p: Prompt) -> tuple[list[bytes], list[int], list[int], list[str]]:
+    return p.prefix_hashes, p.prefix_tokens, p.positions, [b.path for b in p.blocks]
+
+
+@given(st.lists(st.sampled_from(["user", "tool_turn", "edit_last", "drop_last", "new_system"]), max_size=12))
+@settings(max_examples=60, deadline=None)
+def test_incremental_builder_matches_a_fresh_build(operations: list[str]) -> None:
+    builder = PromptBuilder()
+    system = "You are terse. " * 10
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "start"}]
+    for step, operation in enumerate(operations):
+        if operation == "user":
+            messages.append({"role": "assistant", "content": f"reply {step}"})
+            messages.append({"role": "user", "content": f"question {step}"})
+        elif operation == "tool_turn":
+            uses = [{"type": "tool_use", "id": f"t{step}{k}", "name": "f", "input": {"k": k}} for k in range(3)]
+            results = [{"type": "tool_result", "tool_use_id": f"t{step}{k}", "content": "ok"} for k in range(3)]
+            messages += [{"role": "assistant", "content": uses}, {"role": "user", "content": results}]
+        elif operation == "edit_last":
+            messages[-1] = {**messages[-1], "content": f"edited {step}"}
+        elif operation == "drop_last" and len(messages) > 1:
+            messages.pop()
+        elif operation == "new_system":
+            system += " More."
+        request = {
+            "model": MODEL,
+            "system": system,
+            "tools": [{"name": "f", "input_schema": {}}],
+            "messages": list(messages),
+        }
+        assert _chains(builder.build(request)) == _chains(prompt_from_request(request))
+
+
+def test_with_marks_keeps_chains_and_sets_breakpoints() -> None:
+    p = prompt_from_request(_request(LONG, [{"role": "user", "content": "hi"}]))
+    marked = p.with_marks({0: "1h", len(p.blocks) - 1: "5m"})
+    assert marked.prefix_hashes == p.prefix_hashes
+    assert marked.breakpoints == [(0, "1h"), (len(p.blocks) - 1, "5m")]
+    assert p.breakpoints == []

@@ -26,8 +26,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any, Literal, cast
 
@@ -39,14 +39,15 @@ __all__ = [
     "LOOKBACK_POSITIONS",
     "MAX_BREAKPOINTS",
     "MIN_CACHEABLE_TOKENS",
+    "TTL",
     "TTL_SECONDS",
     "Block",
     "CacheResult",
     "CacheSim",
     "Prompt",
+    "PromptBuilder",
     "block_fingerprint",
     "canonical_json",
-    "iter_request_blocks",
     "min_cacheable_tokens",
     "prompt_from_request",
 ]
@@ -130,6 +131,52 @@ class Block:
     canonical: str = field(default="", repr=False, compare=False)
 
 
+@dataclass(slots=True)
+class _Chains:
+    """Per block: the hash of the prefix ending there, cumulative tokens, and lookback position."""
+
+    seed: bytes
+    hashes: list[bytes] = field(default_factory=list[bytes])
+    tokens: list[int] = field(default_factory=list[int])
+    positions: list[int] = field(default_factory=list[int])
+    last_positional: Block | None = None
+
+    def extend(self, blocks: Iterable[Block]) -> None:
+        previous_hash = self.hashes[-1] if self.hashes else self.seed
+        total = self.tokens[-1] if self.tokens else 0
+        position = self.positions[-1] if self.positions else -1
+        if self.last_positional is None:
+            position = -1
+        for block in blocks:
+            previous_hash = hashlib.blake2b(previous_hash + block.fingerprint, digest_size=16).digest()
+            total += block.tokens
+            last = self.last_positional
+            collapses = (
+                last is not None
+                and block.run is not None
+                and (block.run, block.message)
+                == (
+                    last.run,
+                    last.message,
+                )
+            )
+            if block.counts_as_position and not collapses:
+                position += 1
+            self.hashes.append(previous_hash)
+            self.tokens.append(total)
+            self.positions.append(max(position, 0))
+            if block.counts_as_position:
+                self.last_positional = block
+
+    def truncate(self, blocks: Sequence[Block], keep: int) -> None:
+        """Keep the chains of ``blocks[:keep]``."""
+        del self.hashes[keep:], self.tokens[keep:], self.positions[keep:]
+        self.last_positional = next((b for b in reversed(blocks[:keep]) if b.counts_as_position), None)
+
+    def copy(self) -> _Chains:
+        return _Chains(self.seed, self.hashes.copy(), self.tokens.copy(), self.positions.copy(), self.last_positional)
+
+
 @dataclass(frozen=True)
 class Prompt:
     """A request as the cache sees it. ``auto_ttl`` is the top-level automatic cache_control, if any."""
@@ -140,41 +187,31 @@ class Prompt:
     tail_tokens: int = TRAILING_PROMPT_TOKENS
 
     @cached_property
+    def _chains(self) -> _Chains:
+        chains = _Chains(_model_key(self.model).encode())
+        chains.extend(self.blocks)
+        return chains
+
+    @property
     def prefix_hashes(self) -> list[bytes]:
-        hashes: list[bytes] = []
-        previous = _model_key(self.model).encode()
-        for block in self.blocks:
-            previous = hashlib.blake2b(previous + block.fingerprint, digest_size=16).digest()
-            hashes.append(previous)
-        return hashes
+        return self._chains.hashes
 
-    @cached_property
+    @property
     def prefix_tokens(self) -> list[int]:
-        total = 0
-        out: list[int] = []
-        for block in self.blocks:
-            total += block.tokens
-            out.append(total)
-        return out
+        return self._chains.tokens
 
-    @cached_property
+    @property
     def positions(self) -> list[int]:
-        out: list[int] = []
-        position = -1
-        previous: Block | None = None
-        for block in self.blocks:
-            collapses = (
-                previous is not None
-                and block.run is not None
-                and block.run == previous.run
-                and block.message == previous.message
-            )
-            if block.counts_as_position and not collapses:
-                position += 1
-            out.append(max(position, 0))
-            if block.counts_as_position:
-                previous = block
-        return out
+        return self._chains.positions
+
+    def with_marks(self, marks: Mapping[int, TTL]) -> Prompt:
+        """The same prompt with breakpoints on the given block indexes (marks don't change the bytes)."""
+        blocks = list(self.blocks)
+        for index, ttl in marks.items():
+            blocks[index] = replace(blocks[index], ttl=ttl)
+        marked = Prompt(self.model, tuple(blocks), self.auto_ttl, self.tail_tokens)
+        marked.__dict__["_chains"] = self._chains  # shared: fingerprints, tokens and positions are unchanged
+        return marked
 
     @property
     def total_tokens(self) -> int:
@@ -392,21 +429,93 @@ def _settings(request: Mapping[str, Any]) -> str:
     return canonical_json({"thinking": request.get("thinking"), "tool_choice": tool_choice})
 
 
-def iter_request_blocks(
-    request: Mapping[str, Any],
-) -> Iterator[tuple[str, str, Mapping[str, Any], int | None]]:
-    """(path, section, block, message index) for every prefix block of an API request, in prefix order.
+class PromptBuilder:
+    """Builds the ``Prompt`` of each request of a growing conversation, re-using what it saw before.
 
-    ``section`` is ``tools``, ``system`` or the message role, with ``+`` when the block opens a new message.
+    Messages are remembered by identity: a message object seen at the same index last time is not serialised,
+    hashed or counted again, so the work per request is proportional to what is new. Tools, system and settings
+    are re-used while they compare equal. ``prompt_from_request`` is the one-shot form.
     """
-    for i, tool in enumerate(cast(Sequence[Mapping[str, Any]], request.get("tools") or [])):
-        yield f"tools.{i}", "tools", tool, None
-    for i, block in enumerate(_as_blocks(request.get("system"))):
-        yield f"system.{i}", "system", block, None
-    for m, message in enumerate(cast(Sequence[Mapping[str, Any]], request.get("messages") or [])):
+
+    def __init__(self, counter: TokenCounter | None = None) -> None:
+        self._counter = counter or _ESTIMATOR
+        self._model = ""
+        self._head_key: tuple[Any, ...] | None = None
+        self._blocks: list[Block] = []
+        self._head_size = 0
+        self._seen: list[tuple[Mapping[str, Any], int]] = []  # (message object, end of its blocks)
+        self._chains = _Chains(b"")
+
+    def build(self, request: Mapping[str, Any]) -> Prompt:
+        """The Prompt of ``request`` (a Messages API body). Raises ``InvalidRequestError`` for bad cache_control."""
+        model = str(request.get("model", ""))
+        head_key = (model, request.get("tools"), request.get("system"), _settings(request))
+        if head_key != self._head_key:
+            self._model, self._head_key = model, head_key
+            self._blocks = self._head_blocks(model, request)
+            self._head_size = len(self._blocks)
+            self._seen = []
+            self._chains = _Chains(_model_key(model).encode())
+            self._chains.extend(self._blocks)
+        messages = cast(Sequence[Mapping[str, Any]], request.get("messages") or [])
+        same = 0
+        while same < min(len(messages), len(self._seen)) and messages[same] is self._seen[same][0]:
+            same += 1
+        keep = self._seen[same - 1][1] if same else self._head_size
+        if keep < len(self._blocks):
+            del self._blocks[keep:]
+            del self._seen[same:]
+            self._chains.truncate(self._blocks, keep)
+        for index in range(same, len(messages)):
+            new = self._message_blocks(model, messages[index], index)
+            self._blocks.extend(new)
+            self._chains.extend(new)
+            self._seen.append((messages[index], len(self._blocks)))
+        auto = request.get("cache_control")
+        auto_ttl = _cache_ttl("cache_control", {"cache_control": auto}) if auto is not None else None
+        prompt = Prompt(model=model, blocks=tuple(self._blocks), auto_ttl=auto_ttl)
+        prompt.__dict__["_chains"] = self._chains.copy()
+        return prompt
+
+    def _head_blocks(self, model: str, request: Mapping[str, Any]) -> list[Block]:
+        tools = [
+            ("tools", f"tools.{i}", t)
+            for i, t in enumerate(cast(Sequence[Mapping[str, Any]], request.get("tools") or []))
+        ]
+        system = [("system", f"system.{i}", b) for i, b in enumerate(_as_blocks(request.get("system")))]
+        items = tools + system
+        counts = self._counter.count_request(model, [(section, block) for section, _, block in items])
+        blocks = [
+            _make_block(path, section, block, count, None)
+            for (section, path, block), count in zip(items, counts, strict=True)
+        ]
+        blocks.append(_settings_block(request))
+        return blocks
+
+    def _message_blocks(self, model: str, message: Mapping[str, Any], index: int) -> list[Block]:
         role = str(message.get("role", "user"))
-        for k, block in enumerate(_as_blocks(message.get("content"))):
-            yield f"messages.{m}.content.{k}", role + ("+" if k == 0 else ""), block, m
+        content = _as_blocks(message.get("content"))
+        sections = [role + ("+" if k == 0 else "") for k in range(len(content))]
+        counts = self._counter.count_request(model, list(zip(sections, content, strict=True)))
+        return [
+            _make_block(f"messages.{index}.content.{k}", section, block, count, index)
+            for k, (section, block, count) in enumerate(zip(sections, content, counts, strict=True))
+        ]
+
+
+def _make_block(path: str, section: str, block: Mapping[str, Any], tokens: int, message: int | None) -> Block:
+    canonical = _canonical_block(block)
+    kind = block.get("type", "text")
+    return Block(
+        path=path,
+        fingerprint=block_fingerprint(section, canonical),
+        tokens=tokens,
+        ttl=_cache_ttl(path, block),
+        run=kind if kind in ("tool_use", "tool_result") else None,
+        message=message,
+        auto_eligible=kind not in ("thinking", "redacted_thinking"),
+        canonical=canonical,
+    )
 
 
 def prompt_from_request(request: Mapping[str, Any], counter: TokenCounter | None = None) -> Prompt:
@@ -414,34 +523,7 @@ def prompt_from_request(request: Mapping[str, Any], counter: TokenCounter | None
 
     Raises ``InvalidRequestError`` for cache_control values the API rejects.
     """
-    model = str(request.get("model", ""))
-    items = list(iter_request_blocks(request))
-    counts = (counter or _ESTIMATOR).count_request(model, [(section, block) for _, section, block, _ in items])
-    blocks: list[Block] = []
-    settings_done = False
-    for (path, section, block, message), count in zip(items, counts, strict=True):
-        if message is not None and not settings_done:
-            blocks.append(_settings_block(request))
-            settings_done = True
-        canonical = _canonical_block(block)
-        kind = block.get("type", "text")
-        blocks.append(
-            Block(
-                path=path,
-                fingerprint=block_fingerprint(section, canonical),
-                tokens=count,
-                ttl=_cache_ttl(path, block),
-                run=kind if kind in ("tool_use", "tool_result") else None,
-                message=message,
-                auto_eligible=kind not in ("thinking", "redacted_thinking"),
-                canonical=canonical,
-            )
-        )
-    if not settings_done:
-        blocks.append(_settings_block(request))
-    auto = request.get("cache_control")
-    auto_ttl = _cache_ttl("cache_control", {"cache_control": auto}) if auto is not None else None
-    return Prompt(model=model, blocks=tuple(blocks), auto_ttl=auto_ttl)
+    return PromptBuilder(counter).build(request)
 
 
 def _settings_block(request: Mapping[str, Any]) -> Block:
