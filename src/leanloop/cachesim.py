@@ -440,7 +440,7 @@ class PromptBuilder:
     def __init__(self, counter: TokenCounter | None = None) -> None:
         self._counter = counter or _ESTIMATOR
         self._model = ""
-        self._head_key: tuple[Any, ...] | None = None
+        self._head_key: tuple[str, ...] | None = None
         self._blocks: list[Block] = []
         self._head_size = 0
         self._seen: list[tuple[Mapping[str, Any], int]] = []  # (message object, end of its blocks)
@@ -449,7 +449,13 @@ class PromptBuilder:
     def build(self, request: Mapping[str, Any]) -> Prompt:
         """The Prompt of ``request`` (a Messages API body). Raises ``InvalidRequestError`` for bad cache_control."""
         model = str(request.get("model", ""))
-        head_key = (model, request.get("tools"), request.get("system"), _settings(request))
+        # A snapshot, not references: a caller may mutate its system prompt or tools in place between requests.
+        head_key = (
+            model,
+            canonical_json(request.get("tools")),
+            canonical_json(request.get("system")),
+            _settings(request),
+        )
         if head_key != self._head_key:
             self._model, self._head_key = model, head_key
             self._blocks = self._head_blocks(model, request)

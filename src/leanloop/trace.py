@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -155,16 +155,7 @@ class CallRecord:
             stop_reason=data.get("stop_reason"),
             prefix=prefix,
             breakpoints=tuple((str(p), str(t)) for p, t in data.get("breakpoints", [])),
-            tool_calls=tuple(
-                ToolCall(
-                    name=str(t["name"]),
-                    id=str(t["id"]),
-                    duration_s=float(t["duration_s"]),
-                    is_error=bool(t.get("is_error", False)),
-                    truncated=bool(t.get("truncated", False)),
-                )
-                for t in data.get("tool_calls", [])
-            ),
+            tool_calls=_tool_calls(data.get("tool_calls")),
             message_id=data.get("message_id"),
             request_id=data.get("request_id"),
             predicted=Usage.from_dict(predicted) if predicted else None,
@@ -220,12 +211,30 @@ class TraceProblem:
         return f"{self.path}:{self.line}: {self.message}"
 
 
+def _tool_calls(data: Any) -> tuple[ToolCall, ...]:
+    items = cast(list[Mapping[str, Any]], data or [])
+    return tuple(
+        ToolCall(
+            name=str(t["name"]),
+            id=str(t["id"]),
+            duration_s=float(t["duration_s"]),
+            is_error=bool(t.get("is_error", False)),
+            truncated=bool(t.get("truncated", False)),
+        )
+        for t in items
+    )
+
+
 def iter_trace(path: str | Path) -> Iterator[CallRecord | dict[str, Any] | TraceProblem]:
-    """Stream a trace: CallRecords, other lines as dicts, and a TraceProblem for each unusable line."""
+    """Stream a trace: CallRecords, other lines as dicts, and a TraceProblem for each unusable line.
+
+    A ``tools`` line (the tool calls a call's turn asked for, written once they finished) is merged into the
+    CallRecord it belongs to.
+    """
     path = Path(path)
     last_prefix: dict[str, tuple[BlockPrint, ...]] = {}
+    pending: CallRecord | None = None
     with path.open(encoding="utf-8", errors="replace") as file:
-        number = 0
         for number, line in enumerate(file, 1):
             if not line.strip():
                 continue
@@ -235,17 +244,37 @@ def iter_trace(path: str | Path) -> Iterator[CallRecord | dict[str, Any] | Trace
                 if not isinstance(data, dict):
                     raise ValueError("not a JSON object")
                 data = cast(dict[str, Any], data)
-                if data.get("kind") != "call":
-                    yield data
+                kind = data.get("kind")
+                if (
+                    kind == "tools"
+                    and pending is not None
+                    and (data.get("run_id"), data.get("iteration"))
+                    == (
+                        pending.run_id,
+                        pending.iteration,
+                    )
+                ):
+                    pending = replace(pending, tool_calls=_tool_calls(data.get("tool_calls")))
                     continue
-                run_id = str(data.get("run_id", ""))
-                record = CallRecord.from_dict(data, last_prefix.get(run_id, ()))
+                record = (
+                    CallRecord.from_dict(data, last_prefix.get(str(data.get("run_id", "")), ()))
+                    if kind == "call"
+                    else None
+                )
             except (ValueError, KeyError, TypeError) as error:
                 reason = "truncated last line (the writer stopped mid-line)" if unfinished else f"unreadable: {error}"
                 yield TraceProblem(str(path), number, reason, truncated=unfinished)
                 continue
-            last_prefix[run_id] = record.prefix
-            yield record
+            if pending is not None:
+                yield pending
+                pending = None
+            if record is None:
+                yield data
+                continue
+            last_prefix[record.run_id] = record.prefix
+            pending = record
+    if pending is not None:
+        yield pending
 
 
 @dataclass

@@ -1,0 +1,288 @@
+"""Tools: typed Python functions the model can call, and the executor that runs a turn's calls concurrently.
+
+A tool's JSON schema comes from its signature and its docstring (summary, then an ``Args:`` section), its
+arguments are validated before the call, and anything it raises becomes an ``is_error`` result the model can
+read. All calls of one turn run at once: async tools on the event loop, sync ones in threads, under a
+concurrency limit and a per-tool timeout. Results keep the order of the tool_use blocks. Oversized results are cut
+to head + tail with an explicit note; the full text is kept for the trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast, overload
+
+import docstring_parser
+import pydantic
+
+from leanloop.errors import ConfigError
+from leanloop.tokens import count_text
+
+__all__ = [
+    "DEFAULT_MAX_RESULT_TOKENS",
+    "Tool",
+    "ToolOutcome",
+    "ToolUse",
+    "as_tool",
+    "cap_text",
+    "run_tools",
+    "tool",
+]
+
+DEFAULT_MAX_RESULT_TOKENS = 8000
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A tool definition and the function that runs it.
+
+    ``definition`` is what the API sees. ``handler`` is None for server tools (definitions with a ``type``,
+    such as web search), which the API runs itself. ``max_result_tokens`` and ``timeout`` override the agent's.
+    """
+
+    definition: Mapping[str, Any]
+    handler: Callable[..., Any] | None = None
+    max_result_tokens: int | None = None
+    timeout: float | None = None
+    _validated: Callable[..., Any] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def name(self) -> str:
+        return str(self.definition["name"])
+
+    async def invoke(self, arguments: Mapping[str, Any]) -> Any:
+        """Validate ``arguments`` against the signature and call the handler (sync handlers in a thread)."""
+        if self.handler is None:
+            raise ConfigError(f"tool {self.name!r} is a server tool: the API runs it, not leanloop")
+        target = self._validated or self.handler
+        if inspect.iscoroutinefunction(self.handler):
+            return await target(**arguments)
+        result = await asyncio.to_thread(target, **arguments)
+        if inspect.isawaitable(result):
+            return await result
+        return result
+
+
+def _schema(function: Callable[..., Any], docs: docstring_parser.Docstring) -> dict[str, Any]:
+    try:
+        validated: Any = pydantic.validate_call(function)  # TypeAdapter accepts a callable; its stubs say types only
+        adapter = pydantic.TypeAdapter[Any](validated)
+        schema: dict[str, Any] = adapter.json_schema()
+    except pydantic.PydanticUserError as error:
+        raise ConfigError(
+            f"tool {function.__name__!r}: cannot derive a JSON schema from its signature ({error})"
+        ) from None
+    described = {p.arg_name: p.description for p in docs.params if p.description}
+    for name, prop in schema.get("properties", {}).items():
+        if name in described and isinstance(prop, dict):
+            cast(dict[str, Any], prop).setdefault("description", described[name])
+    schema.pop("additionalProperties", None)
+    return _without_titles(schema)
+
+
+def _without_titles(schema: Any) -> Any:
+    """Drop pydantic's generated ``title`` strings: the model gains nothing from them and they cost tokens on every
+    call. (A parameter named ``title`` is a key of ``properties`` whose value is a dict, so it is kept.)"""
+    if isinstance(schema, dict):
+        items = cast(dict[str, Any], schema).items()
+        return {k: _without_titles(v) for k, v in items if not (k == "title" and isinstance(v, str))}
+    if isinstance(schema, list):
+        return [_without_titles(v) for v in cast(list[Any], schema)]
+    return schema
+
+
+@overload
+def tool(function: Callable[..., Any], /) -> Tool: ...
+@overload
+def tool(
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    max_result_tokens: int | None = None,
+    timeout: float | None = None,
+) -> Callable[[Callable[..., Any]], Tool]: ...
+def tool(
+    function: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    max_result_tokens: int | None = None,
+    timeout: float | None = None,
+) -> Tool | Callable[[Callable[..., Any]], Tool]:
+    """Make a tool from a typed function (sync or async), bare (``@tool``) or with options (``@tool(timeout=5)``).
+
+    >>> @tool
+    ... def add(a: int, b: int = 1) -> int:
+    ...     '''Add two numbers.
+    ...
+    ...     Args:
+    ...         a: The first number.
+    ...     '''
+    ...     return a + b
+    >>> add.definition["input_schema"]["properties"]["a"]
+    {'type': 'integer', 'description': 'The first number.'}
+    """
+
+    def make(fn: Callable[..., Any]) -> Tool:
+        docs = docstring_parser.parse(fn.__doc__ or "")
+        summary = description or "\n\n".join(p for p in (docs.short_description, docs.long_description) if p)
+        tool_name = name or getattr(fn, "__name__", "")
+        if not tool_name.replace("_", "").replace("-", "").isalnum() or len(tool_name) > 64:
+            raise ConfigError(f"tool name {tool_name!r} must be 1-64 letters, digits, '_' or '-'")
+        definition = {"name": tool_name, "description": summary.strip(), "input_schema": _schema(fn, docs)}
+        return Tool(definition, fn, max_result_tokens, timeout, _validated=pydantic.validate_call(fn))
+
+    return make(function) if function is not None else make
+
+
+def as_tool(value: object) -> Tool:
+    """A ``Tool`` from a function, a ``Tool``, a server-tool dict (``{"type": ..., "name": ...}``) or a
+    ``(definition dict, handler)`` pair."""
+    if isinstance(value, Tool):
+        return value
+    if isinstance(value, tuple):
+        return _from_pair(cast(tuple[object, ...], value))
+    if isinstance(value, Mapping):
+        definition = cast(Mapping[str, Any], value)
+        if "type" in definition and "name" in definition:
+            return Tool(definition)
+        raise ConfigError(
+            f"tool {definition.get('name', definition)!r} is a plain definition without a handler: pass "
+            "(definition, handler) or decorate the function with @tool"
+        )
+    if callable(value):
+        return tool(value)
+    raise ConfigError(f"cannot make a tool from {type(value).__name__}: pass a function, a Tool or a definition")
+
+
+def _from_pair(pair: tuple[object, ...]) -> Tool:
+    definition, handler = pair if len(pair) == 2 else (None, None)
+    if not isinstance(definition, Mapping) or not callable(handler):
+        raise ConfigError("a tool given as a tuple must be (definition dict, handler function)")
+    definition = cast(Mapping[str, Any], definition)
+    if "name" not in definition:
+        raise ConfigError(f"tool definition needs a 'name': {dict(definition)}")
+    return Tool(definition, handler)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolUse:
+    """A tool_use block the model produced."""
+
+    id: str
+    name: str
+    input: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolOutcome:
+    """What one call produced. ``content`` is what the model sees; ``full_text`` the uncut output when it was cut;
+    ``error`` the error text when the call failed (the loop guard compares it)."""
+
+    use: ToolUse
+    content: str
+    is_error: bool
+    duration_s: float
+    error: str | None = None
+    full_text: str | None = None
+
+    @property
+    def truncated(self) -> bool:
+        return self.full_text is not None
+
+    def to_block(self) -> dict[str, Any]:
+        block: dict[str, Any] = {"type": "tool_result", "tool_use_id": self.use.id, "content": self.content}
+        if self.is_error:
+            block["is_error"] = True
+        return block
+
+
+def cap_text(text: str, max_tokens: int) -> tuple[str, bool]:
+    """``text`` cut to about ``max_tokens`` (head and tail kept, a note in the middle); and whether it was cut."""
+    tokens = count_text(text)
+    if tokens <= max_tokens:
+        return text, False
+    chars_per_token = len(text) / tokens
+    keep = int(max_tokens * chars_per_token / 2)
+    head, tail = text[:keep], text[len(text) - keep :]
+    cut = tokens - max_tokens
+    note = (
+        f"\n\n[... about {cut:,} tokens cut from the middle of this result ({tokens:,} in all). The full output is "
+        "in the trace. Ask for a narrower range if you need the missing part ...]\n\n"
+    )
+    return head + note + tail, True
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return "(no output)"
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return _json(value)
+
+
+def _describe_error(error: BaseException) -> str:
+    if isinstance(error, pydantic.ValidationError):
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}" for e in error.errors(include_url=False)
+        )
+        return f"invalid arguments: {problems}"
+    if isinstance(error, TimeoutError):
+        return "timed out"
+    text = str(error) or type(error).__name__
+    return text if isinstance(error, PermissionError | ValueError | LookupError) else f"{type(error).__name__}: {text}"
+
+
+async def _run_one(
+    use: ToolUse, tools: Mapping[str, Tool], limit: asyncio.Semaphore, seconds: float, max_tokens: int
+) -> ToolOutcome:
+    started = time.perf_counter()
+    found = tools.get(use.name)
+    if found is None or found.handler is None:
+        known = ", ".join(sorted(n for n, t in tools.items() if t.handler is not None))
+        error = f"unknown tool {use.name!r}; available: {known}"
+        return ToolOutcome(use, error, True, 0.0, error=error)
+    async with limit:
+        try:
+            async with asyncio.timeout(found.timeout or seconds):
+                value = await found.invoke(use.input)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            message = _describe_error(error)
+            if isinstance(error, TimeoutError):
+                message = f"timed out after {found.timeout or seconds:g} s"
+            return ToolOutcome(use, message, True, time.perf_counter() - started, error=message)
+    text = _as_text(value)
+    shown, cut = cap_text(text, found.max_result_tokens or max_tokens)
+    return ToolOutcome(use, shown, False, time.perf_counter() - started, full_text=text if cut else None)
+
+
+async def run_tools(
+    uses: Sequence[ToolUse],
+    tools: Mapping[str, Tool],
+    *,
+    max_concurrency: int = 16,
+    seconds: float = 60.0,
+    max_result_tokens: int = DEFAULT_MAX_RESULT_TOKENS,
+) -> list[ToolOutcome]:
+    """Run every call at once (up to ``max_concurrency``, each within ``seconds``); results in ``uses`` order.
+
+    Cancelling the caller cancels every call still running.
+    """
+    limit = asyncio.Semaphore(max_concurrency)
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(_run_one(u, tools, limit, seconds, max_result_tokens)) for u in uses]
+    return [task.result() for task in tasks]

@@ -1,0 +1,215 @@
+"""One model turn, assembled from the SDK's raw stream events, and what the loop should do next.
+
+``TurnBuilder`` is fed the raw events of ``client.messages.create(stream=True)``: answer text is handed back as it
+arrives (for the user), tool input JSON is collected per content-block index and parsed at ``content_block_stop``
+(empty means ``{}``), and usage is taken from ``message_start`` and then overwritten by each ``message_delta``,
+whose counts are cumulative. ``next_step`` is pure: it maps a finished turn to the loop's next move.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from leanloop.request import sorted_json
+from leanloop.tools import ToolUse
+from leanloop.usage import Usage
+
+__all__ = ["Finish", "Resend", "Retry", "RunTools", "StopRun", "Turn", "TurnBuilder", "next_step"]
+
+
+@dataclass
+class Turn:
+    """A finished (or interrupted) assistant turn."""
+
+    content: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
+    stop_reason: str | None = None
+    usage: Usage | None = None
+    message_id: str | None = None
+    ttft_s: float | None = None
+    truncated_tool_ids: list[str] = field(default_factory=list[str])
+
+    @property
+    def text(self) -> str:
+        return "".join(str(b.get("text", "")) for b in self.content if b.get("type") == "text")
+
+    @property
+    def tool_uses(self) -> list[ToolUse]:
+        return [
+            ToolUse(str(b["id"]), str(b["name"]), b.get("input") or {})
+            for b in self.content
+            if b.get("type") == "tool_use" and b.get("id") not in self.truncated_tool_ids
+        ]
+
+    def without_truncated_tools(self) -> list[dict[str, Any]]:
+        return [b for b in self.content if not (b.get("type") == "tool_use" and b.get("id") in self.truncated_tool_ids)]
+
+
+def _dump(model: Any) -> dict[str, Any]:
+    if isinstance(model, dict):
+        return dict(model)  # pyright: ignore[reportUnknownArgumentType]
+    return model.model_dump(exclude_none=True)
+
+
+class TurnBuilder:
+    """Accumulates raw stream events into a ``Turn``. ``add`` returns answer text to show, if the event had any."""
+
+    def __init__(self, started: float) -> None:
+        self.turn = Turn()
+        self._started = started
+        self._blocks: dict[int, dict[str, Any]] = {}
+        self._json: dict[int, list[str]] = {}
+
+    def add(self, event: Any) -> str | None:
+        kind = event.type
+        if kind == "message_start":
+            self.turn.message_id = event.message.id
+            self.turn.usage = Usage.from_api(event.message.usage)
+        elif kind == "content_block_start":
+            self._blocks[event.index] = _dump(event.content_block)
+            if self._blocks[event.index].get("type") in ("tool_use", "server_tool_use"):
+                self._json[event.index] = []
+        elif kind == "content_block_delta":
+            if self.turn.ttft_s is None:
+                self.turn.ttft_s = time.perf_counter() - self._started
+            return self._delta(event.index, event.delta)
+        elif kind == "content_block_stop":
+            self._close(event.index)
+        elif kind == "message_delta":
+            self.turn.stop_reason = event.delta.stop_reason or self.turn.stop_reason
+            self.turn.usage = _merge_usage(self.turn.usage, event.usage)
+        return None
+
+    def _delta(self, index: int, delta: Any) -> str | None:
+        block = self._blocks.setdefault(index, {"type": "text", "text": ""})
+        kind = delta.type
+        if kind == "text_delta":
+            block["text"] = block.get("text", "") + delta.text
+            return delta.text
+        if kind == "input_json_delta":
+            self._json.setdefault(index, []).append(delta.partial_json)
+        elif kind == "thinking_delta":
+            block["thinking"] = block.get("thinking", "") + delta.thinking
+        elif kind == "signature_delta":
+            block["signature"] = delta.signature
+        elif kind == "citations_delta":
+            block.setdefault("citations", []).append(_dump(delta.citation))
+        return None
+
+    def _close(self, index: int) -> None:
+        block = self._blocks.get(index)
+        if block is None or index not in self._json:
+            return
+        raw = "".join(self._json.pop(index))
+        try:
+            block["input"] = sorted_json(json.loads(raw)) if raw.strip() else {}
+        except json.JSONDecodeError:
+            block["input"] = {}
+            self.turn.truncated_tool_ids.append(str(block.get("id")))
+
+    def finish(self) -> Turn:
+        """The turn so far; tool calls whose JSON never closed (cut by max_tokens) are marked truncated."""
+        for index in list(self._json):
+            self._close(index)
+        content: list[dict[str, Any]] = []
+        for index in sorted(self._blocks):
+            block = self._blocks[index]
+            block.pop("cache_control", None)
+            if block.get("type") == "text" and not block.get("text") and not block.get("citations"):
+                continue  # an empty text block is a 400 when sent back
+            content.append(block)
+        self.turn.content = content
+        return self.turn
+
+
+def _merge_usage(current: Usage | None, delta: Any) -> Usage:
+    """message_delta counts are cumulative: present fields overwrite what message_start said."""
+    base = current or Usage()
+    fields = {
+        "input_tokens": getattr(delta, "input_tokens", None),
+        "cache_creation_input_tokens": getattr(delta, "cache_creation_input_tokens", None),
+        "cache_read_input_tokens": getattr(delta, "cache_read_input_tokens", None),
+    }
+    api = base.to_api()
+    for name, value in fields.items():
+        if value is not None:
+            api[name] = value
+    if (
+        fields["cache_creation_input_tokens"] is not None
+        and fields["cache_creation_input_tokens"] != base.cache_write_tokens
+    ):
+        api.pop("cache_creation")  # the split no longer matches the new total: keep the total, flag the estimate
+    api["output_tokens"] = delta.output_tokens
+    api["speed"], api["inference_geo"] = base.speed, base.inference_geo
+    return Usage.from_api(api)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# What the loop does after a turn
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    answer: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunTools:
+    uses: list[ToolUse]
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """Send the same request again with more room: the turn was cut by max_tokens."""
+
+    max_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class Resend:
+    """pause_turn: send the conversation back as it is so the server can continue."""
+
+
+@dataclass(frozen=True, slots=True)
+class StopRun:
+    reason: str
+    detail: str
+
+
+NextStep = Finish | RunTools | Retry | Resend | StopRun
+
+
+def next_step(  # noqa: PLR0911 - one return per stop reason reads as the table it is
+    turn: Turn,
+    *,
+    max_tokens: int,
+    retried: bool,
+    lowered_by: str | None,
+    pauses: int,
+    max_pauses: int,
+    model_max_tokens: int,
+) -> NextStep:
+    """Map a finished turn to the loop's next move. Pure."""
+    reason = turn.stop_reason
+    if reason in ("end_turn", "stop_sequence"):
+        return Finish(turn.text)
+    if reason == "tool_use":
+        uses = turn.tool_uses
+        return RunTools(uses) if uses else Finish(turn.text)
+    if reason == "max_tokens":
+        if lowered_by is not None:
+            return StopRun("budget", f"the turn was cut at max_tokens={max_tokens}, lowered by the {lowered_by} cap")
+        if not retried and max_tokens < model_max_tokens:
+            return Retry(min(max_tokens * 2, model_max_tokens))
+        return StopRun("error", f"the turn exceeded max_tokens={max_tokens}" + (" twice" if retried else ""))
+    if reason == "pause_turn":
+        if pauses >= max_pauses:
+            return StopRun("error", f"the server paused the turn {pauses} times in a row")
+        return Resend()
+    if reason == "refusal":
+        return StopRun("refused", "the model refused to continue" + (f": {turn.text}" if turn.text else ""))
+    if reason == "model_context_window_exceeded":
+        return StopRun("error", "the conversation no longer fits the model's context window")
+    return StopRun("error", f"unknown stop_reason {reason!r} from the API")
