@@ -1,0 +1,135 @@
+"""limits: the budget arithmetic before each call, reservations, and the loop guard."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from leanloop.errors import ConfigError
+from leanloop.limits import Budget, CallEstimate, Go, Halt, LoopGuard, Spend
+from leanloop.pricing import Cost
+from leanloop.usage import Usage
+
+PER_TOKEN = Decimal("0.000015")  # $15 / MTok output
+
+
+def estimate(prompt_usd: str = "0.01", max_tokens: int = 1000, prompt_tokens: int = 3000) -> CallEstimate:
+    return CallEstimate(prompt_tokens, Decimal(prompt_usd), Decimal(prompt_usd) * 3, PER_TOKEN, max_tokens)
+
+
+def test_room_is_lowered_to_what_is_left() -> None:
+    spend = Spend(Budget(usd=0.02))
+    go = spend.check_before_call(estimate())
+    assert isinstance(go, Go)
+    assert go.max_tokens == 666  # (0.02 - 0.01) / 0.000015
+    assert go.lowered_by == "usd"
+
+
+def test_halt_when_not_even_a_minimal_answer_fits() -> None:
+    spend = Spend(Budget(usd=0.0105))
+    halt = spend.check_before_call(estimate())
+    assert isinstance(halt, Halt)
+    assert halt.cap == "usd"
+    assert "no room for an answer" in halt.reason
+
+
+def test_reservations_stop_concurrent_runs_from_overshooting_together() -> None:
+    spend = Spend(Budget(usd=0.05))
+    decisions = [spend.check_before_call(estimate()) for _ in range(5)]
+    granted = [d for d in decisions if isinstance(d, Go)]
+    worst = sum((d.reserved_usd for d in granted), Decimal(0))
+    assert worst <= Decimal("0.05")
+    assert isinstance(decisions[-1], Halt)
+    for go in granted:
+        spend.record_call(go, Usage(output_tokens=10), Cost(output=Decimal("0.001")))
+    assert isinstance(spend.check_before_call(estimate()), Go)
+
+
+def test_strict_mode_assumes_the_cache_misses() -> None:
+    normal = Spend(Budget(usd=0.0305)).check_before_call(estimate())
+    strict = Spend(Budget(usd=0.0305, strict=True)).check_before_call(estimate())
+    assert isinstance(normal, Go) and isinstance(strict, Halt)
+
+
+def test_iteration_input_output_and_tool_caps() -> None:
+    spend = Spend(Budget(max_iterations=1, max_input_tokens=5000, max_output_tokens=1500, max_tool_calls=2))
+    first = spend.check_before_call(estimate())
+    assert isinstance(first, Go)
+    spend.record_call(first, Usage(input_tokens=3000, output_tokens=1000), Cost())
+    halt = spend.check_before_call(estimate())
+    assert isinstance(halt, Halt) and halt.cap == "max_iterations"
+    spend = Spend(Budget(max_input_tokens=5000))
+    spend.record_call(None, Usage(input_tokens=3000), Cost())
+    halt = spend.check_before_call(estimate())
+    assert isinstance(halt, Halt) and halt.cap == "max_input_tokens"
+    spend = Spend(Budget(max_output_tokens=1500))
+    spend.record_call(None, Usage(output_tokens=1000), Cost())
+    go = spend.check_before_call(estimate())
+    assert isinstance(go, Go) and go.max_tokens == 500 and go.lowered_by == "max_output_tokens"
+    spend = Spend(Budget(max_tool_calls=2))
+    assert spend.check_tool_calls(2) is None
+    spend.record_tool_calls(2)
+    halt = spend.check_tool_calls(1)
+    assert halt is not None and halt.cap == "max_tool_calls"
+
+
+def test_wall_clock_cap() -> None:
+    now = [0.0]
+    spend = Spend(Budget(max_wall_seconds=10), clock=lambda: now[0])
+    assert isinstance(spend.check_before_call(estimate()), Go)
+    now[0] = 10.5
+    halt = spend.check_before_call(estimate())
+    assert isinstance(halt, Halt) and halt.cap == "max_wall_seconds"
+    assert spend.remaining_wall_s() == 0
+
+
+@pytest.mark.parametrize(
+    "bad", [{"usd": 0}, {"usd": -1}, {"max_iterations": 0}, {"max_tool_calls": True}, {"min_output_tokens": 0}]
+)
+def test_bad_budgets_are_named(bad: dict[str, object]) -> None:
+    with pytest.raises(ConfigError, match=next(iter(bad))):
+        Budget(**bad)  # type: ignore[arg-type]
+
+
+@given(
+    budget=st.decimals("0.001", "1", places=4),
+    calls=st.lists(st.tuples(st.decimals("0", "0.05", places=5), st.integers(1, 8000), st.floats(0, 1)), max_size=40),
+)
+@settings(max_examples=200, deadline=None)
+def test_spend_never_exceeds_the_budget(budget: Decimal, calls: list[tuple[Decimal, int, float]]) -> None:
+    """Whatever each call's prompt costs and whatever share of max_tokens it really writes."""
+    spend = Spend(Budget(usd=float(budget)))
+    for prompt_usd, max_tokens, share in calls:
+        decision = spend.check_before_call(CallEstimate(1000, prompt_usd, prompt_usd, PER_TOKEN, max_tokens))
+        if isinstance(decision, Halt):
+            break
+        output = int(decision.max_tokens * share)
+        spend.record_call(decision, Usage(output_tokens=output), Cost(input=prompt_usd, output=output * PER_TOKEN))
+    assert spend.cost.total <= Decimal(str(float(budget)))
+
+
+def test_loop_guard_tells_once_then_blocks() -> None:
+    guard = LoopGuard(repeats=3)
+    args = {"pod": "ledger"}
+    assert guard.observe("read", args, "permission denied") is None
+    assert guard.observe("read", args, "permission denied") is None
+    assert guard.blocked("read", args) is None
+    notice = guard.observe("read", args, "permission denied")
+    assert notice is not None and "failed 3 times" in notice
+    assert guard.blocked("read", {"pod": "ledger"}) is not None
+    assert guard.blocked("read", {"pod": "other"}) is None
+    assert guard.observe("read", args, "permission denied") is None  # told once only
+
+
+def test_loop_guard_resets_on_success_or_a_different_error() -> None:
+    guard = LoopGuard(repeats=2)
+    guard.observe("f", {}, "boom")
+    guard.observe("f", {}, None)
+    assert guard.observe("f", {}, "boom") is None
+    assert guard.observe("f", {}, "other") is None
+    assert guard.observe("f", {}, "other") is not None
+    with pytest.raises(ConfigError):
+        LoopGuard(repeats=0)

@@ -1,0 +1,155 @@
+"""tools: schemas from signatures, validation, concurrency, timeouts, caps."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from leanloop.errors import ConfigError
+from leanloop.tools import Tool, ToolUse, as_tool, cap_text, run_tools, tool
+
+pytestmark = pytest.mark.anyio
+
+
+def read_pod_logs(namespace: str, pod: str, tail_lines: int = 100, grep: str | None = None) -> str:
+    """Read the last lines of a pod's log.
+
+    Longer explanation for the model.
+
+    Args:
+        namespace: The namespace of the pod.
+        pod: The pod name.
+        tail_lines: How many lines from the end.
+        grep: Only lines containing this text.
+    """
+    return f"{namespace}/{pod}:{tail_lines}:{grep}"
+
+
+def test_schema_comes_from_signature_and_docstring() -> None:
+    t = as_tool(read_pod_logs)
+    assert t.name == "read_pod_logs"
+    assert t.definition["description"] == "Read the last lines of a pod's log.\n\nLonger explanation for the model."
+    schema = t.definition["input_schema"]
+    assert schema["required"] == ["namespace", "pod"]
+    assert schema["properties"]["tail_lines"] == {
+        "default": 100,
+        "description": "How many lines from the end.",
+        "type": "integer",
+    }
+    assert "title" not in str(schema)
+
+
+def test_bound_methods_and_options() -> None:
+    class Logs:
+        def list_pods(self, namespace: str) -> list[str]:
+            """List pods.
+
+            Args:
+                namespace: Where.
+            """
+            return [namespace]
+
+    t = tool(name="pods", max_result_tokens=10, timeout=1.5)(Logs().list_pods)
+    assert t.name == "pods"
+    assert list(t.definition["input_schema"]["properties"]) == ["namespace"]
+    assert (t.max_result_tokens, t.timeout) == (10, 1.5)
+
+
+def test_raw_definitions() -> None:
+    server = as_tool({"type": "web_search_20250305", "name": "web_search"})
+    assert server.handler is None
+    pair = as_tool(({"name": "x", "input_schema": {"type": "object"}}, lambda: "ok"))
+    assert pair.name == "x"
+    with pytest.raises(ConfigError, match="without a handler"):
+        as_tool({"name": "x", "input_schema": {}})
+    with pytest.raises(ConfigError, match=r"\(definition dict, handler function\)"):
+        as_tool(({"name": "x"}, "not callable"))
+    with pytest.raises(ConfigError, match="cannot make a tool"):
+        as_tool(42)
+    with pytest.raises(ConfigError, match="must be 1-64"):
+        tool(name="bad name!")(read_pod_logs)
+
+
+async def test_arguments_are_validated_and_errors_reported() -> None:
+    tools = {"read_pod_logs": as_tool(read_pod_logs)}
+    outcomes = await run_tools(
+        [
+            ToolUse("1", "read_pod_logs", {"namespace": "a", "pod": "b", "tail_lines": "20"}),
+            ToolUse("2", "read_pod_logs", {"namespace": "a"}),
+            ToolUse("3", "read_pod_logs", {"namespace": "a", "pod": "b", "tail_lines": "many"}),
+        ],
+        tools,
+    )
+    assert outcomes[0].content == "a/b:20:None"  # "20" coerced to int, as the schema says integer
+    assert outcomes[1].is_error and outcomes[1].error == "invalid arguments: pod: Missing required argument"
+    assert outcomes[2].is_error and "tail_lines" in outcomes[2].content
+
+
+async def test_calls_run_concurrently_and_keep_order() -> None:
+    async def wait(ms: int) -> int:
+        """Sleep.
+
+        Args:
+            ms: Milliseconds.
+        """
+        await asyncio.sleep(ms / 1000)
+        return ms
+
+    tools = {"wait": as_tool(wait)}
+    uses = [ToolUse(str(i), "wait", {"ms": ms}) for i, ms in enumerate([150, 50, 100, 10])]
+    started = time.perf_counter()
+    outcomes = await run_tools(uses, tools)
+    assert time.perf_counter() - started < 0.3
+    assert [o.content for o in outcomes] == ["150", "50", "100", "10"]
+    started = time.perf_counter()
+    await run_tools(uses, tools, max_concurrency=1)
+    assert time.perf_counter() - started >= 0.3
+
+
+async def test_per_tool_timeout_overrides_the_default() -> None:
+    async def slow() -> str:
+        """Slow."""
+        await asyncio.sleep(1)
+        return "late"
+
+    tools = {"slow": tool(timeout=0.05)(slow)}
+    [outcome] = await run_tools([ToolUse("1", "slow", {})], tools, seconds=10)
+    assert outcome.is_error and outcome.content == "timed out after 0.05 s"
+
+
+async def test_results_are_text_or_json() -> None:
+    def structured() -> dict[str, object]:
+        """Structured."""
+        return {"b": 1, "a": [1, 2]}
+
+    def nothing() -> None:
+        """Nothing."""
+
+    tools = {"structured": as_tool(structured), "nothing": as_tool(nothing)}
+    outcomes = await run_tools([ToolUse("1", "structured", {}), ToolUse("2", "nothing", {})], tools)
+    assert outcomes[0].content == '{"a":[1,2],"b":1}'
+    assert outcomes[1].content == "(no output)"
+    assert outcomes[0].to_block() == {"type": "tool_result", "tool_use_id": "1", "content": '{"a":[1,2],"b":1}'}
+
+
+async def test_server_tool_is_not_run_here() -> None:
+    tools = {"web_search": Tool({"type": "web_search_20250305", "name": "web_search"})}
+    [outcome] = await run_tools([ToolUse("1", "web_search", {})], tools)
+    assert outcome.is_error
+
+
+@given(st.text(min_size=0, max_size=3000), st.integers(50, 400))
+@settings(max_examples=80, deadline=None)
+def test_cap_text_keeps_head_and_tail_within_the_cap(text: str, cap: int) -> None:
+    shown, cut = cap_text(text, cap)
+    if not cut:
+        assert shown == text
+        return
+    assert shown.startswith(text[:10])
+    assert shown.endswith(text[-10:])
+    assert "tokens cut from the middle" in shown
+    assert len(shown) < len(text) + 300
