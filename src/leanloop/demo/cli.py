@@ -1,8 +1,201 @@
-"""`leanloop demo` (to be built: issue 4; until then it runs the estimator)."""
+"""``leanloop demo``: a log-triage agent on real input, its ledger, and what leanloop saved.
 
-from leanloop.analyze.estimate import estimate_command
+With ANTHROPIC_API_KEY set (and no ``--emulator``) the main run uses the real API; the side-by-side comparison and
+the runaway incident always run on the emulator, so the demo never spends more than that one run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import anthropic
+import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from leanloop.agent import CallFinished, Event, Notice, TextDelta, ToolStarted
+from leanloop.demo.run import DemoReport, RunSummary, run_demo
+from leanloop.errors import ConfigError
+from leanloop.pricing import Cost
+from leanloop.trace import CallRecord
+from leanloop.usage import Usage
+
+__all__ = ["demo", "ledger_table"]
 
 
-def demo() -> None:
-    """Run the main demo."""
-    estimate_command(preset="five-step")
+def ledger_table(calls: list[CallRecord], title: str = "Ledger") -> Table:
+    """The per-iteration ledger: iteration, (model,) input, cache write, cache read, output, cost, latency; totals.
+
+    The model column appears when the calls used more than one model (else the title says it).
+    """
+    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left")
+    several = len({c.model for c in calls}) > 1
+    columns = ["#", "model"] if several else ["#"]
+    for column in [*columns, "input", "cache write", "cache read", "output", "cost", "latency"]:
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for call in calls:
+        u = call.usage
+        latency = f"{call.latency_s:.2f} s" if call.latency_s is not None else "-"
+        head = [str(call.iteration), call.model] if several else [str(call.iteration)]
+        table.add_row(
+            *head,
+            f"{u.input_tokens:,}",
+            f"{u.cache_write_tokens:,}",
+            f"{u.cache_read_tokens:,}",
+            f"{u.output_tokens:,}",
+            str(call.cost),
+            latency,
+        )
+    if calls:
+        total = sum((c.usage for c in calls), Usage())
+        cost = sum((c.cost for c in calls), Cost())
+        latency = sum(c.latency_s or 0.0 for c in calls)
+        table.add_section()
+        table.add_row(
+            *(["total", ""] if several else ["total"]),
+            f"{total.input_tokens:,}",
+            f"{total.cache_write_tokens:,}",
+            f"{total.cache_read_tokens:,}",
+            f"{total.output_tokens:,}",
+            str(cost),
+            f"{latency:.2f} s",
+        )
+    return table
+
+
+class _Live:
+    """Prints the run as it happens: streamed text, then one ledger line per call."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.line_open = False
+        self.tools: list[str] = []
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, TextDelta):
+            self.console.print(event.text, end="", style="dim" if not self.line_open else None, highlight=False)
+            self.line_open = True
+        elif isinstance(event, CallFinished):
+            self._end_line()
+            u, r = event.record.usage, event.record
+            self.console.print(
+                f"  [bold]#{r.iteration}[/] in {u.input_tokens:,} · write {u.cache_write_tokens:,} · read "
+                f"{u.cache_read_tokens:,} · out {u.output_tokens:,} · [green]{r.cost}[/]",
+                highlight=False,
+            )
+        elif isinstance(event, ToolStarted):
+            self.console.print(f"    → {event.use.name}({_short(event.use.input)})", style="cyan", highlight=False)
+        elif isinstance(event, Notice):
+            self._end_line()
+            self.console.print(f"  ! {event.message}", style="yellow", highlight=False)
+
+    def _end_line(self) -> None:
+        if self.line_open:
+            self.console.print()
+            self.line_open = False
+
+
+def _short(arguments: Any) -> str:
+    text = ", ".join(f"{k}={v!r}" for k, v in dict(arguments).items())
+    return text if len(text) < 70 else text[:67] + "..."
+
+
+def _comparison(report: DemoReport) -> Table:
+    table = Table(
+        title="The same task, three ways (emulator, modeled API time)", box=box.SIMPLE_HEAD, title_justify="left"
+    )
+    for column in ("loop", "cost", "vs naive", "cache hit", "iterations", "API time"):
+        table.add_column(column, justify="left" if column == "loop" else "right")
+    naive = report.runs["naive"].cost.total
+    labels = {"naive": "naive (no cache, no guard)", "cache_only": "caching only", "leanloop": "leanloop default"}
+    for name, run in report.runs.items():
+        table.add_row(
+            labels[name],
+            str(run.cost),
+            f"{run.cost.total / naive:.2f}x" if naive else "-",
+            f"{run.cache_hit_rate:.0%}",
+            str(len(run.calls)),
+            f"{run.api_s:.1f} s",
+        )
+    return table
+
+
+def _incident(report: DemoReport) -> Table:
+    table = Table(
+        title="Runaway incident: a model that retries a permission-denied read forever",
+        box=box.SIMPLE_HEAD,
+        title_justify="left",
+    )
+    for column in ("loop", "iterations", "cost", "stopped by"):
+        table.add_column(column, justify="left" if column in ("loop", "stopped by") else "right")
+    naive: RunSummary = report.incident["naive"]
+    guarded: RunSummary = report.incident["leanloop"]
+    table.add_row("naive", str(len(naive.calls)), str(naive.cost), naive.stop)
+    table.add_row("leanloop", str(len(guarded.calls)), str(guarded.cost), f"{guarded.stop}: {guarded.detail}")
+    return table
+
+
+def _render(report: DemoReport, console: Console) -> None:
+    result = report.result
+    console.print()
+    timing = "modeled latency" if not report.live else "latency"
+    console.print(ledger_table(report.ledger, title=f"Ledger of the leanloop run ({report.model}, {timing})"))
+    console.print(f"  stopped: {result.stop}", highlight=False)
+    floor = report.floor_usd
+    if floor:
+        console.print(
+            f"  cost {result.cost} · cache hit rate {result.cache_hit_rate:.0%} · perfect-cache floor ${floor:.4f} "
+            f"({result.cost.total / floor:.2f}x) · {result.tool_calls} tool calls",
+            highlight=False,
+        )
+    console.print()
+    console.print(_comparison(report))
+    console.print(_incident(report))
+    ratio = report.incident["leanloop"].cost.total / report.incident["naive"].cost.total
+    console.print(f"  the guard stopped the incident at {ratio:.1%} of the naive loop's cost", highlight=False)
+
+
+def demo(
+    *,
+    logs: Annotated[
+        Path | None, typer.Option(help="A directory of logs: <ns>/<pod>.log, or a flat folder (one namespace).")
+    ] = None,
+    model: Annotated[str, typer.Option(help="Model id.")] = "claude-sonnet-4-6",
+    budget: Annotated[float, typer.Option(min=0.0001, help="USD budget of the main run.")] = 0.50,
+    trace: Annotated[Path | None, typer.Option(help="Write the main run's JSONL trace here.")] = None,
+    emulator: Annotated[
+        bool, typer.Option("--emulator", help="Use the emulator even if ANTHROPIC_API_KEY is set.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print everything as JSON.")] = False,
+) -> None:
+    """Triage logs with a Claude agent: the ledger, the same task naive and cached, and a runaway incident."""
+    if logs is not None and not logs.is_dir():
+        raise typer.BadParameter(f"{logs} is not a directory", param_hint="--logs")
+    live = bool(os.environ.get("ANTHROPIC_API_KEY")) and not emulator
+    console = Console(stderr=as_json)
+    where = "the real API" if live else "the emulator (no API key needed)"
+    if not as_json:
+        console.print(f"[bold]leanloop demo[/] · {model} on {where} · budget ${budget:g}\n")
+    try:
+        report = asyncio.run(
+            run_demo(
+                logs=logs,
+                model=model,
+                budget_usd=budget,
+                trace=trace,
+                live_client=anthropic.AsyncAnthropic() if live else None,
+                on_event=None if as_json else _Live(console),
+            )
+        )
+    except ConfigError as error:
+        raise typer.BadParameter(str(error)) from None
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    console.print(f"[dim]input: {report.source}[/]")
+    _render(report, console)
