@@ -1,1 +1,87 @@
-"""The Anthropic Messages API on localhost, with the real cache billing rules (to be built: issue 3)."""
+"""The Anthropic Messages API on localhost, with the real cache billing rules.
+
+The official ``anthropic`` SDK cannot tell it from the real API for everything leanloop uses: ``POST /v1/messages``
+(JSON and server-sent events), ``POST /v1/messages/count_tokens``, ``GET /v1/models[/{id}]``, the real error shapes
+and statuses, usage from ``leanloop.cachesim`` (one cache per model, shared by all requests), a latency model and
+fault injection. Models answer through policies: functions of the request returning a ``Reply``.
+
+    app = create_app({"claude-sonnet-4-6": load_scenario("triage.yaml")})
+    client = async_client(app)                      # in-process, no sockets
+    with serve_in_thread(app) as base_url: ...      # or a real loopback port
+    Emulator.of(app).calls                          # what was served, with usage and timings
+
+Modules: ``app`` (the ASGI app), ``serving`` (clients and servers), ``policies``/``scenario``/``replay`` (what the
+models answer), ``render`` (max_tokens cuts, output tokens), ``wire`` (ids, JSON and SSE shapes), ``validate``
+(400/404/413 checks), ``faults``, ``latency``, ``clock``, ``catalog`` (model ids and limits).
+
+The names load lazily: ``leanloop``'s CLI imports this package for every command, and the SDK, starlette and uvicorn
+should load only when the emulator is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from leanloop.emulator.app import ConnectionDropped, Emulator, ServedCall, create_app
+    from leanloop.emulator.catalog import CATALOG, ModelCard
+    from leanloop.emulator.clock import Clock, ManualClock, ScaledClock
+    from leanloop.emulator.faults import Fault, FaultKind, FaultRule, Faults
+    from leanloop.emulator.latency import LatencyModel, Timing
+    from leanloop.emulator.policies import Policy, Reply, finisher
+    from leanloop.emulator.replay import ReplayPolicy, load_trajectory
+    from leanloop.emulator.scenario import EXAMPLE_SCENARIO, Scenario, ScenarioExhausted, load_scenario
+    from leanloop.emulator.serving import StreamingASGITransport, async_client, serve_in_thread
+
+__all__ = [
+    "CATALOG",
+    "EXAMPLE_SCENARIO",
+    "Clock",
+    "ConnectionDropped",
+    "Emulator",
+    "Fault",
+    "FaultKind",
+    "FaultRule",
+    "Faults",
+    "LatencyModel",
+    "ManualClock",
+    "ModelCard",
+    "Policy",
+    "ReplayPolicy",
+    "Reply",
+    "ScaledClock",
+    "Scenario",
+    "ScenarioExhausted",
+    "ServedCall",
+    "StreamingASGITransport",
+    "Timing",
+    "async_client",
+    "create_app",
+    "finisher",
+    "load_scenario",
+    "load_trajectory",
+    "serve_in_thread",
+]
+
+_HOMES = {
+    "app": ("ConnectionDropped", "Emulator", "ServedCall", "create_app"),
+    "catalog": ("CATALOG", "ModelCard"),
+    "clock": ("Clock", "ManualClock", "ScaledClock"),
+    "faults": ("Fault", "FaultKind", "FaultRule", "Faults"),
+    "latency": ("LatencyModel", "Timing"),
+    "policies": ("Policy", "Reply", "finisher"),
+    "replay": ("ReplayPolicy", "load_trajectory"),
+    "scenario": ("EXAMPLE_SCENARIO", "Scenario", "ScenarioExhausted", "load_scenario"),
+    "serving": ("StreamingASGITransport", "async_client", "serve_in_thread"),
+}
+_MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'leanloop.emulator' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"leanloop.emulator.{module}"), name)
+    globals()[name] = value
+    return value

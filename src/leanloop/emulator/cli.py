@@ -1,8 +1,81 @@
-"""`leanloop emulator` (to be built: issue 3)."""
+"""`leanloop emulator`: the Messages API emulator under uvicorn, on loopback by default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from leanloop.emulator.catalog import CATALOG
+from leanloop.emulator.faults import Faults
+from leanloop.emulator.latency import LatencyModel
+from leanloop.emulator.policies import Policy, finisher
+from leanloop.emulator.replay import ReplayPolicy
+from leanloop.emulator.scenario import load_scenario
+from leanloop.errors import ConfigError
 
-def emulator() -> None:
-    """Run the Anthropic Messages API emulator on localhost."""
-    raise typer.Exit(code=2)
+__all__ = ["emulator"]
+
+
+def emulator(
+    *,
+    host: Annotated[str, typer.Option(help="Interface to bind. Keep the loopback default unless you mean it.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8787,
+    scenario: Annotated[
+        Path | None,
+        typer.Option(help="YAML/JSON scenario every model plays (format: leanloop/emulator/scenario.py)."),
+    ] = None,
+    replay: Annotated[
+        Path | None, typer.Option(help="Recorded trajectory every model replays (conversation, responses, cassette).")
+    ] = None,
+    time_scale: Annotated[float, typer.Option(min=0, help="1 = real latency, 0.1 = 10x faster, 0 = no wait.")] = 1.0,
+    api_key: Annotated[
+        str | None, typer.Option(help="Accept only this x-api-key (default: any non-empty key).")
+    ] = None,
+    fault_rate: Annotated[float, typer.Option(min=0, max=1, help="Share of requests that fail at random.")] = 0.0,
+    fault_seed: Annotated[int, typer.Option(help="Seed of the random faults and of the ids.")] = 0,
+) -> None:
+    """Run the Anthropic Messages API emulator on localhost (point the SDK's base_url at it)."""
+    try:
+        policy: Policy = finisher
+        faults = None
+        if scenario is not None:
+            played = load_scenario(scenario)
+            policy, faults = played, played.faults
+        if replay is not None:
+            policy = ReplayPolicy.from_file(replay)
+        if fault_rate:
+            faults = Faults(rules=faults.rules if faults else (), rate=fault_rate, seed=fault_seed)
+    except ConfigError as error:
+        typer.echo(f"leanloop emulator: {error}", err=True)
+        raise typer.Exit(code=2) from None
+    source = f"scenario {scenario}" if scenario else f"replay {replay}" if replay else "finisher"
+    typer.echo(f"leanloop emulator on http://{host}:{port} ({len(CATALOG)} models, {source}, time scale {time_scale})")
+    typer.echo(f'  anthropic.Anthropic(base_url="http://{host}:{port}", api_key="any-key")')
+    latency = LatencyModel(time_scale=time_scale)
+    models: dict[str, Policy] = dict.fromkeys(CATALOG, policy)
+    _serve(models, faults=faults, latency=latency, api_key=api_key, host=host, port=port, seed=fault_seed)
+
+
+def _serve(
+    models: dict[str, Policy],
+    *,
+    faults: Faults | None,
+    latency: LatencyModel,
+    api_key: str | None,
+    host: str,
+    port: int,
+    seed: int,
+) -> None:
+    # Imported here: starlette, uvicorn and the SDK load only when the server runs, not for every leanloop command.
+    import uvicorn  # noqa: PLC0415
+
+    from leanloop.emulator.app import create_app  # noqa: PLC0415
+    from leanloop.emulator.serving import quiet_dropped_connections  # noqa: PLC0415
+
+    app = create_app(models, latency=latency, faults=faults, api_key=api_key, seed=seed, log_limit=1000)
+    quiet_dropped_connections()
+    uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="off", ws="none")

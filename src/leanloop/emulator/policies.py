@@ -2,15 +2,30 @@
 
 This is the contract between the emulator, ``leanloop.testing`` and the demo's scripted models; extend it, don't
 change it.
+
+Built in here: ``finisher`` (answers at once). Elsewhere in this package: ``Scenario`` (a scripted model read from
+a YAML/JSON file, ``scenario.py``) and ``ReplayPolicy`` (replays a recorded trajectory, ``replay.py``). The helpers
+below read a request the way those policies need to: turns so far, the last tool results, their text.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+import inspect
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-__all__ = ["Policy", "Reply"]
+__all__ = [
+    "Policy",
+    "Reply",
+    "assistant_turns",
+    "block_text",
+    "call_policy",
+    "content_blocks",
+    "finisher",
+    "messages_of",
+    "tool_results",
+]
 
 
 @dataclass(frozen=True)
@@ -35,3 +50,64 @@ class Reply:
 
 # A policy sees the request body exactly as the SDK sent it (model, system, tools, messages, ...).
 Policy = Callable[[Mapping[str, Any]], Reply | Awaitable[Reply]]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Built-in policy and helpers for writing policies
+
+
+def finisher(request: Mapping[str, Any]) -> Reply:
+    """Answers at once: one short text block, ``end_turn``. The default model behind every id the emulator knows."""
+    return Reply([{"type": "text", "text": "Done."}], "end_turn")
+
+
+async def call_policy(policy: Policy, request: Mapping[str, Any]) -> Reply:
+    """Run ``policy`` on ``request``, awaiting it when it is a coroutine function or returns an awaitable."""
+    result = policy(request)
+    if inspect.isawaitable(result):
+        result = await result
+    if not isinstance(cast(object, result), Reply):
+        raise TypeError(f"a policy must return a Reply, got {type(result).__name__}")
+    return result
+
+
+def messages_of(request: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The request's messages (an empty list when absent or malformed)."""
+    messages = request.get("messages")
+    if not isinstance(messages, list):
+        return []
+    return [cast(Mapping[str, Any], m) for m in cast(list[Any], messages) if isinstance(m, Mapping)]
+
+
+def content_blocks(message: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """A message's content as blocks (a string becomes one text block)."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    if not isinstance(content, list):
+        return []
+    return [cast(Mapping[str, Any], b) for b in cast(list[Any], content) if isinstance(b, Mapping)]
+
+
+def assistant_turns(messages: Sequence[Mapping[str, Any]]) -> int:
+    """How many assistant turns a conversation already holds: the index of the turn a policy is asked for."""
+    return sum(1 for m in messages if m.get("role") == "assistant")
+
+
+def tool_results(message: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
+    """The tool_result blocks of a (user) message."""
+    if message is None:
+        return []
+    return [b for b in content_blocks(message) if b.get("type") == "tool_result"]
+
+
+def block_text(block: Mapping[str, Any]) -> str:
+    """The text of a text block, or of a tool_result's content (a string or a list of text blocks)."""
+    if block.get("type") == "text":
+        return str(block.get("text", ""))
+    content = block.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(block_text(b) for b in content_blocks({"content": cast(list[Any], content)}))
+    return ""

@@ -1,0 +1,486 @@
+"""The emulator's ASGI app: the Messages API endpoints, wired to the cache simulator, the policies, the latency
+model and the fault plan. This is the I/O edge; every decision it carries out is made by a pure module
+(``validate``, ``faults``, ``render``, ``latency``, ``wire``, ``leanloop.cachesim``).
+
+One request to ``POST /v1/messages``::
+
+    authenticate -> read body (413) -> number it -> fault before the response? (429/529/500)
+    -> validate (400/404) -> policy -> render within max_tokens -> cache: predict, model TTFT, apply
+    -> respond (JSON, or SSE paced at the output speed; a mid-stream fault may cut it)
+
+Emulated time (``Emulator.now``) is the clock's time, but never earlier than the modeled end of a response that
+already finished: with ``time_scale=0`` nothing sleeps, yet a request sent after another one's response starts
+after that response ended, so it reads what that one wrote. Requests in flight together start at the same emulated
+time, so identical concurrent requests all pay the cache write (an entry is readable only from its writer's first
+token: request start + modeled TTFT). With ``time_scale=0`` "in flight together" means on the event loop at once;
+to model concurrency in real time (threads, several processes), give a small ``time_scale`` such as 0.01.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import anyio
+import anyio.lowlevel
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from leanloop.cachesim import CacheResult, CacheSim, Prompt, prompt_from_request
+from leanloop.emulator.catalog import CATALOG, ModelCard, model_card
+from leanloop.emulator.clock import Clock, ScaledClock
+from leanloop.emulator.faults import Fault, FaultRule, Faults
+from leanloop.emulator.latency import LatencyModel, Timing
+from leanloop.emulator.policies import Policy, call_policy, finisher
+from leanloop.emulator.render import Rendered, render
+from leanloop.emulator.validate import (
+    MAX_BODY_BYTES,
+    check_count_tokens_request,
+    check_message_request,
+    parse_body,
+    too_large,
+)
+from leanloop.emulator.wire import Event, Ids, error_body, error_event, message_body, stream_events, usage_body
+from leanloop.errors import InvalidRequestError
+from leanloop.tokens import Estimator, TokenCounter
+from leanloop.usage import Usage
+
+__all__ = ["ConnectionDropped", "Emulator", "ServedCall", "create_app"]
+
+_JSON = "application/json"
+_SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
+
+
+class ConnectionDropped(Exception):
+    """Raised inside the app to close the connection mid-response (the ``disconnect`` fault).
+
+    Servers log it as an application error; ``serve_in_thread`` and the CLI filter those log lines out.
+    """
+
+
+@dataclass
+class ServedCall:
+    """One ``POST /v1/messages`` as the emulator served it (the log in ``Emulator.calls``).
+
+    Times are emulated seconds. ``usage`` includes output tokens and is None when no response was produced (an
+    error or a fault before the response). ``error`` is the exception a policy raised, if any.
+    """
+
+    number: int
+    request_id: str
+    model: str | None
+    stream: bool
+    start: float
+    request: Mapping[str, Any] = field(repr=False)
+    status: int = 200
+    error_type: str | None = None
+    fault: str | None = None
+    usage: Usage | None = None
+    stop_reason: str | None = None
+    message_id: str | None = None
+    ttft_s: float | None = None
+    duration_s: float | None = None
+    cache: CacheResult | None = field(default=None, repr=False)
+    retry_count: int | None = None
+    error: BaseException | None = field(default=None, repr=False)
+    content: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]], repr=False)
+
+    @property
+    def end(self) -> float:
+        return self.start + (self.duration_s or 0.0)
+
+
+class _Served(Exception):
+    """An HTTP error answer, raised from deep in a handler and turned into the API's error body at its top."""
+
+    def __init__(self, status: int, error_type: str, message: str, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.error_type, self.message, self.headers = status, error_type, message, headers or {}
+
+
+class _RememberedCounts:
+    """A ``TokenCounter`` that remembers the counts of the block groups it has seen (least recently used out).
+
+    An agent loop re-sends its whole history every call, so most of what the emulator counts it counted before;
+    hashing a group's JSON is far cheaper than counting its tokens again.
+    """
+
+    def __init__(self, counter: TokenCounter, size: int = 16_384) -> None:
+        self._counter, self._size = counter, size
+        self._counts: OrderedDict[bytes, list[int]] = OrderedDict()
+
+    def count_request(self, model: str, blocks: Sequence[tuple[str, Mapping[str, Any]]]) -> list[int]:
+        key = hashlib.blake2b(json.dumps([model, blocks], ensure_ascii=False).encode(), digest_size=16).digest()
+        counts = self._counts.get(key)
+        if counts is None:
+            counts = self._counter.count_request(model, blocks)
+            self._counts[key] = counts
+            if len(self._counts) > self._size:
+                self._counts.popitem(last=False)
+        else:
+            self._counts.move_to_end(key)
+        return list(counts)
+
+
+class Emulator:
+    """The state behind one app: policies per model, one ``CacheSim``, the clock, faults, and the call log."""
+
+    def __init__(
+        self,
+        models: Mapping[str, Policy] | None = None,
+        *,
+        clock: Clock | None = None,
+        latency: LatencyModel | None = None,
+        faults: Faults | Sequence[FaultRule] | None = None,
+        api_key: str | None = None,
+        cache: CacheSim | None = None,
+        token_counter: TokenCounter | None = None,
+        seed: int = 0,
+        log_limit: int | None = None,
+    ) -> None:
+        policies: dict[str, Policy] = dict(models) if models is not None else dict.fromkeys(CATALOG, finisher)
+        self.policies = policies
+        self.cards: dict[str, ModelCard] = {model: model_card(model) for model in policies}
+        self.latency = latency or LatencyModel()
+        self.clock: Clock = clock or ScaledClock(self.latency.time_scale)
+        self.faults = faults if isinstance(faults, Faults) or faults is None else Faults(rules=faults)
+        self.api_key = api_key
+        self.cache = cache if cache is not None else CacheSim()  # an empty CacheSim is falsy (it has a length)
+        self.token_counter: TokenCounter = _RememberedCounts(token_counter or Estimator())
+        self.ids = Ids(seed)
+        self.calls: list[ServedCall] = []
+        self.log_limit = log_limit
+        self._received = 0
+        self._horizon = 0.0
+
+    @staticmethod
+    def of(app: Starlette) -> Emulator:
+        """The emulator behind an app made by ``create_app``."""
+        return cast(Emulator, app.state.emulator)
+
+    def now(self) -> float:
+        """Emulated time: the clock, but never before the end of a response that already finished."""
+        return max(self.clock.now(), self._horizon)
+
+    def _log(self, call: ServedCall) -> None:
+        self.calls.append(call)
+        if self.log_limit is not None and len(self.calls) >= 2 * self.log_limit:
+            del self.calls[: -self.log_limit]  # trimmed in batches, so appending stays O(1) amortised
+
+    def finished(self, call: ServedCall) -> None:
+        """Note that ``call``'s response has ended: later requests start no earlier than its modeled end."""
+        self._horizon = max(self._horizon, call.end)
+
+    # -----------------------------------------------------------------------------------------------------------
+    # Endpoints
+
+    async def create_message(self, request: Request) -> Response:
+        request_id = self.ids.request_id()
+        call: ServedCall | None = None
+        try:
+            self._authenticate(request)
+            body = await self._read_body(request)
+            self._received += 1
+            model = body.get("model")
+            call = ServedCall(
+                number=self._received,
+                request_id=request_id,
+                model=model if isinstance(model, str) else None,
+                stream=body.get("stream") is True,
+                start=self.now(),
+                request=body,
+                retry_count=_int_header(request, "x-stainless-retry-count"),
+            )
+            self._log(call)
+            fault = self.faults.decide(call.number, body) if self.faults is not None else None
+            return await self._respond(call, body, fault)
+        except _Served as served:
+            if call is not None:
+                call.status, call.error_type = served.status, served.error_type
+            return _error(served.status, served.error_type, served.message, request_id, served.headers)
+
+    async def count_tokens(self, request: Request) -> Response:
+        request_id = self.ids.request_id()
+        try:
+            self._authenticate(request)
+            body = await self._read_body(request)
+            try:
+                check_count_tokens_request(body, self.cards.get)
+                prompt = self._prompt(body)
+            except InvalidRequestError as error:
+                raise _Served(error.status, error.error_type, error.message) from None
+        except _Served as served:
+            return _error(served.status, served.error_type, served.message, request_id, served.headers)
+        return _json({"input_tokens": prompt.total_tokens}, request_id)
+
+    async def list_models(self, request: Request) -> Response:
+        request_id = self.ids.request_id()
+        try:
+            self._authenticate(request)
+            limit = _int_param(request, "limit", 20)
+            if not 1 <= limit <= 1000:
+                raise _Served(400, "invalid_request_error", "limit: Input should be between 1 and 1000")
+        except _Served as served:
+            return _error(served.status, served.error_type, served.message, request_id, served.headers)
+        cards = sorted(self.cards.values(), key=lambda c: (c.created, c.id), reverse=True)
+        ids = [c.id for c in cards]
+        after, before = request.query_params.get("after_id"), request.query_params.get("before_id")
+        if before in ids:
+            end = ids.index(before)
+            chosen, more = cards[max(0, end - limit) : end], end - limit > 0
+        else:
+            begin = ids.index(after) + 1 if after in ids else 0
+            chosen, more = cards[begin : begin + limit], begin + limit < len(cards)
+        data = [c.to_api() for c in chosen]
+        page = {
+            "data": data,
+            "has_more": more,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+        }
+        return _json(page, request_id)
+
+    async def retrieve_model(self, request: Request) -> Response:
+        request_id = self.ids.request_id()
+        model_id = str(request.path_params["model_id"])
+        try:
+            self._authenticate(request)
+            card = self.cards.get(model_id)
+            if card is None:
+                raise _Served(404, "not_found_error", f"model: {model_id}")
+        except _Served as served:
+            return _error(served.status, served.error_type, served.message, request_id, served.headers)
+        return _json(card.to_api(), request_id)
+
+    # -----------------------------------------------------------------------------------------------------------
+    # Steps of a request
+
+    def _authenticate(self, request: Request) -> None:
+        key = request.headers.get("x-api-key")
+        if not key:
+            authorization = request.headers.get("authorization", "")
+            key = authorization[7:].strip() if authorization.lower().startswith("bearer ") else None
+        if not key:
+            raise _Served(401, "authentication_error", "x-api-key header is required")
+        if self.api_key is not None and key != self.api_key:
+            raise _Served(401, "authentication_error", "invalid x-api-key")
+
+    async def _read_body(self, request: Request) -> dict[str, Any]:
+        declared = _int_header(request, "content-length")
+        if declared is not None and declared > MAX_BODY_BYTES:
+            error = too_large()
+            raise _Served(error.status, error.error_type, error.message)
+        try:
+            return parse_body(await request.body())
+        except InvalidRequestError as error:
+            raise _Served(error.status, error.error_type, error.message) from None
+
+    def _prompt(self, body: Mapping[str, Any]) -> Prompt:
+        prompt = prompt_from_request(body, self.token_counter)
+        _ = prompt.breakpoints  # raises for more than 4 breakpoints or a 1h mark after a 5m one
+        return prompt
+
+    async def _respond(self, call: ServedCall, body: dict[str, Any], fault: Fault | None) -> Response:
+        if fault is not None:
+            call.fault = fault.kind
+            failure = fault.http_error(call.stream)
+            if failure is not None:
+                status, error_type, message = failure
+                headers = {"retry-after": _seconds(fault.retry_after)} if status == 429 and fault.retry_after else {}
+                raise _Served(status, error_type, message, headers)
+        try:
+            card = check_message_request(body, self.cards.get)
+            prompt = self._prompt(body)
+        except InvalidRequestError as error:
+            raise _Served(error.status, error.error_type, error.message) from None
+        try:
+            reply = await call_policy(self.policies[card.id], body)
+        except Exception as error:  # a policy's bug or a scripted model's "unexpected call": report it, don't retry
+            call.error = error
+            message = f"the policy for {card.id} raised {type(error).__name__}: {error}"
+            raise _Served(500, "api_error", message, {"x-should-retry": "false"}) from None
+        rendered = render(reply, int(body["max_tokens"]), self.ids.tool_use_id)
+        timing = self._serve(call, prompt, rendered)
+        if call.stream:
+            events = list(stream_events(call.message_id or "", card.id, rendered, call.usage or Usage()))
+            return _EventStream(self, call, events, timing, fault)
+        return await self._message(call, card, rendered, timing, fault)
+
+    def _serve(self, call: ServedCall, prompt: Prompt, rendered: Rendered) -> Timing:
+        """Apply the request to the cache, with its entries readable from the modeled first token on."""
+        predicted = self.cache.predict(prompt, start=call.start)
+        timing = self.latency.timing(predicted.usage, rendered.output_tokens)
+        result = self.cache.request(prompt, start=call.start, response_start=call.start + timing.ttft_s)
+        call.cache = result
+        call.usage = result.usage.with_output(rendered.output_tokens)
+        call.stop_reason = rendered.stop_reason
+        call.message_id = self.ids.message_id()
+        call.ttft_s, call.duration_s = timing.ttft_s, timing.total_s
+        call.content = rendered.content
+        return timing
+
+    async def _message(
+        self, call: ServedCall, card: ModelCard, rendered: Rendered, timing: Timing, fault: Fault | None
+    ) -> Response:
+        usage = usage_body(call.usage or Usage(), rendered.output_tokens, rendered.server_tool_use)
+        body = message_body(call.message_id or "", card.id, rendered.content, rendered.stop_reason, usage)
+        encoded = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        delay = self.latency.real(timing.total_s) + (fault.first_byte_delay if fault else 0.0)
+        if delay > 0:
+            await anyio.sleep(delay)
+        else:
+            # Let requests that arrived together start before this one ends (see the module docstring).
+            await anyio.lowlevel.checkpoint()
+        self.finished(call)
+        if fault is not None and fault.kind == "disconnect":
+            return _DroppedBody(encoded, call.request_id)
+        return Response(encoded, headers={"request-id": call.request_id}, media_type=_JSON)
+
+
+class _EventStream(Response):
+    """The SSE body, paced by the latency model and cut short by a mid-stream fault."""
+
+    def __init__(self, emulator: Emulator, call: ServedCall, events: list[Event], timing: Timing, fault: Fault | None):
+        super().__init__(status_code=200)
+        self._emulator, self._call, self._events, self._timing, self._fault = emulator, call, events, timing, fault
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        latency, fault = self._emulator.latency, self._fault
+        headers = [*_SSE_HEADERS, (b"request-id", self._call.request_id.encode())]
+        first_byte = latency.real(self._timing.ttft_s) + (fault.first_byte_delay if fault else 0.0)
+        started = anyio.current_time()
+        slept = first_byte > 0
+        if slept:
+            await anyio.sleep(first_byte)
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        cut = fault.stream_cut if fault else None
+        pending: list[bytes] = []
+        try:
+            for index, event in enumerate(self._events):
+                if index == cut:
+                    break
+                due = started + first_byte + latency.real(event.tokens / latency.output_tokens_per_s)
+                if due > anyio.current_time() + 0.001:
+                    await _flush(send, pending)
+                    await anyio.sleep(due - anyio.current_time())
+                    slept = True
+                pending.append(event.data)
+            if not slept:
+                await anyio.lowlevel.checkpoint()  # see Emulator._message
+            if cut is not None and fault is not None and fault.kind == "disconnect":
+                await _flush(send, pending)
+                raise ConnectionDropped(f"request {self._call.request_id}: connection closed mid-stream (fault)")
+            if cut is not None:
+                pending.append(error_event("overloaded_error", "Overloaded"))
+            await send({"type": "http.response.body", "body": b"".join(pending), "more_body": False})
+        finally:
+            self._emulator.finished(self._call)
+
+
+class _DroppedBody(Response):
+    """A non-streaming response whose connection closes half-way through the body."""
+
+    def __init__(self, body: bytes, request_id: str) -> None:
+        super().__init__(body, headers={"request-id": request_id}, media_type=_JSON)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        half = bytes(self.body[: len(self.body) // 2])
+        await send({"type": "http.response.body", "body": half, "more_body": True})
+        raise ConnectionDropped("connection closed half-way through the response body (fault)")
+
+
+async def _flush(send: Send, pending: list[bytes]) -> None:
+    if pending:
+        await send({"type": "http.response.body", "body": b"".join(pending), "more_body": True})
+        pending.clear()
+
+
+def _json(data: Any, request_id: str, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    encoded = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+    return Response(
+        encoded, status_code=status, headers={"request-id": request_id, **(headers or {})}, media_type=_JSON
+    )
+
+
+def _error(status: int, error_type: str, message: str, request_id: str, headers: Mapping[str, str]) -> Response:
+    return _json(error_body(error_type, message, request_id), request_id, status, headers)
+
+
+def _seconds(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _int_header(request: Request, name: str) -> int | None:
+    value = request.headers.get(name)
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _int_param(request: Request, name: str, default: int) -> int:
+    value = request.query_params.get(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise _Served(400, "invalid_request_error", f"{name}: Input should be a valid integer") from None
+
+
+def create_app(
+    models: Mapping[str, Policy] | None = None,
+    *,
+    clock: Clock | None = None,
+    latency: LatencyModel | None = None,
+    faults: Faults | Sequence[FaultRule] | None = None,
+    api_key: str | None = None,
+    cache: CacheSim | None = None,
+    token_counter: TokenCounter | None = None,
+    seed: int = 0,
+    log_limit: int | None = None,
+) -> Starlette:
+    """The emulator as an ASGI app; its state is ``Emulator.of(app)`` (also ``app.state.emulator``).
+
+    ``models`` maps real model ids to policies (None: every model in the catalog answers with ``finisher``).
+    ``latency`` defaults to the documented model with ``time_scale=0`` (no sleeping); ``clock`` to a clock running
+    at ``1 / time_scale`` of real time. ``api_key``: the only key accepted (None: any non-empty key). ``seed`` makes
+    the ids reproducible. ``log_limit`` keeps at least the last that many calls in ``Emulator.calls`` and at most
+    twice that (None: keep every call).
+    """
+    emulator = Emulator(
+        models,
+        clock=clock,
+        latency=latency,
+        faults=faults,
+        api_key=api_key,
+        cache=cache,
+        token_counter=token_counter,
+        seed=seed,
+        log_limit=log_limit,
+    )
+
+    async def http_error(request: Request, error: Exception) -> Response:
+        status = cast(HTTPException, error).status_code
+        error_type = "not_found_error" if status == 404 else "invalid_request_error"
+        message = "Not Found" if status == 404 else f"{request.method} is not allowed on {request.url.path}"
+        return _error(status, error_type, message, emulator.ids.request_id(), {})
+
+    routes = [
+        Route("/v1/messages", emulator.create_message, methods=["POST"]),
+        Route("/v1/messages/count_tokens", emulator.count_tokens, methods=["POST"]),
+        Route("/v1/models", emulator.list_models, methods=["GET"]),
+        Route("/v1/models/{model_id:path}", emulator.retrieve_model, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    app.state.emulator = emulator
+    return app

@@ -1,0 +1,175 @@
+"""Which request fails, and how: rules ("the 3rd request", "requests whose last message contains X") and a seeded
+random rate. The decision is made here; the app only carries it out.
+
+Kinds of fault, as the client sees them:
+
+=====================  ==========================================================================================
+``rate_limit``         429 ``rate_limit_error`` with ``retry-after`` (seconds, may be fractional; None sends no
+                       header, like the monthly spend cap). The SDK retries it.
+``overloaded``         529 ``overloaded_error`` before the response. The SDK retries it.
+``server_error``       500 ``api_error``. The SDK retries it.
+``overloaded_midstream`` HTTP 200, then an SSE ``error`` event (``overloaded_error``) after ``after_events`` events.
+                       The SDK raises it while iterating and does not retry. A non-streaming request gets a 529.
+``disconnect``         the connection closes mid-response: after ``after_events`` SSE events, or half-way through a
+                       non-streaming body. The client sees a protocol error (the SDK retries the non-streaming case).
+``slow_first_byte``    the response starts ``delay`` real seconds late (not scaled: it is for client timeouts).
+=====================  ==========================================================================================
+
+Requests are numbered from 1 in arrival order, counting every ``POST /v1/messages``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast, get_args
+
+from leanloop.emulator.policies import block_text, content_blocks, messages_of
+from leanloop.errors import ConfigError
+
+__all__ = ["Fault", "FaultKind", "FaultRule", "Faults"]
+
+FaultKind = Literal["rate_limit", "overloaded", "server_error", "overloaded_midstream", "disconnect", "slow_first_byte"]
+_KINDS: tuple[str, ...] = get_args(FaultKind)
+_BEFORE_RESPONSE = {
+    "rate_limit": (429, "rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit"),
+    "overloaded": (529, "overloaded_error", "Overloaded"),
+    "server_error": (500, "api_error", "Internal server error"),
+}
+_RANDOM_KINDS: tuple[FaultKind, ...] = (
+    "rate_limit",
+    "overloaded",
+    "server_error",
+    "overloaded_midstream",
+    "disconnect",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """One failure to inject (see the module docstring for each kind)."""
+
+    kind: FaultKind
+    retry_after: float | None = 1.0
+    delay: float = 1.0
+    after_events: int = 3
+
+    def __post_init__(self) -> None:
+        if self.kind not in _KINDS:
+            raise ConfigError(f"unknown fault kind {self.kind!r}; expected one of {', '.join(_KINDS)}")
+
+    @property
+    def before_response(self) -> bool:
+        """Whether the fault replaces the whole response with an HTTP error."""
+        return self.kind in _BEFORE_RESPONSE
+
+    @property
+    def first_byte_delay(self) -> float:
+        """Real seconds the response starts late."""
+        return self.delay if self.kind == "slow_first_byte" else 0.0
+
+    @property
+    def stream_cut(self) -> int | None:
+        """How many SSE events go out before a mid-stream fault strikes (None: it does not cut the stream)."""
+        return self.after_events if self.kind in ("overloaded_midstream", "disconnect") else None
+
+    def http_error(self, stream: bool) -> tuple[int, str, str] | None:
+        """(status, error type, message) when this fault answers with an HTTP error instead of a response."""
+        if self.kind == "overloaded_midstream" and not stream:
+            return _BEFORE_RESPONSE["overloaded"]
+        return _BEFORE_RESPONSE.get(self.kind)
+
+
+@dataclass(frozen=True, slots=True)
+class FaultRule:
+    """A fault for the requests that match every given condition; a rule without conditions matches all.
+
+    ``nth``: request numbers (1-based). ``last_message_contains``: text in the last message (its text blocks and
+    tool results). ``model``: the requested model. ``times``: fire at most this many times.
+    """
+
+    fault: Fault
+    nth: frozenset[int] = frozenset()
+    last_message_contains: str | None = None
+    model: str | None = None
+    times: int | None = None
+
+    def matches(self, number: int, body: Mapping[str, Any]) -> bool:
+        if self.nth and number not in self.nth:
+            return False
+        if self.model is not None and body.get("model") != self.model:
+            return False
+        if self.last_message_contains is not None:
+            messages = messages_of(body)
+            last: Mapping[str, Any] = messages[-1] if messages else {}
+            text = "\n".join(block_text(b) for b in content_blocks(last))
+            if self.last_message_contains not in text:
+                return False
+        return True
+
+
+@dataclass
+class Faults:
+    """The fault plan of one emulator: rules first (in order), then a random fault with probability ``rate``."""
+
+    rules: Sequence[FaultRule] = ()
+    rate: float = 0.0
+    kinds: Sequence[FaultKind] = _RANDOM_KINDS
+    seed: int = 0
+    _fired: dict[int, int] = field(default_factory=dict[int, int], init=False, repr=False)
+    _random: random.Random = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.rate <= 1.0:
+            raise ConfigError(f"fault rate must be between 0 and 1, got {self.rate}")
+        self._random = random.Random(self.seed)
+
+    def decide(self, number: int, body: Mapping[str, Any]) -> Fault | None:
+        """The fault for request ``number`` with ``body``, or None. Counts rule firings (``times``)."""
+        for index, rule in enumerate(self.rules):
+            fired = self._fired.get(index, 0)
+            if rule.times is not None and fired >= rule.times:
+                continue
+            if rule.matches(number, body):
+                self._fired[index] = fired + 1
+                return rule.fault
+        if self.rate and self._random.random() < self.rate:
+            return Fault(self._random.choice(list(self.kinds)), retry_after=1.0)
+        return None
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> Faults:
+        """From a scenario file's ``faults:`` section: a list of rules, or ``{rules, rate, kinds, seed}``.
+
+        A rule is ``{kind, nth, last_message_contains, model, times, retry_after, delay, after_events}``.
+        """
+        if isinstance(config, Sequence):
+            return cls(rules=[_rule(r) for r in config])
+        kinds = tuple(config.get("kinds") or _RANDOM_KINDS)
+        for kind in kinds:
+            Fault(kind)  # validates the name
+        return cls(
+            rules=[_rule(r) for r in cast(Iterable[Mapping[str, Any]], config.get("rules") or [])],
+            rate=float(config.get("rate", 0.0)),
+            kinds=kinds,
+            seed=int(config.get("seed", 0)),
+        )
+
+
+def _rule(data: Mapping[str, Any]) -> FaultRule:
+    known = {"kind", "nth", "last_message_contains", "model", "times", "retry_after", "delay", "after_events"}
+    unknown = set(data) - known
+    if unknown:
+        raise ConfigError(f"fault rule has unknown keys {sorted(unknown)}; known: {sorted(known)}")
+    if "kind" not in data:
+        raise ConfigError(f"fault rule needs a 'kind': {dict(data)}")
+    nth = data.get("nth", ())
+    numbers = frozenset([nth] if isinstance(nth, int) else cast(Iterable[int], nth))
+    fault = Fault(
+        kind=data["kind"],
+        retry_after=data.get("retry_after", 1.0),
+        delay=float(data.get("delay", 1.0)),
+        after_events=int(data.get("after_events", 3)),
+    )
+    return FaultRule(fault, numbers, data.get("last_message_contains"), data.get("model"), data.get("times"))

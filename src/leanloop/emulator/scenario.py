@@ -1,0 +1,231 @@
+"""A scripted model read from a YAML or JSON file: what it says and which tools it calls, turn by turn.
+
+Format (``example_scenario.yaml`` beside this module is a complete one)::
+
+    name: log-triage                 # optional, for messages
+    after_last: finish               # past the last step: finish (say "Done."), repeat (the last step), or error
+    steps:
+      - text: "I'll read both logs."         # a text block
+        tool_calls:                          # tool_use blocks; several in one step are parallel calls
+          - {name: read_log, input: {path: app.log}}
+          - {name: read_log, input: {path: db.log}}
+      - id: check                            # a label that `next:` can jump to
+        branches:                            # checked in order against the request's last (user) message
+          - when: {tool_error: true}         # any of its tool_result blocks has is_error: true
+            text: "A read failed, trying again."
+            tool_calls: [{name: read_log, input: {path: db.log}}]
+            next: stay                       # next (default) | stay | end | <step id>
+      - text: "The database ran out of connections."
+        stop_reason: end_turn                # optional; default tool_use when there are tool calls, else end_turn
+    faults: [...]                            # optional, used by `leanloop emulator --scenario` (see faults.py)
+
+A step answers with its own ``text``/``tool_calls``/``content`` (raw API blocks) unless one of its branches matches.
+A step with branches but no reply of its own is skipped when none matches, so "retry while it fails, else go on" is
+one step of branches followed by the next step. Conditions in ``when`` (all must hold): ``tool_error`` (bool),
+``result_contains`` (text in a tool result), ``user_contains`` (text in the last user message).
+
+The policy is a pure function of the request: it finds its step by replaying its own choices over the assistant turns
+already in ``messages``. So a run can be repeated, and a thousand concurrent conversations share one scenario.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import yaml
+
+from leanloop.emulator.faults import Faults
+from leanloop.emulator.policies import Reply, block_text, content_blocks, finisher, messages_of, tool_results
+from leanloop.errors import ConfigError, UsageError
+
+__all__ = ["EXAMPLE_SCENARIO", "Branch", "Condition", "Scenario", "ScenarioExhausted", "Step", "load_scenario"]
+
+EXAMPLE_SCENARIO = Path(__file__).with_name("example_scenario.yaml")
+AfterLast = Literal["finish", "repeat", "error"]
+_STEP_KEYS = {"id", "text", "tool_calls", "content", "stop_reason", "branches", "next"}
+_BRANCH_KEYS = {"when", "text", "tool_calls", "content", "stop_reason", "next"}
+_CONDITION_KEYS = {"tool_error", "result_contains", "user_contains"}
+
+
+class ScenarioExhausted(UsageError):
+    """The conversation went past the last step of a scenario whose ``after_last`` is ``error``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """What the last user message must hold for a branch to be taken (every given field must match)."""
+
+    tool_error: bool | None = None
+    result_contains: str | None = None
+    user_contains: str | None = None
+
+    def holds(self, last: Mapping[str, Any] | None) -> bool:
+        results = tool_results(last)
+        if self.tool_error is not None and any(r.get("is_error") is True for r in results) != self.tool_error:
+            return False
+        if self.result_contains is not None and not any(self.result_contains in block_text(r) for r in results):
+            return False
+        if self.user_contains is not None:
+            text = "\n".join(block_text(b) for b in content_blocks(last or {}))
+            if self.user_contains not in text:
+                return False
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class Branch:
+    when: Condition
+    reply: Reply
+    next: str = "next"
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    id: str | None
+    reply: Reply | None
+    branches: tuple[Branch, ...] = ()
+    next: str = "next"
+
+
+class Scenario:
+    """A ``Policy`` that plays ``steps`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        steps: Sequence[Step],
+        *,
+        name: str = "scenario",
+        after_last: AfterLast = "finish",
+        faults: Faults | None = None,
+    ) -> None:
+        if not steps:
+            raise ConfigError(f"scenario {name!r} has no steps")
+        if after_last not in ("finish", "repeat", "error"):
+            raise ConfigError(f"scenario {name!r}: after_last must be finish, repeat or error, got {after_last!r}")
+        self.steps = tuple(steps)
+        self.name = name
+        self.after_last: AfterLast = after_last
+        self.faults = faults
+        self._ids = {step.id: i for i, step in enumerate(self.steps) if step.id is not None}
+        targets = [step.next for step in self.steps] + [b.next for step in self.steps for b in step.branches]
+        for target in targets:
+            if target not in ("next", "stay", "end") and target not in self._ids:
+                raise ConfigError(f"scenario {name!r}: next: {target!r} names no step")
+
+    def __call__(self, request: Mapping[str, Any]) -> Reply:
+        messages = messages_of(request)
+        step = self.position(messages)
+        _, reply, _ = self._choose(step, messages)
+        return reply
+
+    def position(self, messages: Sequence[Mapping[str, Any]]) -> int:
+        """The step the next reply comes from, replaying this scenario's choices over the past assistant turns."""
+        step = 0
+        for index, message in enumerate(messages):
+            if message.get("role") == "assistant":
+                chosen, _, target = self._choose(step, messages[:index])
+                step = self._target(chosen, target)
+        return step
+
+    def _choose(self, step: int, seen: Sequence[Mapping[str, Any]]) -> tuple[int, Reply, str]:
+        """(step that answered, its reply, where to go next) for a request holding ``seen``."""
+        last = seen[-1] if seen and seen[-1].get("role") == "user" else None
+        while step < len(self.steps):
+            current = self.steps[step]
+            for branch in current.branches:
+                if branch.when.holds(last):
+                    return step, branch.reply, branch.next
+            if current.reply is not None:
+                return step, current.reply, current.next
+            step += 1
+        if self.after_last == "repeat":
+            final = self.steps[-1]
+            taken = next((b for b in final.branches if b.when.holds(last)), None)
+            reply = taken.reply if taken is not None else final.reply or finisher({})
+            return len(self.steps) - 1, reply, "stay"
+        if self.after_last == "error":
+            raise ScenarioExhausted(f"scenario {self.name!r} has no step left for this request ({len(seen)} messages)")
+        return len(self.steps), finisher({}), "end"
+
+    def _target(self, step: int, target: str) -> int:
+        if target == "stay":
+            return step
+        if target == "end":
+            return len(self.steps)
+        if target == "next":
+            return step + 1
+        return self._ids[target]
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> Scenario:
+        """From the parsed file (the format in the module docstring). Raises ``ConfigError`` naming what is wrong."""
+        name = str(data.get("name", "scenario"))
+        raw_steps = data.get("steps")
+        if not isinstance(raw_steps, list):
+            raise ConfigError(f"scenario {name!r} needs a list of steps")
+        steps = [_step(name, i, s) for i, s in enumerate(cast(list[Any], raw_steps))]
+        faults_config = data.get("faults")
+        faults = Faults.from_config(faults_config) if faults_config else None
+        return cls(steps, name=name, after_last=data.get("after_last", "finish"), faults=faults)
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read a scenario from a ``.yaml``/``.yml`` or ``.json`` file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"cannot read scenario {path}: {error.strerror}") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as error:
+        raise ConfigError(f"scenario {path} is not valid {path.suffix.lstrip('.') or 'YAML'}: {error}") from None
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"scenario {path} must hold a mapping with 'steps'")
+    return Scenario.from_mapping(cast(Mapping[str, Any], data))
+
+
+def _step(name: str, index: int, data: Any) -> Step:
+    where = f"scenario {name!r}, step {index + 1}"
+    data = _mapping(where, data, _STEP_KEYS)
+    branches = tuple(_branch(where, b) for b in cast(list[Any], data.get("branches") or []))
+    reply = _reply(where, data) if {"text", "tool_calls", "content"} & set(data) else None
+    if reply is None and not branches:
+        raise ConfigError(f"{where}: give it text, tool_calls, content or branches")
+    return Step(data.get("id"), reply, branches, str(data.get("next", "next")))
+
+
+def _branch(where: str, data: Any) -> Branch:
+    data = _mapping(f"{where}, branch", data, _BRANCH_KEYS)
+    when = _mapping(f"{where}, when", data.get("when") or {}, _CONDITION_KEYS)
+    condition = Condition(when.get("tool_error"), when.get("result_contains"), when.get("user_contains"))
+    return Branch(condition, _reply(where, data), str(data.get("next", "next")))
+
+
+def _reply(where: str, data: Mapping[str, Any]) -> Reply:
+    content = [dict(cast(Mapping[str, Any], b)) for b in cast(list[Any], data.get("content") or [])]
+    if data.get("text"):
+        content.append({"type": "text", "text": str(data["text"])})
+    for raw in cast(list[Any], data.get("tool_calls") or []):
+        call = _mapping(f"{where}, tool call", raw, {"name", "input", "id"})
+        if "name" not in call:
+            raise ConfigError(f"{where}: a tool call needs a name")
+        block: dict[str, Any] = {"type": "tool_use", "name": call["name"], "input": dict(call.get("input") or {})}
+        if call.get("id"):
+            block["id"] = call["id"]
+        content.append(block)
+    return Reply(content, data.get("stop_reason"))
+
+
+def _mapping(where: str, data: Any, known: set[str]) -> dict[str, Any]:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}")
+    mapping = dict(cast(Mapping[str, Any], data))
+    unknown = set(mapping) - known
+    if unknown:
+        raise ConfigError(f"{where} has unknown keys {sorted(unknown)}; known: {sorted(known)}")
+    return mapping

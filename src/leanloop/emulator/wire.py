@@ -1,0 +1,153 @@
+"""The Messages API's wire shapes: ids, error bodies, the message object and its server-sent-event stream. Pure.
+
+The stream follows the recorded real ones in ``shared/data/anthropic-recordings``::
+
+    message_start        message with empty content, usage with input and cache fields, output_tokens 1
+    content_block_start  index 0
+    ping                 (once, after the first block opens)
+    content_block_delta  x N   text_delta / input_json_delta (an empty one first) / thinking_delta
+    content_block_stop
+    ...                  one group per block
+    message_delta        stop_reason; cumulative usage: input, cache fields and output
+    message_stop
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from leanloop.emulator.render import Rendered
+from leanloop.usage import Usage
+
+__all__ = [
+    "Event",
+    "Ids",
+    "encode_event",
+    "error_body",
+    "error_event",
+    "message_body",
+    "stream_events",
+    "usage_body",
+]
+
+_BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+_PING = b'event: ping\ndata: {"type": "ping"}\n\n'
+
+
+class Ids:
+    """Real-looking ids (``msg_01`` + 22 base58 characters, likewise ``toolu_`` and ``req_``), seeded."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self._random = random.Random(seed)
+
+    def _new(self, prefix: str) -> str:
+        return prefix + "01" + "".join(self._random.choices(_BASE58, k=22))
+
+    def message_id(self) -> str:
+        return self._new("msg_")
+
+    def tool_use_id(self) -> str:
+        return self._new("toolu_")
+
+    def request_id(self) -> str:
+        return self._new("req_")
+
+
+def error_body(error_type: str, message: str, request_id: str | None) -> dict[str, Any]:
+    """``{"type": "error", "error": {"type", "message"}, "request_id"}``, the API's error shape."""
+    return {"type": "error", "error": {"type": error_type, "message": message}, "request_id": request_id}
+
+
+def error_event(error_type: str, message: str) -> bytes:
+    """An SSE ``error`` event, as the API sends after HTTP 200 (no request_id in it)."""
+    return encode_event("error", {"type": "error", "error": {"type": error_type, "message": message}})
+
+
+def usage_body(usage: Usage, output_tokens: int, server_tool_use: dict[str, int] | None = None) -> dict[str, Any]:
+    body = usage.to_api()
+    body["output_tokens"] = output_tokens
+    if server_tool_use is not None:
+        body["server_tool_use"] = server_tool_use
+    body["service_tier"] = "standard"
+    body["inference_geo"] = "global"
+    return body
+
+
+def message_body(
+    message_id: str, model: str, content: list[dict[str, Any]], stop_reason: str | None, usage: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "model": model,
+        "id": message_id,
+        "type": "message",
+        "role": "assistant",
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": None,
+        "stop_details": None,
+        "usage": usage,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One encoded SSE event and the output tokens streamed once it is out (for pacing)."""
+
+    name: str
+    data: bytes
+    tokens: int
+
+
+def encode_event(name: str, data: dict[str, Any]) -> bytes:
+    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return f"event: {name}\ndata: {payload}\n\n".encode()
+
+
+def stream_events(message_id: str, model: str, rendered: Rendered, usage: Usage) -> Iterator[Event]:
+    """Every event of the stream for ``rendered``, in order."""
+    start_usage = usage_body(usage, 1)
+    yield Event("message_start", encode_event("message_start", _start(message_id, model, start_usage)), 0)
+    if not rendered.blocks:
+        yield Event("ping", _PING, 0)
+    tokens = 0
+    for index, block in enumerate(rendered.blocks):
+        yield Event("content_block_start", _block_start(index, block.start), tokens)
+        if index == 0:
+            yield Event("ping", _PING, tokens)
+        for delta, delta_tokens in zip(block.deltas, block.delta_tokens, strict=True):
+            tokens += delta_tokens
+            data = {"type": "content_block_delta", "index": index, "delta": delta}
+            yield Event("content_block_delta", encode_event("content_block_delta", data), tokens)
+        tokens += block.tokens - sum(block.delta_tokens)
+        yield Event("content_block_stop", encode_event("content_block_stop", _block_stop(index)), tokens)
+    final_usage: dict[str, Any] = {
+        "input_tokens": usage.input_tokens,
+        "cache_creation_input_tokens": usage.cache_write_tokens,
+        "cache_read_input_tokens": usage.cache_read_tokens,
+        "output_tokens": rendered.output_tokens,
+    }
+    if rendered.server_tool_use is not None:
+        final_usage["server_tool_use"] = rendered.server_tool_use
+    delta = {
+        "type": "message_delta",
+        "delta": {"stop_reason": rendered.stop_reason, "stop_sequence": None, "stop_details": None},
+        "usage": final_usage,
+    }
+    yield Event("message_delta", encode_event("message_delta", delta), rendered.output_tokens)
+    yield Event("message_stop", encode_event("message_stop", {"type": "message_stop"}), rendered.output_tokens)
+
+
+def _start(message_id: str, model: str, usage: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "message_start", "message": message_body(message_id, model, [], None, usage)}
+
+
+def _block_start(index: int, block: dict[str, Any]) -> bytes:
+    return encode_event("content_block_start", {"type": "content_block_start", "index": index, "content_block": block})
+
+
+def _block_stop(index: int) -> dict[str, Any]:
+    return {"type": "content_block_stop", "index": index}

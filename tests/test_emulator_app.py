@@ -1,0 +1,286 @@
+"""emulator.app: the endpoints through the official SDK, in-process (async) and on a real port (sync).
+
+Every response must parse into the SDK's types, every error must arrive as the SDK's exception class, and every
+response carries a request-id header and real-looking ids.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import anthropic
+import httpx2
+import pytest
+
+import leanloop.emulator as emulator_package
+from leanloop.emulator import Emulator, Reply, StreamingASGITransport, async_client, create_app, serve_in_thread
+from leanloop.emulator.catalog import CATALOG
+
+pytestmark = pytest.mark.anyio
+
+MODEL = "claude-sonnet-4-6"
+USER = [{"role": "user", "content": "Hello"}]
+ID = r"01[1-9A-HJ-NP-Za-km-z]{22}"
+
+
+def tool_turn(tool_id: str = "toolu_01abc") -> list[dict[str, Any]]:
+    return [
+        {"role": "user", "content": "Read the log"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": tool_id, "name": "read", "input": {}}]},
+    ]
+
+
+@pytest.fixture
+def sync_client() -> Iterator[anthropic.Anthropic]:
+    with serve_in_thread(create_app()) as base_url:
+        yield anthropic.Anthropic(base_url=base_url, api_key="test-key", max_retries=0)
+
+
+def test_public_names_are_pinned() -> None:
+    assert sorted(emulator_package.__all__) == sorted(
+        [
+            "CATALOG",
+            "EXAMPLE_SCENARIO",
+            "Clock",
+            "ConnectionDropped",
+            "Emulator",
+            "Fault",
+            "FaultKind",
+            "FaultRule",
+            "Faults",
+            "LatencyModel",
+            "ManualClock",
+            "ModelCard",
+            "Policy",
+            "ReplayPolicy",
+            "Reply",
+            "ScaledClock",
+            "Scenario",
+            "ScenarioExhausted",
+            "ServedCall",
+            "StreamingASGITransport",
+            "Timing",
+            "async_client",
+            "create_app",
+            "finisher",
+            "load_scenario",
+            "load_trajectory",
+            "serve_in_thread",
+        ]
+    )
+    for name in emulator_package.__all__:
+        assert getattr(emulator_package, name) is not None
+
+
+async def test_message_parses_with_real_looking_ids_and_request_id_header() -> None:
+    app = create_app()
+    client = async_client(app)
+    raw = await client.messages.with_raw_response.create(model=MODEL, max_tokens=100, messages=USER)
+    message = await raw.parse()
+    assert re.fullmatch(f"req_{ID}", raw.headers["request-id"])
+    assert re.fullmatch(f"msg_{ID}", message.id)
+    assert message.model == MODEL
+    assert message.role == "assistant"
+    assert message.stop_reason == "end_turn"
+    assert message.content[0].type == "text"
+    call = Emulator.of(app).calls[-1]
+    assert call.request_id == raw.headers["request-id"]
+    assert call.message_id == message.id
+    assert call.usage is not None
+    assert call.usage.output_tokens == message.usage.output_tokens
+
+
+async def test_policy_tool_use_gets_a_tool_id_and_stop_reason_tool_use() -> None:
+    def caller(request: Any) -> Reply:
+        return Reply([{"type": "text", "text": "Reading."}, {"type": "tool_use", "name": "read", "input": {"p": 1}}])
+
+    client = async_client(create_app({MODEL: caller}))
+    message = await client.messages.create(model=MODEL, max_tokens=100, messages=USER)
+    assert message.stop_reason == "tool_use"
+    block = message.content[1]
+    assert block.type == "tool_use"
+    assert re.fullmatch(f"toolu_{ID}", block.id)
+    assert block.input == {"p": 1}
+
+
+async def test_async_policy_is_awaited() -> None:
+    async def answer(request: Any) -> Reply:
+        return Reply([{"type": "text", "text": "from a coroutine"}])
+
+    client = async_client(create_app({MODEL: answer}))
+    message = await client.messages.create(model=MODEL, max_tokens=100, messages=USER)
+    assert message.content[0].type == "text"
+    assert message.content[0].text == "from a coroutine"
+
+
+async def test_models_list_and_retrieve() -> None:
+    client = async_client(create_app())
+    listed = [model.id async for model in client.models.list(limit=5)]
+    assert sorted(listed) == sorted(CATALOG)
+    first_page = await client.models.list(limit=5)
+    assert len(first_page.data) == 5
+    assert first_page.has_more is True
+    info = await client.models.retrieve(MODEL)
+    assert info.id == MODEL
+    assert info.max_input_tokens == 1_000_000
+    assert info.max_tokens == 128_000
+    assert info.type == "model"
+    haiku = await client.models.retrieve("claude-haiku-4-5")
+    assert haiku.max_input_tokens == 200_000
+    with pytest.raises(anthropic.NotFoundError):
+        await client.models.retrieve("claude-nonexistent-9")
+
+
+async def test_models_are_the_ones_given() -> None:
+    client = async_client(create_app({MODEL: lambda request: Reply()}))
+    assert [m.id async for m in client.models.list()] == [MODEL]
+    with pytest.raises(anthropic.NotFoundError) as caught:
+        await client.messages.create(model="claude-opus-4-8", max_tokens=10, messages=USER)
+    assert caught.value.body == {
+        "type": "error",
+        "error": {"type": "not_found_error", "message": "model: claude-opus-4-8"},
+        "request_id": caught.value.request_id,
+    }
+
+
+async def test_count_tokens_is_the_estimator_total() -> None:
+    client = async_client(create_app())
+    system = "You are terse. " * 50
+    counted = await client.messages.count_tokens(model=MODEL, system=system, messages=USER)
+    message = await client.messages.create(model=MODEL, max_tokens=10, system=system, messages=USER)
+    usage = message.usage
+    total = usage.input_tokens + (usage.cache_creation_input_tokens or 0) + (usage.cache_read_input_tokens or 0)
+    assert counted.input_tokens == total > 100
+
+
+async def test_validation_errors_arrive_as_sdk_classes_with_the_api_body() -> None:
+    client = async_client(create_app(), max_retries=0)
+    cases: list[tuple[dict[str, Any], type[anthropic.APIStatusError], str]] = [
+        ({"model": "claude-nope", "max_tokens": 5, "messages": USER}, anthropic.NotFoundError, "model: claude-nope"),
+        ({"model": MODEL, "messages": USER}, anthropic.BadRequestError, "max_tokens: Field required"),
+        ({"model": MODEL, "max_tokens": 999_999, "messages": USER}, anthropic.BadRequestError, "maximum allowed"),
+        ({"model": MODEL, "max_tokens": 5, "messages": []}, anthropic.BadRequestError, "at least one message"),
+        ({"model": MODEL, "max_tokens": 0, "stream": True, "messages": USER}, anthropic.BadRequestError, "streaming"),
+        ({"model": MODEL, "max_tokens": "5", "messages": USER}, anthropic.BadRequestError, "valid integer"),
+        (
+            {"model": MODEL, "max_tokens": 5, "messages": [{"role": "bot", "content": "x"}]},
+            anthropic.BadRequestError,
+            "role",
+        ),
+        (
+            {"model": MODEL, "max_tokens": 5, "messages": tool_turn()},
+            anthropic.BadRequestError,
+            "without `tool_result`",
+        ),
+    ]
+    for body, error_class, fragment in cases:
+        with pytest.raises(error_class) as caught:
+            await client.post("/v1/messages", cast_to=anthropic.types.Message, body=body)
+        error = caught.value
+        assert fragment in str(error.api_message)
+        assert isinstance(error.body, dict)
+        assert error.body["type"] == "error"
+        assert error.body["request_id"] == error.request_id
+        assert re.fullmatch(f"req_{ID}", error.request_id or "")
+
+
+async def test_tool_pairing_rules() -> None:
+    client = async_client(create_app(), max_retries=0)
+    answered = [*tool_turn(), {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_01abc"}]}]
+    await client.messages.create(model=MODEL, max_tokens=5, messages=answered)  # well-formed: no error
+    text_first = [
+        *tool_turn(),
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "here"}, {"type": "tool_result", "tool_use_id": "toolu_01abc"}],
+        },
+    ]
+    with pytest.raises(anthropic.BadRequestError, match="must come first"):
+        await client.messages.create(model=MODEL, max_tokens=5, messages=text_first)
+    wrong_id = [*tool_turn(), {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_01zzz"}]}]
+    with pytest.raises(anthropic.BadRequestError, match="unexpected `tool_use_id`"):
+        await client.messages.create(model=MODEL, max_tokens=5, messages=wrong_id)
+    unanswered = [*tool_turn(), {"role": "user", "content": "go on"}]
+    with pytest.raises(anthropic.BadRequestError, match="toolu_01abc"):
+        await client.messages.create(model=MODEL, max_tokens=5, messages=unanswered)
+
+
+async def test_cache_control_errors_from_cachesim() -> None:
+    client = async_client(create_app(), max_retries=0)
+    mark = {"type": "ephemeral"}
+    five = [{"type": "text", "text": f"part {i}", "cache_control": mark} for i in range(5)]
+    with pytest.raises(anthropic.BadRequestError, match="maximum of 4 blocks"):
+        await client.messages.create(model=MODEL, max_tokens=5, system=five, messages=USER)  # type: ignore[arg-type]
+    mixed = [
+        {"type": "text", "text": "a", "cache_control": {"type": "ephemeral", "ttl": "5m"}},
+        {"type": "text", "text": "b", "cache_control": {"type": "ephemeral", "ttl": "1h"}},
+    ]
+    with pytest.raises(anthropic.BadRequestError, match="must not come after"):
+        await client.messages.create(model=MODEL, max_tokens=5, system=mixed, messages=USER)  # type: ignore[arg-type]
+
+
+async def test_authentication() -> None:
+    app = create_app(api_key="sk-right")
+    with pytest.raises(anthropic.AuthenticationError, match="invalid x-api-key"):
+        await async_client(app, api_key="sk-wrong").messages.create(model=MODEL, max_tokens=5, messages=USER)
+    ok = await async_client(app, api_key="sk-right").messages.create(model=MODEL, max_tokens=5, messages=USER)
+    assert ok.type == "message"
+    bare = httpx2.AsyncClient(transport=StreamingASGITransport(app=create_app()), base_url="http://emulator")
+    response = await bare.post("/v1/messages", json={"model": MODEL, "max_tokens": 5, "messages": USER})
+    assert response.status_code == 401
+    assert response.json()["error"] == {"type": "authentication_error", "message": "x-api-key header is required"}
+    assert response.headers["request-id"] == response.json()["request_id"]
+    bearer = await bare.post(
+        "/v1/messages/count_tokens",
+        json={"model": MODEL, "messages": USER},
+        headers={"authorization": "Bearer oauth-token"},
+    )
+    assert bearer.status_code == 200
+
+
+async def test_body_over_32_mb_is_413() -> None:
+    client = async_client(create_app(), max_retries=0)
+    huge = [{"role": "user", "content": "x" * (32 * 1024 * 1024 + 1)}]
+    with pytest.raises(anthropic.APIStatusError) as caught:
+        await client.messages.create(model=MODEL, max_tokens=5, messages=huge)
+    assert caught.value.status_code == 413
+    assert isinstance(caught.value, anthropic.ContentTooLargeError)
+    assert caught.value.type == "request_too_large"
+
+
+async def test_a_failing_policy_is_a_500_that_is_not_retried() -> None:
+    def broken(request: Any) -> Reply:
+        raise LookupError("no step for this call")
+
+    app = create_app({MODEL: broken})
+    with pytest.raises(anthropic.InternalServerError, match="LookupError: no step for this call"):
+        await async_client(app).messages.create(model=MODEL, max_tokens=5, messages=USER)
+    calls = Emulator.of(app).calls
+    assert len(calls) == 1  # x-should-retry: false stops the SDK's retries
+    assert isinstance(calls[0].error, LookupError)
+
+
+async def test_unknown_route_is_an_api_shaped_404() -> None:
+    client = async_client(create_app())
+    with pytest.raises(anthropic.NotFoundError) as caught:
+        await client.get("/v1/nothing-here", cast_to=object)
+    assert caught.value.type == "not_found_error"
+    assert caught.value.request_id is not None
+
+
+def test_sync_client_on_a_real_port(sync_client: anthropic.Anthropic) -> None:
+    message = sync_client.messages.create(model=MODEL, max_tokens=100, messages=USER)
+    assert message.stop_reason == "end_turn"
+    with sync_client.messages.stream(model=MODEL, max_tokens=100, messages=USER) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == "Done."
+    assert final.usage.output_tokens == message.usage.output_tokens
+    assert sync_client.messages.count_tokens(model=MODEL, messages=USER).input_tokens > 0
+    assert sync_client.models.retrieve(MODEL).id == MODEL
+    with pytest.raises(anthropic.NotFoundError):
+        sync_client.messages.create(model="claude-none", max_tokens=5, messages=USER)
+    with pytest.raises(anthropic.BadRequestError):
+        sync_client.messages.create(model=MODEL, max_tokens=5, messages=tool_turn())

@@ -1,0 +1,171 @@
+"""emulator.faults: each fault as the official SDK experiences it, retries included."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any
+
+import anthropic
+import httpx2
+import pytest
+
+from leanloop.emulator import Emulator, Fault, FaultRule, Faults, async_client, create_app, serve_in_thread
+from leanloop.errors import ConfigError
+
+pytestmark = pytest.mark.anyio
+
+MODEL = "claude-sonnet-4-6"
+USER = [{"role": "user", "content": "Hello"}]
+KWARGS: dict[str, Any] = {"model": MODEL, "max_tokens": 100, "messages": USER}
+
+
+def first(fault: Fault, *numbers: int) -> list[FaultRule]:
+    return [FaultRule(fault, nth=frozenset(numbers or (1,)))]
+
+
+async def drain(client: anthropic.AsyncAnthropic, seen: list[str] | None = None) -> None:
+    """Read a whole stream, noting each event type in ``seen``."""
+    async with client.messages.stream(**KWARGS) as stream:
+        async for event in stream:
+            if seen is not None:
+                seen.append(event.type)
+
+
+async def test_rate_limit_is_retried_after_retry_after() -> None:
+    app = create_app(faults=first(Fault("rate_limit", retry_after=0.05), 1, 2))
+    began = time.monotonic()
+    message = await async_client(app, max_retries=2).messages.create(**KWARGS)
+    waited = time.monotonic() - began
+    assert message.type == "message"
+    calls = Emulator.of(app).calls
+    assert [(c.status, c.error_type, c.retry_count) for c in calls] == [
+        (429, "rate_limit_error", 0),
+        (429, "rate_limit_error", 1),
+        (200, None, 2),
+    ]
+    assert 0.1 <= waited < 1.0  # two waits of retry-after, not the SDK's own 0.5 s+ backoff
+
+
+async def test_rate_limit_error_class_and_header_when_retries_run_out() -> None:
+    app = create_app(faults=[FaultRule(Fault("rate_limit", retry_after=0.01))])
+    with pytest.raises(anthropic.RateLimitError) as caught:
+        await async_client(app, max_retries=1).messages.create(**KWARGS)
+    assert caught.value.response.headers["retry-after"] == "0.01"
+    assert caught.value.type == "rate_limit_error"
+    assert len(Emulator.of(app).calls) == 2
+
+
+async def test_spend_cap_style_429_has_no_retry_after() -> None:
+    app = create_app(faults=[FaultRule(Fault("rate_limit", retry_after=None))])
+    with pytest.raises(anthropic.RateLimitError) as caught:
+        await async_client(app, max_retries=0).messages.create(**KWARGS)
+    assert "retry-after" not in caught.value.response.headers
+
+
+async def test_overloaded_and_server_error_before_the_response() -> None:
+    overloaded = create_app(faults=[FaultRule(Fault("overloaded"))])
+    with pytest.raises(anthropic.OverloadedError) as caught:
+        await async_client(overloaded, max_retries=0).messages.create(**KWARGS)
+    assert caught.value.status_code == 529
+    assert caught.value.type == "overloaded_error"
+    broken = create_app(faults=[FaultRule(Fault("server_error"))])
+    with pytest.raises(anthropic.InternalServerError) as server:
+        await async_client(broken, max_retries=0).messages.create(**KWARGS)
+    assert server.value.status_code == 500
+    assert server.value.type == "api_error"
+    retried = create_app(faults=first(Fault("overloaded"), 1))
+    assert (await async_client(retried, max_retries=1).messages.create(**KWARGS)).type == "message"
+
+
+async def test_overloaded_mid_stream_arrives_after_http_200_and_is_not_retried() -> None:
+    app = create_app(faults=[FaultRule(Fault("overloaded_midstream", after_events=3))])
+    client = async_client(app, max_retries=2)
+    seen: list[str] = []
+    with pytest.raises(anthropic.APIStatusError) as caught:
+        await drain(client, seen)
+    assert caught.value.type == "overloaded_error"
+    assert caught.value.status_code == 200  # the HTTP status was already 200
+    assert seen[0] == "message_start"
+    assert len(Emulator.of(app).calls) == 1  # no retry: the SDK retries only the initial request
+    assert Emulator.of(app).calls[0].usage is not None  # the response had started: the prompt was processed
+
+
+async def test_midstream_fault_on_a_non_streaming_request_is_a_529() -> None:
+    app = create_app(faults=[FaultRule(Fault("overloaded_midstream"))])
+    with pytest.raises(anthropic.OverloadedError):
+        await async_client(app, max_retries=0).messages.create(**KWARGS)
+
+
+async def test_disconnect_mid_stream_and_mid_body() -> None:
+    app = create_app(faults=[FaultRule(Fault("disconnect", after_events=4), times=2)])
+    client = async_client(app, max_retries=1)
+    with pytest.raises(httpx2.RemoteProtocolError):
+        await drain(client)
+    # Non-streaming: the body is cut half-way, the SDK sees a connection error and retries.
+    message = await client.messages.create(**KWARGS)
+    assert message.type == "message"
+    assert [c.fault for c in Emulator.of(app).calls] == ["disconnect", "disconnect", None]
+
+
+def test_disconnect_on_a_real_socket() -> None:
+    app = create_app(faults=[FaultRule(Fault("disconnect", after_events=2), nth=frozenset({1}))])
+    with serve_in_thread(app) as base_url:
+        client = anthropic.Anthropic(base_url=base_url, api_key="x", max_retries=0)
+        with pytest.raises(httpx2.RemoteProtocolError), client.messages.stream(**KWARGS) as stream:
+            for _ in stream:
+                pass
+        assert client.messages.create(**KWARGS).type == "message"
+
+
+async def test_slow_first_byte_trips_a_client_timeout() -> None:
+    app = create_app(faults=first(Fault("slow_first_byte", delay=0.3), 1))
+    with pytest.raises(anthropic.APITimeoutError):
+        await async_client(app, max_retries=0, timeout=0.05).messages.create(**KWARGS)
+    patient = async_client(app, max_retries=0, timeout=1.0)
+    assert (await patient.messages.create(**KWARGS)).type == "message"  # the rule fired once
+    with serve_in_thread(create_app(faults=first(Fault("slow_first_byte", delay=0.5), 1))) as base_url:
+        real = anthropic.Anthropic(base_url=base_url, api_key="x", max_retries=0, timeout=0.1)
+        with pytest.raises(anthropic.APITimeoutError):
+            real.messages.create(**KWARGS)
+
+
+async def test_rule_on_the_last_message_text() -> None:
+    rule = FaultRule(Fault("server_error"), last_message_contains="flaky")
+    client = async_client(create_app(faults=[rule]), max_retries=0)
+    assert (await client.messages.create(**KWARGS)).type == "message"
+    flaky = [{"role": "user", "content": [{"type": "text", "text": "this one is flaky"}]}]
+    with pytest.raises(anthropic.InternalServerError):
+        await client.messages.create(model=MODEL, max_tokens=10, messages=flaky)
+
+
+async def test_random_faults_are_seeded() -> None:
+    async def outcomes(seed: int) -> list[str | None]:
+        app = create_app(faults=Faults(rate=0.5, kinds=("rate_limit", "server_error"), seed=seed))
+        client = async_client(app, max_retries=0)
+        for _ in range(12):
+            with contextlib.suppress(anthropic.APIStatusError):
+                await client.messages.create(**KWARGS)
+        return [c.fault for c in Emulator.of(app).calls]
+
+    first_run = await outcomes(5)
+    assert first_run == await outcomes(5)
+    assert first_run != await outcomes(6)
+    assert {None, "rate_limit", "server_error"} == set(first_run)
+
+
+def test_faults_from_a_scenario_section() -> None:
+    faults = Faults.from_config(
+        {
+            "seed": 2,
+            "rate": 0.1,
+            "rules": [{"kind": "rate_limit", "nth": [2, 3], "retry_after": 0.5}, {"kind": "disconnect", "times": 1}],
+        }
+    )
+    assert faults.rules[0] == FaultRule(Fault("rate_limit", retry_after=0.5), nth=frozenset({2, 3}))
+    assert faults.decide(1, {}) == Fault("disconnect")
+    assert faults.decide(2, {}) == Fault("rate_limit", retry_after=0.5)
+    with pytest.raises(ConfigError, match="unknown fault kind"):
+        Faults.from_config([{"kind": "meteor"}])
+    with pytest.raises(ConfigError, match="unknown keys"):
+        Faults.from_config([{"kind": "overloaded", "when": 3}])

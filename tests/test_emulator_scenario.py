@@ -1,0 +1,196 @@
+"""emulator.scenario: scripted models from YAML/JSON, played through the official SDK like a real agent loop."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import pytest
+
+from leanloop.emulator import (
+    EXAMPLE_SCENARIO,
+    Emulator,
+    Reply,
+    Scenario,
+    ScenarioExhausted,
+    async_client,
+    create_app,
+    load_scenario,
+)
+from leanloop.emulator.scenario import Branch, Condition, Step
+from leanloop.errors import ConfigError
+
+pytestmark = pytest.mark.anyio
+
+MODEL = "claude-sonnet-4-6"
+SYSTEM = "You triage production incidents from their logs. Be precise and name the root cause. " * 150
+TOOLS: list[Any] = [
+    {"name": "read_log", "description": "Read a log file.", "input_schema": {"type": "object", "properties": {}}},
+    {"name": "count_matches", "description": "Count lines.", "input_schema": {"type": "object", "properties": {}}},
+]
+
+
+def run_tool(name: str, tool_input: dict[str, Any], failures: dict[str, int]) -> tuple[str, bool]:
+    """A fake tool box: the database log fails as many times as ``failures`` says."""
+    path = str(tool_input.get("path", ""))
+    if name == "read_log" and "db" in path and failures.get(path, 0) > 0:
+        failures[path] -= 1
+        return "permission denied", True
+    return f"{name} ok: 42 lines", False
+
+
+async def agent_loop(client: anthropic.AsyncAnthropic, failures: dict[str, int]) -> list[anthropic.types.Message]:
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "The app is down. Why?"}]
+    replies: list[anthropic.types.Message] = []
+    for _ in range(10):
+        reply = await client.messages.create(
+            model=MODEL,
+            max_tokens=1024,
+            system=SYSTEM,
+            tools=TOOLS,
+            messages=messages,  # type: ignore[arg-type]
+            cache_control={"type": "ephemeral"},  # automatic caching: the breakpoint moves with the conversation
+        )
+        replies.append(reply)
+        messages.append({"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in reply.content]})
+        if reply.stop_reason != "tool_use":
+            return replies
+        results = []
+        for block in reply.content:
+            if block.type == "tool_use":
+                output, failed = run_tool(block.name, dict(block.input), failures)
+                results.append({"type": "tool_result", "tool_use_id": block.id, "content": output, "is_error": failed})
+        messages.append({"role": "user", "content": results})
+    raise AssertionError("the scenario never finished")
+
+
+async def test_example_scenario_runs_a_multi_turn_tool_conversation_with_cache_reads() -> None:
+    app = create_app({MODEL: load_scenario(EXAMPLE_SCENARIO)})
+    replies = await agent_loop(async_client(app), failures={"/var/log/db/postgres.log": 2})
+    calls = [[b.name for b in r.content if b.type == "tool_use"] for r in replies]
+    assert calls == [["read_log", "read_log"], ["read_log"], ["read_log"], ["count_matches"], []]
+    assert replies[-1].stop_reason == "end_turn"
+    final = replies[-1].content[0]
+    assert final.type == "text"
+    assert "max_connections" in final.text
+    reads = [r.usage.cache_read_input_tokens or 0 for r in replies]
+    assert reads[0] == 0
+    assert all(later > earlier for earlier, later in itertools.pairwise(reads))  # reads from call 2 on
+    assert [c.stop_reason for c in Emulator.of(app).calls] == ["tool_use"] * 4 + ["end_turn"]
+
+
+async def test_without_failures_the_retry_step_is_skipped() -> None:
+    app = create_app({MODEL: load_scenario(EXAMPLE_SCENARIO)})
+    replies = await agent_loop(async_client(app), failures={})
+    assert [len([b for b in r.content if b.type == "tool_use"]) for r in replies] == [2, 1, 0]
+
+
+def conversation(*turns: tuple[str, Any]) -> dict[str, Any]:
+    return {"messages": [{"role": role, "content": content} for role, content in turns]}
+
+
+def test_position_replays_branches_over_the_history() -> None:
+    retry = Branch(Condition(tool_error=True), Reply([{"type": "text", "text": "again"}]), next="stay")
+    scenario = Scenario(
+        [
+            Step("a", Reply([{"type": "text", "text": "first"}])),
+            Step("b", None, (retry,)),
+            Step("c", Reply([{"type": "text", "text": "last"}])),
+        ],
+        after_last="error",
+    )
+    error = [{"type": "tool_result", "tool_use_id": "t", "content": "boom", "is_error": True}]
+    fine = [{"type": "tool_result", "tool_use_id": "t", "content": "ok"}]
+    history = [("user", "go"), ("assistant", "first"), ("user", error), ("assistant", "again"), ("user", error)]
+    assert scenario(conversation(*history)).content[0]["text"] == "again"
+    assert scenario(conversation(*history[:-1], ("user", fine))).content[0]["text"] == "last"
+    done = [*history[:-1], ("user", fine), ("assistant", "last"), ("user", "more?")]
+    with pytest.raises(ScenarioExhausted):
+        scenario(conversation(*done))
+
+
+def test_conditions_on_result_and_user_text() -> None:
+    scenario = Scenario.from_mapping(
+        {
+            "after_last": "repeat",
+            "steps": [
+                {
+                    "branches": [
+                        {"when": {"result_contains": "denied"}, "text": "no access"},
+                        {"when": {"user_contains": "hello"}, "text": "hi!"},
+                    ],
+                    "text": "default",
+                }
+            ],
+        }
+    )
+    denied = [{"type": "tool_result", "tool_use_id": "t", "content": [{"type": "text", "text": "access denied"}]}]
+    assert scenario(conversation(("user", denied))).content[0]["text"] == "no access"
+    assert scenario(conversation(("user", "hello there"))).content[0]["text"] == "hi!"
+    assert scenario(conversation(("user", "what?"))).content[0]["text"] == "default"
+    repeated = conversation(("user", "x"), ("assistant", "default"), ("user", "hello"))
+    assert scenario(repeated).content[0]["text"] == "hi!"  # after_last: repeat plays the last step again
+
+
+async def test_after_last_finish_says_done() -> None:
+    scenario = Scenario.from_mapping({"steps": [{"text": "only step"}]})
+    client = async_client(create_app({MODEL: scenario}))
+    messages: list[Any] = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "only step"}]
+    messages.append({"role": "user", "content": "b"})
+    reply = await client.messages.create(model=MODEL, max_tokens=50, messages=messages)
+    assert reply.content[0].type == "text"
+    assert reply.content[0].text == "Done."
+
+
+async def test_after_last_error_is_a_500_naming_the_scenario() -> None:
+    scenario = Scenario.from_mapping({"name": "short", "after_last": "error", "steps": [{"text": "x"}]})
+    client = async_client(create_app({MODEL: scenario}))
+    messages: list[Any] = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "x"}]
+    messages.append({"role": "user", "content": "b"})
+    with pytest.raises(anthropic.InternalServerError, match="scenario 'short' has no step left"):
+        await client.messages.create(model=MODEL, max_tokens=50, messages=messages)
+
+
+def test_json_scenario_file(tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    steps = [{"tool_calls": [{"name": "a", "input": {"x": 1}}, {"name": "b", "id": "toolu_01fixed"}]}]
+    path.write_text(json.dumps({"steps": steps}))
+    reply = load_scenario(path)(conversation(("user", "go")))
+    assert [b["name"] for b in reply.content] == ["a", "b"]
+    assert reply.content[1]["id"] == "toolu_01fixed"
+    assert reply.resolved_stop_reason == "tool_use"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"steps": []}, "has no steps"),
+        ({"steps": [{"txt": "typo"}]}, "unknown keys"),
+        ({"steps": [{"text": "a", "next": "nowhere"}]}, "names no step"),
+        ({"steps": [{"branches": [{"when": {"tool_eror": True}, "text": "x"}]}]}, "unknown keys"),
+        ({"steps": [{"tool_calls": [{"input": {}}]}]}, "needs a name"),
+        ({"steps": [{"text": "a"}], "after_last": "loop"}, "after_last"),
+    ],
+)
+def test_bad_scenarios_say_what_is_wrong(data: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Scenario.from_mapping(data)
+
+
+def test_unreadable_scenario_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_scenario(tmp_path / "missing.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("steps: [unclosed")
+    with pytest.raises(ConfigError, match="not valid"):
+        load_scenario(broken)
+
+
+def test_example_scenario_declares_no_faults() -> None:
+    assert load_scenario(EXAMPLE_SCENARIO).faults is None
+    with_faults = Scenario.from_mapping({"steps": [{"text": "a"}], "faults": [{"kind": "overloaded", "nth": 2}]})
+    assert with_faults.faults is not None
+    assert with_faults.faults.rules[0].nth == frozenset({2})
