@@ -298,6 +298,9 @@ class CacheSim:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def __bool__(self) -> bool:  # an empty cache is still a cache: ``cache or CacheSim()`` must keep it
+        return True
+
     def min_tokens(self, model: str) -> int:
         return min_cacheable_tokens(model, self._min_tokens)
 

@@ -19,7 +19,7 @@ import tomllib
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -195,6 +195,17 @@ def _model_info(model: str) -> Any:
     return info
 
 
+@lru_cache(maxsize=1024)
+def _resolved_prices(model: str, batch: bool, speed: str | None, day: date) -> ModelPrice | None:
+    """genai-prices' price set for the model on that day (prices change by date; resolving them is not free)."""
+    info = _model_info(model)
+    if info is None:
+        return None
+    context = {k: v for k, v in (("processing", "batch" if batch else None), ("speed", speed)) if v}
+    at = datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
+    return info.get_prices(at, context or None)
+
+
 def _tier_price(price: Decimal | TieredPrices | None, prompt_tokens: int) -> Decimal:
     return calc_unit_price(price, _PER_MTOK, prompt_tokens, _PER_MTOK) if price is not None else _ZERO
 
@@ -222,11 +233,10 @@ class Pricing:
                 return override
             half = Decimal("0.5")
             return ModelPrices(*(getattr(override, f.name) * half for f in fields(ModelPrices)))
-        info = _model_info(model)
-        if info is None:
+        day = (at or datetime.now(tz=UTC)).astimezone(UTC).date()
+        resolved = _resolved_prices(model, batch, speed, day)
+        if resolved is None:
             return None
-        context = {k: v for k, v in (("processing", "batch" if batch else None), ("speed", speed)) if v}
-        resolved: ModelPrice = info.get_prices(at or datetime.now(tz=UTC), context or None)
         return ModelPrices(
             input=_tier_price(resolved.input_mtok, prompt_tokens),
             output=_tier_price(resolved.output_mtok, prompt_tokens),

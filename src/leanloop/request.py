@@ -145,8 +145,8 @@ class RequestBuilder:
             marks.by_index[index] = (ttl, True)
             slots -= 1
 
-        messages = [i for i, b in enumerate(blocks) if b.message is not None]
-        last = next((i for i in reversed(messages) if blocks[i].auto_eligible), None)
+        head = next(i for i, b in enumerate(blocks) if b.path == "settings")  # tools + system come before it
+        last = _last_eligible(prompt, len(blocks) - 1, stop=head)
         if self.cache.conversation and last is not None:
             place(last)
             if last not in marks.by_index and tokens[last] < floor and not self._warned_minimum:
@@ -156,13 +156,16 @@ class RequestBuilder:
                     f"({minimum:,}): nothing is cached until the conversation grows past it"
                 )
         if self.cache.system:
-            place(next((i for i in reversed(range(len(blocks))) if blocks[i].path.startswith("system.")), None))
+            place(next((i for i in range(head - 1, -1, -1) if blocks[i].path.startswith("system.")), None))
         previous = self._last_rolling_position
         if last is not None and previous is not None and positions[last] - previous > self.cache.intermediate_after:
             target = previous + self.cache.intermediate_after
-            place(next((i for i in reversed(messages) if positions[i] <= target and blocks[i].auto_eligible), None))
+            index = last
+            while index > head and positions[index] > target:
+                index -= 1
+            place(_last_eligible(prompt, index, stop=head))
         if self.cache.tools:
-            place(next((i for i in reversed(range(len(blocks))) if blocks[i].path.startswith("tools.")), None))
+            place(next((i for i in range(head - 1, -1, -1) if blocks[i].path.startswith("tools.")), None))
         if last is not None and last in marks.by_index:
             self._last_rolling_position = positions[last]
         return _ordered(marks), notices
@@ -191,6 +194,14 @@ class RequestBuilder:
                 messages[m] = {**messages[m], "content": content}
         kwargs["messages"] = messages
         return kwargs
+
+
+def _last_eligible(prompt: Prompt, start: int, *, stop: int) -> int | None:
+    """The last message block at or before ``start`` (and after ``stop``) that can carry a breakpoint."""
+    for index in range(start, stop, -1):
+        if prompt.blocks[index].auto_eligible:
+            return index
+    return None
 
 
 def _as_list(content: Any) -> list[dict[str, Any]]:

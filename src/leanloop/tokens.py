@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any, Protocol
@@ -40,8 +41,6 @@ __all__ = [
     "count_text",
 ]
 
-# Pieces, in the order a BPE pre-tokenizer finds them: a word with its leading space, digits, punctuation, space.
-_PIECE = re.compile(r" ?[A-Za-z]+| ?\d{1,3}| ?[^\sA-Za-z\d]+|\s+")
 _SHORT_WORD = 10  # common words up to this length are one token
 _LONG_WORD_CHARS_PER_TOKEN = 6.0
 _RANDOM_CHARS_PER_TOKEN = 2.5  # ids and base64-ish runs (mixed case) split into short pieces
@@ -75,28 +74,83 @@ def _word_tokens(word: str) -> int:
     return math.ceil(len(word) / _RANDOM_CHARS_PER_TOKEN)  # "cfEnoQaPviGdVXA"
 
 
-@lru_cache(maxsize=65536)
-def _count_text_cached(text: str) -> int:
-    total = 0
-    for piece in _PIECE.findall(text):
-        stripped = piece.lstrip(" ")
-        if not stripped:
-            total += 1
-        elif stripped[0].isascii() and stripped[0].isalpha():
-            total += _word_tokens(stripped)
-        elif stripped[0].isdigit() or stripped.isspace():
-            total += 1
-        else:
-            ascii_part = sum(1 for ch in stripped if ch.isascii())
-            total += math.ceil(ascii_part / _PUNCT_CHARS_PER_TOKEN) + (len(stripped) - ascii_part)
-    return total
+def _ascii_class(code: int) -> str:
+    ch = chr(code)
+    if "a" <= ch <= "z":
+        return "l"
+    if "A" <= ch <= "Z":
+        return "U"
+    if ch.isdigit():
+        return "d"
+    if ch == " ":
+        return "s"
+    return "n" if ch.isspace() else "p"
+
+
+def _other_class(ch: str) -> str:
+    """Classes of non-ASCII characters, as Python's re sees them: \\s, \\d, else punctuation-like."""
+    if ch.isspace():
+        return "n"
+    return "d" if ch.isdecimal() else "q"
+
+
+# Text is first mapped to one class letter per character (C speed), then each piece kind is found by a split.
+_CLASSES = {code: _ascii_class(code) for code in range(128)}
+_KEEP = {
+    "words": "lU",
+    "digits": "d",
+    "other": "pq",
+}
+_ONLY = {kind: {ord(c): (c if c in keep else " ") for c in "lUdsnpq"} for kind, keep in _KEEP.items()}
+_SPACES = {ord(c): ("x" if c in "lUdpq" else c) for c in "lUdsnpq"}
+
+
+def _classes(text: str) -> str:
+    classes = text.translate(_CLASSES)
+    if not classes.isascii():  # non-ASCII characters pass through the table: classify the distinct ones
+        classes = classes.translate({ord(ch): _other_class(ch) for ch in set(classes) if not ch.isascii()})
+    return classes
+
+
+@lru_cache(maxsize=4096)
+def _word_shape_tokens(shape: str) -> int:
+    return _word_tokens(shape.replace("l", "a").replace("U", "A"))
+
+
+def _other_tokens(shape: str) -> int:
+    return -(-shape.count("p") // 2) + shape.count("q")  # ceil(ascii / _PUNCT_CHARS_PER_TOKEN) + non-ASCII
 
 
 def count_text(text: str) -> int:
-    """Estimated tokens of plain text (no framing)."""
-    if len(text) > 4096:  # long texts are not worth caching whole; count them in cached chunks instead
-        return sum(_count_text_cached(text[i : i + 4096]) for i in range(0, len(text), 4096))
-    return _count_text_cached(text)
+    """Estimated tokens of plain text (no framing). Long texts (system prompts, tool definitions) are remembered."""
+    return _count_long(text) if len(text) > 2048 else _count(text)
+
+
+@lru_cache(maxsize=256)
+def _count_long(text: str) -> int:
+    return _count(text)
+
+
+def _count(text: str) -> int:
+    """The count itself.
+
+    The pieces are those of a BPE pre-tokenizer: a word (by length and case), a group of up to 3 digits, a
+    punctuation run, a whitespace run; a lone space between two pieces belongs to the next one and costs nothing.
+    """
+    classes = _classes(text)
+    words = Counter(classes.translate(_ONLY["words"]).split())
+    digits = Counter(classes.translate(_ONLY["digits"]).split())
+    other = Counter(classes.translate(_ONLY["other"]).split())
+    segments = classes.translate(_SPACES).split("x")
+    spaces = Counter(segments)
+    joining = spaces["s"] - (segments[-1] == "s")
+    return (
+        sum(_word_shape_tokens(shape) * n for shape, n in words.items())
+        + sum((len(run) + 2) // 3 * n for run, n in digits.items())
+        + sum(_other_tokens(shape) * n for shape, n in other.items())
+        + (len(segments) - spaces[""])
+        - joining
+    )
 
 
 def _uses_new_tokenizer(model: str) -> bool:
