@@ -27,7 +27,7 @@ from typing import Any, Literal, cast
 
 import anthropic
 
-from leanloop.cachesim import CacheSim, Prompt
+from leanloop.cachesim import CacheSim, Plan, Prompt
 from leanloop.errors import ConfigError
 from leanloop.explain import CacheMiss, detect_miss, diff_prompts, lint_volatile
 from leanloop.limits import Budget, CallEstimate, Go, LoopGuard, Spend
@@ -212,6 +212,21 @@ class Agent:
         self.params = dict(params or {})
         self.max_pause_turns = max_pause_turns
         self._client = client
+        self._linted: tuple[str, list[str]] = ("", [])
+
+    def lint_findings(self) -> list[str]:
+        """Volatile content (clock times, dates, UUIDs, random ids) in the system prompt and tool definitions."""
+        system = self.system
+        texts = (
+            [("system.0", system)]
+            if isinstance(system, str)
+            else [(f"system.{i}", str(b.get("text", ""))) for i, b in enumerate(system or [])]
+        )
+        texts += [(f"tool {name}", str(tool.definition)) for name, tool in self.tools.items()]
+        key = str(texts)
+        if key != self._linted[0]:  # the system prompt may be a list the caller edits between runs
+            self._linted = (key, [str(f) for where, text in texts for f in lint_volatile(text, where)])
+        return list(self._linted[1])
 
     @property
     def client(self) -> anthropic.AsyncAnthropic:
@@ -361,6 +376,7 @@ class _Run:
             params=agent.params,
         )
         self.mirror = CacheSim()  # what we expect the API's cache to do, for the budget's worst case
+        self.cache_plan: Plan | None = None
         self.records: list[CallRecord] = []
         self.notices: list[str] = []
         self.misses: list[CacheMiss] = []
@@ -373,7 +389,8 @@ class _Run:
         self.previous: tuple[Prompt, Usage, float] | None = None
         self.token_scale = 1.0
         self.estimated_prompt_tokens = 0
-        self.prints: list[tuple[object, BlockPrint]] = []
+        self.print_blocks: list[object] = []
+        self.prints: list[BlockPrint] = []
         self.started = time.perf_counter()
         self.writer = TraceWriter(agent.trace) if agent.trace else None
         if self.writer:
@@ -395,14 +412,7 @@ class _Run:
         """Volatile content in the cached prefix (system prompt, tool definitions), found before the first call."""
         if not self.agent.cache.enabled or self.records:
             return []
-        system = self.agent.system
-        texts = (
-            [("system.0", system)]
-            if isinstance(system, str)
-            else [(f"system.{i}", str(b.get("text", ""))) for i, b in enumerate(system or [])]
-        )
-        texts += [(f"tool {name}", str(tool.definition)) for name, tool in self.agent.tools.items()]
-        found = [str(f) for where, text in texts for f in lint_volatile(text, where)]
+        found = self.agent.lint_findings()
         self.notices += found
         for message in found:
             logger.warning("leanloop: %s", message)
@@ -426,7 +436,8 @@ class _Run:
         return built, decision
 
     def _estimate(self, prompt: Prompt, max_tokens: int) -> CallEstimate:
-        predicted = self.mirror.predict(prompt, start=time.monotonic()).usage
+        self.cache_plan = self.mirror.plan(prompt, start=time.monotonic())
+        predicted = self.cache_plan.result.usage
         scale = Decimal(str(self.token_scale))
         tokens = math.ceil(prompt.total_tokens * self.token_scale)
         prices = self.agent.pricing.prices(prompt.model, prompt_tokens=tokens)
@@ -450,14 +461,15 @@ class _Run:
 
     def _prefix_prints(self, prompt: Prompt) -> tuple[BlockPrint, ...]:
         """One BlockPrint per block, re-using those of blocks shared (by identity) with the previous request."""
-        kept = 0
-        for (block, _), current in zip(self.prints, prompt.blocks, strict=False):
-            if block is not current and block != current:
-                break
-            kept += 1
-        del self.prints[kept:]
-        self.prints += [(b, BlockPrint(b.path, b.fingerprint.hex()[:16], b.tokens)) for b in prompt.blocks[kept:]]
-        return tuple(p for _, p in self.prints)
+        blocks = prompt.blocks
+        kept = next(
+            (i for i, (old, new) in enumerate(zip(self.print_blocks, blocks)) if old is not new),
+            min(len(self.print_blocks), len(blocks)),
+        )
+        del self.print_blocks[kept:], self.prints[kept:]
+        self.print_blocks += blocks[kept:]
+        self.prints += [BlockPrint(b.path, b.fingerprint.hex()[:16], b.tokens) for b in blocks[kept:]]
+        return tuple(self.prints)
 
     def record_call(
         self,
@@ -476,7 +488,11 @@ class _Run:
         cost = self.agent.pricing.cost(model, usage)
         self.spend.record_call(go, usage, cost)
         latency = time.perf_counter() - started
-        predicted = self.mirror.request(built.prompt, start=time.monotonic() - latency, response_start=None).usage
+        plan = self.cache_plan
+        if plan is None:
+            plan = self.mirror.plan(built.prompt, start=time.monotonic() - latency)
+        predicted = self.mirror.apply(plan).usage
+        self.cache_plan = None
         if usage.prompt_tokens and self.estimated_prompt_tokens:
             self.token_scale = max(1.0, usage.prompt_tokens / self.estimated_prompt_tokens)
         miss = self._verify(built.prompt, usage, started_wall) if not failed else None
@@ -490,7 +506,7 @@ class _Run:
             ttft_s=turn.ttft_s,
             latency_s=latency,
             stop_reason="error" if failed else turn.stop_reason,
-            prefix=self._prefix_prints(built.prompt),
+            prefix=self._prefix_prints(built.plain),
             breakpoints=built.breakpoints,
             message_id=turn.message_id,
             request_id=request_id,

@@ -28,7 +28,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any, Literal, cast
 
 from leanloop.errors import InvalidRequestError
@@ -44,6 +44,7 @@ __all__ = [
     "Block",
     "CacheResult",
     "CacheSim",
+    "Plan",
     "Prompt",
     "PromptBuilder",
     "block_fingerprint",
@@ -58,7 +59,8 @@ MAX_BREAKPOINTS = 4
 LOOKBACK_POSITIONS = 20
 
 # Minimum cacheable prompt length per model (API-FACTS 1.3). Not monotonic across generations. Keys match the model
-# id with any date suffix removed, exactly or as the longest prefix. Extend it by passing ``min_tokens=`` to CacheSim.
+# id with any date suffix removed, exactly or as the longest prefix. Extend it with ``CacheSim(min_tokens=...)``
+# (lookups in this table are memoised: do not edit it in place).
 MIN_CACHEABLE_TOKENS: dict[str, int] = {
     "claude-opus-5-5": 512,
     "claude-sonnet-5-5": 512,  # secondary sources only
@@ -95,7 +97,15 @@ def _model_key(model: str) -> str:
 
 def min_cacheable_tokens(model: str, table: Mapping[str, int] | None = None) -> int:
     """The model's minimum cacheable prefix in tokens (1024 for a model the table does not know)."""
-    table = MIN_CACHEABLE_TOKENS if table is None else table
+    return _default_minimum(model) if table is None else _minimum(model, table)
+
+
+@lru_cache(maxsize=512)
+def _default_minimum(model: str) -> int:
+    return _minimum(model, MIN_CACHEABLE_TOKENS)
+
+
+def _minimum(model: str, table: Mapping[str, int]) -> int:
     key = _model_key(model)
     if key in table:
         return table[key]
@@ -276,8 +286,11 @@ class _Entry:
 
 
 @dataclass(slots=True)
-class _Plan:
+class Plan:
+    """What a request will do to the cache, decided at ``start``; ``CacheSim.apply`` carries it out."""
+
     result: CacheResult
+    start: float
     refreshed: list[tuple[bytes, TTL]]
     writes: list[tuple[bytes, int, TTL]]
 
@@ -291,6 +304,7 @@ class CacheSim:
 
     def __init__(self, *, min_tokens: Mapping[str, int] | None = None, lookback: int = LOOKBACK_POSITIONS) -> None:
         self._min_tokens = {**MIN_CACHEABLE_TOKENS, **(min_tokens or {})}
+        self._min_by_model: dict[str, int] = {}
         self._lookback = lookback
         self._entries: dict[bytes, _Entry] = {}
         self._purge_at = 1024
@@ -302,17 +316,24 @@ class CacheSim:
         return True
 
     def min_tokens(self, model: str) -> int:
-        return min_cacheable_tokens(model, self._min_tokens)
+        known = self._min_by_model.get(model)
+        if known is None:
+            known = self._min_by_model[model] = min_cacheable_tokens(model, self._min_tokens)
+        return known
 
     def predict(self, prompt: Prompt, *, start: float) -> CacheResult:
-        return self._plan(prompt, start).result
+        return self.plan(prompt, start=start).result
 
     def request(self, prompt: Prompt, *, start: float, response_start: float | None = None) -> CacheResult:
         """Apply ``prompt`` sent at ``start`` whose response began streaming at ``response_start``.
 
         Entries it writes become readable at ``response_start`` (default: immediately).
         """
-        plan = self._plan(prompt, start)
+        return self.apply(self.plan(prompt, start=start), response_start=response_start)
+
+    def apply(self, plan: Plan, *, response_start: float | None = None) -> CacheResult:
+        """Carry out a ``plan`` made by ``plan()``: with nothing applied in between, the same as ``request()``."""
+        start = plan.start
         readable_at = start if response_start is None else response_start
         for key, ttl in plan.refreshed:
             entry = self._entries[key]
@@ -350,7 +371,8 @@ class CacheSim:
                 return j
         return None
 
-    def _plan(self, prompt: Prompt, start: float) -> _Plan:
+    def plan(self, prompt: Prompt, *, start: float) -> Plan:
+        """Decide what ``prompt`` sent at ``start`` reads and writes, without changing anything."""
         breakpoints = prompt.breakpoints
         hashes, tokens = prompt.prefix_hashes, prompt.prefix_tokens
         read_index: int | None = None
@@ -390,7 +412,7 @@ class CacheSim:
             skipped_below_minimum=tuple(skipped),
             min_tokens=minimum,
         )
-        return _Plan(result, refreshed, writes)
+        return Plan(result, start, refreshed, writes)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -449,14 +471,18 @@ class PromptBuilder:
         self._seen: list[tuple[Mapping[str, Any], int]] = []  # (message object, end of its blocks)
         self._chains = _Chains(b"")
 
-    def build(self, request: Mapping[str, Any]) -> Prompt:
-        """The Prompt of ``request`` (a Messages API body). Raises ``InvalidRequestError`` for bad cache_control."""
+    def build(self, request: Mapping[str, Any], *, tools_key: str | None = None) -> Prompt:
+        """The Prompt of ``request`` (a Messages API body). Raises ``InvalidRequestError`` for bad cache_control.
+
+        ``tools_key`` is a caller's promise that its tool list has not changed since it computed that key; without
+        it the tools are serialised again, since a caller may mutate its lists in place between requests.
+        """
         model = str(request.get("model", ""))
-        # A snapshot, not references: a caller may mutate its system prompt or tools in place between requests.
+        system = request.get("system")
         head_key = (
             model,
-            canonical_json(request.get("tools")),
-            canonical_json(request.get("system")),
+            tools_key if tools_key is not None else canonical_json(request.get("tools")),
+            system if isinstance(system, str) else canonical_json(system),
             _settings(request),
         )
         if head_key != self._head_key:
@@ -467,9 +493,11 @@ class PromptBuilder:
             self._chains = _Chains(_model_key(model).encode())
             self._chains.extend(self._blocks)
         messages = cast(Sequence[Mapping[str, Any]], request.get("messages") or [])
-        same = 0
-        while same < min(len(messages), len(self._seen)) and messages[same] is self._seen[same][0]:
-            same += 1
+        seen = self._seen
+        same = next(
+            (i for i, (message, (old, _)) in enumerate(zip(messages, seen)) if message is not old),
+            min(len(messages), len(seen)),
+        )
         keep = self._seen[same - 1][1] if same else self._head_size
         if keep < len(self._blocks):
             del self._blocks[keep:]

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from leanloop.cachesim import MAX_BREAKPOINTS, TTL, Prompt, PromptBuilder, min_cacheable_tokens
+from leanloop.cachesim import MAX_BREAKPOINTS, TTL, Prompt, PromptBuilder, canonical_json, min_cacheable_tokens
 from leanloop.errors import ConfigError, InvalidRequestError
 from leanloop.tokens import TokenCounter
 from leanloop.tools import Tool
@@ -66,10 +66,12 @@ class CachePolicy:
 
 @dataclass(frozen=True)
 class Built:
-    """One request: SDK kwargs, its cache view (``prompt``, marked), and the breakpoints placed as (path, ttl)."""
+    """One request: SDK kwargs, its cache view (``prompt``, marked; ``plain`` without the marks, sharing its blocks
+    by identity with the previous request's), and the breakpoints placed as (path, ttl)."""
 
     kwargs: dict[str, Any]
     prompt: Prompt
+    plain: Prompt
     breakpoints: tuple[tuple[str, str], ...]
     notices: tuple[str, ...] = ()
 
@@ -100,6 +102,7 @@ class RequestBuilder:
         self.model = model
         self._system = system
         self._tools = [sorted_json(t.definition) for t in sorted(tools, key=lambda t: t.name)]
+        self._tools_key = canonical_json(self._tools)  # this list is ours and never changes
         names = [t["name"] for t in self._tools]
         if len(set(names)) != len(names):
             raise ConfigError(f"two tools share a name: {sorted({n for n in names if names.count(n) > 1})}")
@@ -118,7 +121,7 @@ class RequestBuilder:
             base["system"] = self._system
         base["messages"] = messages
         try:
-            plain = self._prompts.build(base)
+            plain = self._prompts.build(base, tools_key=self._tools_key)
             own: list[tuple[int, TTL | None]] = [(i, b.ttl) for i, b in enumerate(plain.blocks) if b.ttl is not None]
             marks, notices = self._choose(plain, own, model) if self.cache else (_Marks(), [])
             prompt = plain.with_marks({i: ttl for i, (ttl, mine) in marks.by_index.items() if mine})
@@ -126,7 +129,7 @@ class RequestBuilder:
         except InvalidRequestError as error:
             raise ConfigError(f"the request would be rejected by the API: {error.message}") from None
         kwargs = self._apply(base, plain, marks) if marks.ours() else base
-        return Built(kwargs, prompt, tuple((prompt.blocks[i].path, t) for i, t in breakpoints), tuple(notices))
+        return Built(kwargs, prompt, plain, tuple((prompt.blocks[i].path, t) for i, t in breakpoints), tuple(notices))
 
     def _choose(self, prompt: Prompt, own: Sequence[tuple[int, TTL | None]], model: str) -> tuple[_Marks, list[str]]:
         assert self.cache is not None

@@ -209,6 +209,8 @@ class ToolOutcome:
 
 def cap_text(text: str, max_tokens: int) -> tuple[str, bool]:
     """``text`` cut to about ``max_tokens`` (head and tail kept, a note in the middle); and whether it was cut."""
+    if len(text) <= max_tokens:  # a token is at least one character: no need to count
+        return text, False
     tokens = count_text(text)
     if tokens <= max_tokens:
         return text, False

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from leanloop.request import sorted_json
@@ -127,23 +127,18 @@ class TurnBuilder:
 def _merge_usage(current: Usage | None, delta: Any) -> Usage:
     """message_delta counts are cumulative: present fields overwrite what message_start said."""
     base = current or Usage()
-    fields = {
-        "input_tokens": getattr(delta, "input_tokens", None),
-        "cache_creation_input_tokens": getattr(delta, "cache_creation_input_tokens", None),
-        "cache_read_input_tokens": getattr(delta, "cache_read_input_tokens", None),
-    }
-    api = base.to_api()
-    for name, value in fields.items():
-        if value is not None:
-            api[name] = value
-    if (
-        fields["cache_creation_input_tokens"] is not None
-        and fields["cache_creation_input_tokens"] != base.cache_write_tokens
-    ):
-        api.pop("cache_creation")  # the split no longer matches the new total: keep the total, flag the estimate
-    api["output_tokens"] = delta.output_tokens
-    api["speed"], api["inference_geo"] = base.speed, base.inference_geo
-    return Usage.from_api(api)
+    fresh = getattr(delta, "input_tokens", None)
+    read = getattr(delta, "cache_read_input_tokens", None)
+    written = getattr(delta, "cache_creation_input_tokens", None)
+    changes: dict[str, Any] = {"output_tokens": delta.output_tokens}
+    if fresh is not None:
+        changes["input_tokens"] = fresh
+    if read is not None:
+        changes["cache_read_tokens"] = read
+    if written is not None and written != base.cache_write_tokens:
+        # The 5m/1h split of message_start no longer matches the new total: keep the total, priced as 5m, flagged.
+        changes.update(cache_write_5m_tokens=written, cache_write_1h_tokens=0, split_estimated=True)
+    return replace(base, **changes)
 
 
 # ---------------------------------------------------------------------------------------------------------------
