@@ -463,7 +463,7 @@ class _Run:
         """One BlockPrint per block, re-using those of blocks shared (by identity) with the previous request."""
         blocks = prompt.blocks
         kept = next(
-            (i for i, (old, new) in enumerate(zip(self.print_blocks, blocks)) if old is not new),
+            (i for i, (old, new) in enumerate(zip(self.print_blocks, blocks, strict=False)) if old is not new),
             min(len(self.print_blocks), len(blocks)),
         )
         del self.print_blocks[kept:], self.prints[kept:]

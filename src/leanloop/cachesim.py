@@ -495,7 +495,7 @@ class PromptBuilder:
         messages = cast(Sequence[Mapping[str, Any]], request.get("messages") or [])
         seen = self._seen
         same = next(
-            (i for i, (message, (old, _)) in enumerate(zip(messages, seen)) if message is not old),
+            (i for i, (message, (old, _)) in enumerate(zip(messages, seen, strict=False)) if message is not old),
             min(len(messages), len(seen)),
         )
         keep = self._seen[same - 1][1] if same else self._head_size
