@@ -10,10 +10,13 @@ to head + tail with an explicit note; the full text is kept for the trace.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import inspect
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, cast, overload
 
@@ -66,10 +69,19 @@ class Tool:
         target = self._validated or self.handler
         if inspect.iscoroutinefunction(self.handler):
             return await target(**arguments)
-        result = await asyncio.to_thread(target, **arguments)
+        context = contextvars.copy_context()
+        call = functools.partial(context.run, target, **arguments)
+        result = await asyncio.get_running_loop().run_in_executor(_executor(), call)
         if inspect.isawaitable(result):
             return await result
         return result
+
+
+@functools.cache
+def _executor() -> ThreadPoolExecutor:
+    """Threads for sync tools. Sized for I/O-bound tools (HTTP calls, subprocesses, files): the default executor has
+    only cpu_count + 4 threads, which would serialise a turn of many parallel calls on a small machine."""
+    return ThreadPoolExecutor(max_workers=64, thread_name_prefix="leanloop-tool")
 
 
 def _schema(function: Callable[..., Any], docs: docstring_parser.Docstring) -> dict[str, Any]:
