@@ -1,18 +1,219 @@
-"""`leanloop report|explain|whatif` (to be built: issue 5)."""
+"""``leanloop report``, ``leanloop explain`` and ``leanloop whatif``: the analyzer's commands.
+
+Each reads traces (files or directory trees, any supported format, detected from content), then hands the calls
+to the pure code in ``report``, ``misses`` or ``whatif``. Machine-readable output (json, csv, html) goes to stdout
+or ``--output``; notes about the import (skipped files, unusable lines, unknown models) go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from collections.abc import Callable, Generator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import IO, Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+from leanloop.analyze import whatif as whatif_model
+from leanloop.analyze.html import render_html
+from leanloop.analyze.misses import find_misses
+from leanloop.analyze.render import print_import_log, print_misses, print_report, print_whatif
+from leanloop.analyze.report import build_report, write_csv, write_json
+from leanloop.analyze.sources import ImportLog, discover, iter_calls
+from leanloop.errors import ConfigError
+from leanloop.pricing import UnknownModelWarning
+from leanloop.trace import CallRecord
+
+__all__ = ["explain", "report", "whatif"]
+
+_PROGRESS_BYTES = 32 << 20  # show a progress bar from this much input on
+_PROGRESS_FILES = 200
 
 
-def report() -> None:
-    """Cost and cache report of traces."""
-    raise typer.Exit(code=2)
+class ReportFormat(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+    html = "html"
 
 
-def explain() -> None:
-    """Why each cache miss happened."""
-    raise typer.Exit(code=2)
+class TextFormat(StrEnum):
+    table = "table"
+    json = "json"
 
 
-def whatif() -> None:
-    """Re-price a recorded workload under other strategies."""
-    raise typer.Exit(code=2)
+Paths = Annotated[list[Path], typer.Argument(help="Trace files or directories (e.g. ~/.claude/projects).")]
+Output = Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")]
+
+
+def _stderr() -> Console:
+    return Console(stderr=True)
+
+
+def _stdout() -> Console:
+    """The terminal's width on a terminal; wide enough for every column when piped to a file."""
+    console = Console()
+    return console if console.is_terminal else Console(width=160)
+
+
+@contextmanager
+def _unknown_models(console: Console) -> Generator[None]:
+    """Report models without a price once each, as a plain line (they are priced as unknown, never as $0)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UnknownModelWarning)
+        yield
+    models = sorted({str(w.message) for w in caught if issubclass(w.category, UnknownModelWarning)})
+    for message in models:
+        console.print(f"[yellow]{message}[/]")
+
+
+def _files(paths: list[Path]) -> list[Path]:
+    try:
+        return discover(paths)
+    except ConfigError as error:
+        raise typer.BadParameter(str(error), param_hint="PATHS") from None
+
+
+@contextmanager
+def _progress(files: list[Path], console: Console) -> Generator[Callable[[int], None] | None]:
+    """A byte progress bar on stderr for large inputs (and only on a terminal); yields its advance callback."""
+    total = sum(path.stat().st_size for path in files)
+    show = console.is_terminal and (total >= _PROGRESS_BYTES or len(files) >= _PROGRESS_FILES)
+    if not show:
+        yield None
+        return
+    columns = (
+        TextColumn(f"reading {len(files):,} files"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("read", total=total)
+
+        def advance(count: int) -> None:
+            progress.advance(task, count)
+
+        yield advance
+
+
+def _load(paths: list[Path], log: ImportLog, console: Console) -> list[CallRecord]:
+    files = _files(paths)
+    with _progress(files, console) as advance:
+        return list(iter_calls(paths, log, content=True, on_bytes=advance, files=files))
+
+
+@contextmanager
+def _opened(output: Path | None) -> Generator[IO[str]]:
+    if output is None:
+        yield sys.stdout
+        return
+    try:
+        file = output.open("w", encoding="utf-8", newline="")
+    except OSError as error:
+        raise typer.BadParameter(f"{output}: {error.strerror}", param_hint="--output") from None
+    with file:
+        yield file
+
+
+def _write(text: str, output: Path | None) -> None:
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise typer.BadParameter(f"{output}: {error.strerror}", param_hint="--output") from None
+
+
+def _dump(data: Any) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def report(
+    paths: Paths,
+    output_format: Annotated[ReportFormat, typer.Option("--format", "-f", help="Output format.")] = ReportFormat.table,
+    output: Output = None,
+    top: Annotated[int, typer.Option(min=1, help="How many of the costliest calls to list.")] = 10,
+    all_calls: Annotated[bool, typer.Option("--all-calls", help="List every call in the table.")] = False,
+) -> None:
+    """Where the money went: tokens and cost by kind per call and per run, by model and by day, cache hit rate,
+    the costliest calls. Reads leanloop traces, Claude Code logs (~/.claude/projects), OpenHands trajectories and
+    API recordings."""
+    stderr = _stderr()
+    files = _files(paths)
+    log = ImportLog()
+    with _unknown_models(stderr), _progress(files, stderr) as advance:
+        result = build_report(iter_calls(paths, log, on_bytes=advance, files=files), log)
+    if output_format is ReportFormat.table:
+        if output is None:
+            print_report(result, _stdout(), top=top, all_calls=all_calls)
+            return
+        with output.open("w", encoding="utf-8") as file:
+            print_report(result, Console(file=file, width=160), top=top, all_calls=all_calls)
+        return
+    if output_format in (ReportFormat.json, ReportFormat.csv):
+        with _opened(output) as file:
+            if output_format is ReportFormat.json:
+                write_json(result, file, top=top)
+            else:
+                write_csv(result, file)
+    else:
+        _write(render_html(result, title=_title(paths), top=top), output)
+    print_import_log(log, stderr)
+
+
+def _title(paths: list[Path]) -> str:
+    names = ", ".join(path.name or str(path) for path in paths[:3])
+    return f"leanloop report: {names}" + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+
+
+def explain(
+    paths: Paths,
+    output_format: Annotated[TextFormat, typer.Option("--format", "-f", help="Output format.")] = TextFormat.table,
+    min_tokens: Annotated[
+        int, typer.Option(min=1, help="Report a call when it read at least this many tokens fewer than expected.")
+    ] = 512,
+    limit: Annotated[int, typer.Option(min=1, help="How many calls to list in the table.")] = 50,
+) -> None:
+    """Why the cache missed: each call that wrote what an earlier call had cached, or read much less than the call
+    before, with its likely cause (TTL expired, model switch, prefix changed, compaction) and what it cost."""
+    stderr = _stderr()
+    log = ImportLog()
+    with _unknown_models(stderr):
+        records = _load(paths, log, stderr)
+        result = find_misses(records, min_tokens=min_tokens)
+    if output_format is TextFormat.json:
+        _write(_dump({**result.to_dict(), "import": log.to_dict()}), None)
+        print_import_log(log, stderr)
+        return
+    print_misses(result, _stdout(), limit=limit)
+    print_import_log(log, stderr)
+
+
+def whatif(
+    paths: Paths,
+    output_format: Annotated[TextFormat, typer.Option("--format", "-f", help="Output format.")] = TextFormat.table,
+    summary_model: Annotated[
+        str, typer.Option(help="The cheaper model for the final summarising call.")
+    ] = whatif_model.DEFAULT_SUMMARY_MODEL,
+) -> None:
+    """The recorded workload re-priced under other strategies: no caching, system+tools only, rolling cache
+    (5m, 1h), a cheaper model for the final call, Batch API for non-interactive calls."""
+    stderr = _stderr()
+    log = ImportLog()
+    with _unknown_models(stderr):
+        records = _load(paths, log, stderr)
+        result = whatif_model.whatif(records, summary_model=summary_model)
+    if output_format is TextFormat.json:
+        _write(_dump({**result.to_dict(), "import": log.to_dict()}), None)
+    else:
+        print_whatif(result, _stdout())
+    print_import_log(log, stderr)

@@ -1,0 +1,378 @@
+"""Claude Code session logs (``~/.claude/projects/<project>/<session>.jsonl``, sub-agents included) as CallRecords.
+
+Claude Code writes one JSON line per content block of an assistant message and repeats the message's ``usage`` on
+each, sometimes as a growing snapshot (a later line of the same message carries more output tokens). Summing lines
+over-counts; keeping the first copy under-counts. Each model call is counted once, keyed by its message id (and
+request id when present), with its most complete usage. A resumed session copies earlier messages into a new file:
+the key makes those count once too, across every file of one import.
+
+Entries whose model is ``<synthetic>`` are messages Claude Code wrote itself (an interruption notice, an API error):
+they are not model calls and are skipped (counted). Each call is priced on its own, at its own timestamp.
+
+With ``content=True`` the importer also follows the conversation (``uuid``/``parentUuid`` links) so ``explain`` and
+``whatif`` can see, per call: whether the conversation prefix was rewritten since the previous call of the same run
+(a rewind or edit: which message, before/after), compaction and slash commands in between, and an estimate of the
+tokens of the messages sent (the rest of the prompt is system prompt and tool definitions, which the log does not
+contain). Message texts are kept truncated to ``TEXT_LIMIT`` characters, so memory stays proportional to the number
+of lines, not to their size.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from leanloop.analyze.changes import text_change
+from leanloop.errors import ConfigError
+from leanloop.pricing import Pricing, default_pricing
+from leanloop.tokens import count_text
+from leanloop.trace import CallRecord
+from leanloop.usage import Usage
+
+__all__ = ["CLAUDE_CODE_LINE_TYPES", "TEXT_LIMIT", "ClaudeCodeImport", "is_claude_code_line", "more_complete"]
+
+# Line types Claude Code writes. Lines of these types that are not model calls are skipped silently; any other type
+# is reported as an unknown line (Claude Code adds types over time: the report shows which).
+CLAUDE_CODE_LINE_TYPES = frozenset(
+    {
+        "user",
+        "assistant",
+        "system",
+        "summary",
+        "progress",
+        "file-history-snapshot",
+        "queue-operation",
+        "custom-title",
+        "attachment",
+        "result",
+    }
+)
+SYNTHETIC_MODEL = "<synthetic>"
+TEXT_LIMIT = 500
+_TOKEN_SAMPLE = 256  # characters counted per message; the rest is estimated in proportion
+_COMMAND = re.compile(r"<command-name>\s*(/[^<\s]+)\s*</command-name>")
+
+
+def is_claude_code_line(data: Mapping[str, Any]) -> bool:
+    """True for a line that only Claude Code writes (used to detect the format from content)."""
+    kind = data.get("type")
+    if not isinstance(kind, str) or kind not in CLAUDE_CODE_LINE_TYPES or "kind" in data:
+        return False
+    return any(key in data for key in ("sessionId", "uuid", "parentUuid", "messageId", "leafUuid"))
+
+
+def more_complete(new: Usage, old: Usage) -> bool:
+    """Whether ``new`` is a more complete snapshot of the same message's usage than ``old``.
+
+    Snapshots only grow: more output, then more prompt tokens, then an explicit 5m/1h split, wins.
+    """
+    return (new.output_tokens, new.prompt_tokens, not new.split_estimated) > (
+        old.output_tokens,
+        old.prompt_tokens,
+        not old.split_estimated,
+    )
+
+
+def _timestamp(value: Any) -> float | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        return None
+
+
+@dataclass(slots=True)
+class _Call:
+    """One model call as seen so far (merged from every line that carries it)."""
+
+    message_id: str
+    request_id: str | None
+    model: str
+    usage: Usage
+    started_at: float | None
+    run_id: str
+    path: str
+    line: int
+    stop_reason: str | None
+    interactive: bool
+    notes: dict[str, Any] | None
+
+
+@dataclass(slots=True)
+class _Node:
+    """A line of the conversation tree. ``text`` is None for lines never sent to the model (progress, system)."""
+
+    parent: str | None
+    role: str
+    text: str | None = None
+    tokens: int = 0
+
+
+@dataclass
+class _Chain:
+    """The messages sent by the latest call of one run, in order (uuids of content lines)."""
+
+    uuids: list[str] = field(default_factory=list[str])
+    index: dict[str, int] = field(default_factory=dict[str, int])
+    tokens: list[int] = field(default_factory=list[int])  # cumulative
+    events: list[str] = field(default_factory=list[str])
+
+    def truncate(self, keep: int) -> None:
+        for uuid in self.uuids[keep:]:
+            del self.index[uuid]
+        del self.uuids[keep:]
+        del self.tokens[keep:]
+
+    def append(self, uuid: str, tokens: int) -> None:
+        self.index[uuid] = len(self.uuids)
+        self.uuids.append(uuid)
+        self.tokens.append((self.tokens[-1] if self.tokens else 0) + tokens)
+
+    def note(self, event: str) -> None:
+        if event not in self.events:
+            self.events.append(event)
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return json.dumps(content, ensure_ascii=False, separators=(",", ":"), sort_keys=False)
+
+
+class _Conversations:
+    """Follows the uuid tree of one file to describe, per call, what changed since the run's previous call."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, _Node] = {}
+        self.chains: dict[str, _Chain] = {}
+
+    def add_line(self, data: Mapping[str, Any], run_id: str) -> None:
+        uuid = data.get("uuid")
+        parent = data.get("parentUuid")
+        parent = parent if isinstance(parent, str) else None
+        kind = str(data.get("type"))
+        chain = self.chains.setdefault(run_id, _Chain())
+        message = data.get("message")
+        node = _Node(parent, sys.intern(kind))
+        if kind in ("user", "assistant") and isinstance(message, Mapping):
+            full = _content_text(cast(Mapping[str, Any], message).get("content"))
+            node.text = full[:TEXT_LIMIT]
+            sample = full[:_TOKEN_SAMPLE]
+            node.tokens = count_text(sample) * len(full) // max(len(sample), 1) + 3
+            if kind == "user":
+                self._user_events(data, full, chain)
+        elif kind == "system" and data.get("subtype") == "compact_boundary":
+            chain.note("compaction")
+        elif kind == "system" and isinstance(data.get("content"), str):
+            self._user_events(data, str(data["content"]), chain)
+        if isinstance(uuid, str):
+            self.nodes[uuid] = node
+
+    @staticmethod
+    def _user_events(data: Mapping[str, Any], text: str, chain: _Chain) -> None:
+        if data.get("isCompactSummary"):
+            chain.note("compaction")
+        for command in _COMMAND.findall(text[:TEXT_LIMIT]):
+            chain.note(command)
+            if command == "/compact":
+                chain.note("compaction")
+        if "[Request interrupted by user" in text[:200]:
+            chain.note("interrupted")
+
+    def call_context(self, parent: str | None, run_id: str) -> dict[str, Any]:
+        """Notes for a call whose request ends at ``parent``: events since the run's previous call, a prefix
+        change if the conversation was rewritten, and the estimated tokens of the messages sent."""
+        chain = self.chains.setdefault(run_id, _Chain())
+        walked: list[str] = []
+        cursor = parent
+        seen = 0
+        while cursor is not None and cursor not in chain.index and seen < 1_000_000:
+            node = self.nodes.get(cursor)
+            if node is None:
+                break
+            if node.text is not None:
+                walked.append(cursor)
+            cursor = node.parent
+            seen += 1
+        keep = chain.index[cursor] + 1 if cursor is not None and cursor in chain.index else 0
+        notes: dict[str, Any] = {}
+        if chain.events:
+            notes["events"] = list(chain.events)
+            chain.events.clear()
+        if keep < len(chain.uuids):
+            notes["prefix_change"] = self._change(chain, keep, walked[-1] if walked else None)
+        chain.truncate(keep)
+        for uuid in reversed(walked):
+            chain.append(uuid, self.nodes[uuid].tokens)
+        notes["message_tokens"] = chain.tokens[-1] if chain.tokens else 0
+        return notes
+
+    def _change(self, chain: _Chain, position: int, new_uuid: str | None) -> dict[str, Any]:
+        old = self.nodes[chain.uuids[position]]
+        new = self.nodes[new_uuid] if new_uuid is not None else None
+        return text_change(
+            index=position,
+            path=f"messages.{position}",
+            section="messages",
+            before=old.text or "",
+            after=new.text if new is not None else None,
+        )
+
+
+class ClaudeCodeImport:
+    """Collects the model calls of one or more Claude Code logs, line by line; ``records()`` yields them once each.
+
+    ``feed`` returns a problem message for a line it cannot use (the caller reports it with file and line number);
+    ``skipped`` counts lines that are valid but are not model calls.
+    """
+
+    def __init__(self, *, content: bool = False, pricing: Pricing | None = None) -> None:
+        self.content = content
+        self.pricing = pricing
+        self.skipped: Counter[str] = Counter()
+        self.duplicate_lines = 0
+        self._calls: dict[tuple[str, str | None], _Call] = {}
+        self._by_message: dict[str, tuple[str, str | None]] = {}
+        self._conversations = _Conversations()
+
+    def start_file(self) -> None:
+        """Conversation links (uuids) are followed within one file."""
+        self._conversations = _Conversations()
+
+    def feed(self, data: Any, *, path: str, line: int) -> str | None:
+        if not isinstance(data, Mapping):
+            return "not a JSON object"
+        data = cast(Mapping[str, Any], data)
+        kind = data.get("type")
+        if not isinstance(kind, str):
+            return "unknown line (no 'type')"
+        if kind not in CLAUDE_CODE_LINE_TYPES:
+            return f"unknown line type {kind!r} (ignored)"
+        run_id = _run_id(data)
+        if kind != "assistant":
+            if self.content:
+                self._conversations.add_line(data, run_id)
+            return None
+        problem = self._assistant(data, path=path, line=line, run_id=run_id)
+        if self.content:
+            self._conversations.add_line(data, run_id)
+        return problem
+
+    def _assistant(self, data: Mapping[str, Any], *, path: str, line: int, run_id: str) -> str | None:
+        message = data.get("message")
+        if not isinstance(message, Mapping):
+            return "assistant line without a message object"
+        message = cast(Mapping[str, Any], message)
+        model = message.get("model")
+        if model == SYNTHETIC_MODEL:
+            self.skipped["synthetic messages (written by Claude Code, not a model call)"] += 1
+            return None
+        raw_usage = message.get("usage")
+        message_id = message.get("id")
+        if raw_usage is None:
+            self.skipped["assistant lines without usage"] += 1
+            return None
+        if not isinstance(model, str) or not isinstance(message_id, str):
+            return "assistant message without a model or an id"
+        try:
+            usage = Usage.from_api(raw_usage)
+        except ConfigError as error:
+            return f"unusable usage: {error}"
+        request = data.get("requestId")
+        request_id = request if isinstance(request, str) else None
+        key = self._key(message_id, request_id)
+        stop = message.get("stop_reason")
+        stop_reason = stop if isinstance(stop, str) else None
+        started = _timestamp(data.get("timestamp"))
+        known = self._calls.get(key)
+        if known is not None:
+            self.duplicate_lines += 1
+            if more_complete(usage, known.usage):
+                known.usage = usage
+            known.stop_reason = stop_reason or known.stop_reason
+            if started is not None and (known.started_at is None or started < known.started_at):
+                known.started_at = started
+            return None
+        notes: dict[str, Any] | None = None
+        if self.content:
+            parent = data.get("parentUuid")
+            notes = self._conversations.call_context(parent if isinstance(parent, str) else None, run_id)
+        self._calls[key] = _Call(
+            message_id=message_id,
+            request_id=request_id,
+            model=sys.intern(model),
+            usage=usage,
+            started_at=started,
+            run_id=sys.intern(run_id),
+            path=path,
+            line=line,
+            stop_reason=stop_reason,
+            interactive=not data.get("isSidechain", False) and "agentId" not in data,
+            notes=notes,
+        )
+        return None
+
+    def _key(self, message_id: str, request_id: str | None) -> tuple[str, str | None]:
+        """The message id, refined by the request id when one is known; a line missing the request id joins the
+        call that has one (and the other way round)."""
+        known = self._by_message.get(message_id)
+        if known is None:
+            key = (message_id, request_id)
+            self._by_message[message_id] = key
+            return key
+        if request_id is None or known[1] == request_id:
+            return known
+        if known[1] is None:
+            call = self._calls.pop(known)
+            call.request_id = request_id
+            key = (message_id, request_id)
+            self._calls[key] = call
+            self._by_message[message_id] = key
+            return key
+        return (message_id, request_id)  # the same message id answered twice: two requests, two calls
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    def records(self) -> Iterator[CallRecord]:
+        """Each call once, in the order first seen, numbered per run and priced at its own time."""
+        pricing = self.pricing or default_pricing()
+        iterations: Counter[str] = Counter()
+        pending = sorted(self._calls.values(), key=lambda c: (c.path, c.line), reverse=True)
+        self._calls.clear()
+        self._by_message.clear()
+        while pending:  # each call is dropped once yielded: the report keeps only its own small row
+            call = pending.pop()
+            iterations[call.run_id] += 1
+            at = datetime.fromtimestamp(call.started_at, tz=UTC) if call.started_at is not None else None
+            yield CallRecord(
+                model=call.model,
+                usage=call.usage,
+                cost=pricing.cost(call.model, call.usage, at=at),
+                iteration=iterations[call.run_id],
+                run_id=call.run_id,
+                started_at=call.started_at,
+                stop_reason=call.stop_reason,
+                message_id=call.message_id,
+                request_id=call.request_id,
+                source=f"{call.path}:{call.line}",
+                notes={"format": "claude_code", "interactive": call.interactive, **(call.notes or {})},
+            )
+
+
+def _run_id(data: Mapping[str, Any]) -> str:
+    session = data.get("sessionId")
+    run = session if isinstance(session, str) else "claude-code"
+    agent = data.get("agentId")
+    if isinstance(agent, str):
+        return f"{run}/agent-{agent}"
+    if data.get("isSidechain"):
+        return f"{run}/sidechain"
+    return run

@@ -1,0 +1,165 @@
+"""OpenHands trajectories (a JSON array of events) as CallRecords.
+
+The model response that produced an action is attached to each event it caused (the action and its observation,
+and every action of a response with several tool calls), so one response appears on several events: each response
+is counted once, keyed by its id. Usage is LiteLLM's: ``prompt_tokens`` includes cache writes and reads, and the
+5m/1h split of cache writes is not recorded (their cost is marked as estimated, priced at the 5m rate).
+
+The file is read element by element (``reading.iter_json_array``), so a large trajectory is never held whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+
+from leanloop.analyze.claude_code import more_complete
+from leanloop.errors import ConfigError
+from leanloop.pricing import Pricing, default_pricing
+from leanloop.tokens import count_text
+from leanloop.trace import CallRecord
+from leanloop.usage import Usage
+
+__all__ = ["OpenHandsImport", "is_openhands_event", "usage_from_litellm"]
+
+_TEXT_SAMPLE = 4000
+
+
+def is_openhands_event(data: Any) -> bool:
+    """True for an element of an OpenHands event stream (used to detect the format from content)."""
+    if not isinstance(data, Mapping):
+        return False
+    data = cast(Mapping[str, Any], data)
+    return "source" in data and ("action" in data or "observation" in data)
+
+
+def usage_from_litellm(usage: Mapping[str, Any]) -> Usage:
+    """LiteLLM's OpenAI-shaped usage (``prompt_tokens`` includes cached tokens) in Anthropic's terms."""
+    prompt = int(usage.get("prompt_tokens") or 0)
+    details = usage.get("prompt_tokens_details")
+    cached = cast(Mapping[str, Any], details).get("cached_tokens") if isinstance(details, Mapping) else None
+    read = int(usage.get("cache_read_input_tokens") or cached or 0)
+    write = int(usage.get("cache_creation_input_tokens") or 0)
+    uncached = prompt - read - write
+    if uncached < 0:  # some LiteLLM versions leave cache writes out of prompt_tokens
+        uncached = max(prompt - read, 0)
+    return Usage.from_api(
+        {
+            "input_tokens": uncached,
+            "cache_creation_input_tokens": write,
+            "cache_read_input_tokens": read,
+            "output_tokens": int(usage.get("completion_tokens") or 0),
+        }
+    )
+
+
+def _model(name: str) -> str:
+    """``anthropic/claude-x`` (LiteLLM's provider prefix) -> ``claude-x``."""
+    return name.rsplit("/", 1)[-1]
+
+
+def _event_time(event: Mapping[str, Any]) -> float | None:
+    value = event.get("timestamp")
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def _event_tokens(event: Mapping[str, Any]) -> int:
+    text = event.get("content") if "observation" in event else event.get("message")
+    if not isinstance(text, str) or not text:
+        return 0
+    sample = text[:_TEXT_SAMPLE]
+    return count_text(sample) * len(text) // len(sample)
+
+
+@dataclass(slots=True)
+class _Response:
+    model: str
+    usage: Usage
+    started_at: float | None
+    line: int
+    message_tokens: int
+    stop_reason: str | None
+
+
+@dataclass
+class OpenHandsImport:
+    """Collects the model responses of one trajectory, element by element; ``records()`` yields each once."""
+
+    path: Path
+    pricing: Pricing | None = None
+    duplicates: int = 0
+    _responses: dict[str, _Response] = field(default_factory=dict[str, _Response])
+    _message_tokens: int = 0
+
+    def feed(self, event: Any, *, line: int) -> str | None:
+        """Take one element; a problem message when it is not an event."""
+        if not is_openhands_event(event):
+            return "not an OpenHands event (needs 'source' and 'action' or 'observation')"
+        event = cast(Mapping[str, Any], event)
+        metadata = event.get("tool_call_metadata")
+        response = cast(Mapping[str, Any], metadata).get("model_response") if isinstance(metadata, Mapping) else None
+        problem = None
+        if isinstance(response, Mapping):
+            problem = self._response(cast(Mapping[str, Any], response), event, line)
+        self._message_tokens += _event_tokens(event)
+        return problem
+
+    def _response(self, response: Mapping[str, Any], event: Mapping[str, Any], line: int) -> str | None:
+        key = response.get("id")
+        raw = response.get("usage")
+        if not isinstance(key, str) or not isinstance(raw, Mapping):
+            return "model response without an id or usage"
+        try:
+            usage = usage_from_litellm(cast(Mapping[str, Any], raw))
+        except (ConfigError, TypeError, ValueError) as error:
+            return f"unusable usage: {error}"
+        known = self._responses.get(key)
+        if known is not None:
+            self.duplicates += 1
+            if more_complete(usage, known.usage):
+                known.usage = usage
+            return None
+        created = response.get("created")
+        started = float(created) if isinstance(created, int | float) else _event_time(event)
+        choices = response.get("choices")
+        stop = None
+        if isinstance(choices, list) and choices and isinstance(choices[0], Mapping):
+            stop = cast(Mapping[str, Any], choices[0]).get("finish_reason")
+        self._responses[key] = _Response(
+            model=_model(str(response.get("model", ""))),
+            usage=usage,
+            started_at=started,
+            line=line,
+            message_tokens=self._message_tokens,
+            stop_reason=stop if isinstance(stop, str) else None,
+        )
+        return None
+
+    def __len__(self) -> int:
+        return len(self._responses)
+
+    def records(self) -> Iterator[CallRecord]:
+        pricing = self.pricing or default_pricing()
+        for iteration, (key, response) in enumerate(self._responses.items(), 1):
+            at = datetime.fromtimestamp(response.started_at, tz=UTC) if response.started_at is not None else None
+            yield CallRecord(
+                model=response.model,
+                usage=response.usage,
+                cost=pricing.cost(response.model, response.usage, at=at),
+                iteration=iteration,
+                run_id=self.path.stem,
+                started_at=response.started_at,
+                stop_reason=response.stop_reason,
+                message_id=key,
+                source=f"{self.path}:{response.line}",
+                notes={"format": "openhands", "message_tokens": response.message_tokens},
+            )

@@ -1,0 +1,235 @@
+"""Terminal tables (rich) for ``report``, ``explain`` and ``whatif``. Presentation only: the numbers are computed
+in ``report``, ``misses`` and ``whatif``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from leanloop.analyze.misses import MissReport, format_gap
+from leanloop.analyze.report import (
+    COMPONENTS,
+    CallRow,
+    Report,
+    RowCost,
+    Totals,
+    iso_time,
+    short_model,
+    short_run,
+    short_source,
+)
+from leanloop.analyze.sources import ImportLog
+from leanloop.analyze.whatif import WhatIf
+from leanloop.pricing import Cost
+
+__all__ = ["print_import_log", "print_misses", "print_report", "print_whatif"]
+
+_MAX_CALL_ROWS = 50
+_MAX_RUN_ROWS = 20
+_MAX_PROBLEMS = 10
+
+
+def _usd(value: Decimal | float) -> str:
+    return f"${value:,.4f}" if abs(value) < 100 else f"${value:,.2f}"
+
+
+def _cost(cost: Cost | RowCost) -> str:
+    if not cost.is_known:
+        return f"unknown ({', '.join(sorted(cost.unknown_models))})"
+    return _usd(cost.total) + (" est." if cost.estimated else "")
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def _when(moment: float | None) -> str:
+    text = iso_time(moment)
+    return text[5:16].replace("T", " ") if text else "-"
+
+
+def _table(title: str, columns: Iterable[str], left: int = 1) -> Table:
+    table = Table(
+        title=title, box=box.SIMPLE_HEAD, title_justify="left", title_style="bold", padding=(0, 1), pad_edge=False
+    )
+    for index, column in enumerate(columns):
+        table.add_column(column, justify="left" if index < left else "right")
+    return table
+
+
+_HEADERS = {
+    "input_tokens": "input",
+    "cache_write_5m_tokens": "write5m",
+    "cache_write_1h_tokens": "write1h",
+    "cache_read_tokens": "read",
+    "output_tokens": "output",
+}
+_WIDE = 120  # below this console width, tables drop the time and source columns
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Which token kinds get a column (kinds that are 0 in every call are left out) and whether times fit."""
+
+    kinds: tuple[str, ...]
+    wide: bool
+
+    @classmethod
+    def of(cls, totals: Totals, console: Console) -> _Layout:
+        kinds = tuple(a for _, a, _ in COMPONENTS if getattr(totals.usage, a) or a == "input_tokens")
+        return cls(kinds, console.width >= _WIDE)
+
+    def total_columns(self) -> tuple[str, ...]:
+        return ("calls", *(_HEADERS[k] for k in self.kinds), "hit", "cost")
+
+    def totals_cells(self, totals: Totals) -> list[str]:
+        tokens = [f"{getattr(totals.usage, k):,}" for k in self.kinds]
+        return [f"{totals.calls:,}", *tokens, _pct(totals.hit_rate), _cost(totals.cost)]
+
+    def call_columns(self) -> tuple[str, ...]:
+        head = ("call", "UTC", "model") if self.wide else ("call", "model")
+        return (*head, *(_HEADERS[k] for k in self.kinds), "hit", "cost", *(("source",) if self.wide else ()))
+
+    def call_cells(self, row: CallRow) -> list[str]:
+        head = [f"{short_run(row.run_id)} #{row.iteration}"]
+        if self.wide:
+            head.append(_when(row.started_at))
+        head.append(short_model(row.model))
+        tokens = [f"{getattr(row.usage, k):,}" for k in self.kinds]
+        tail = [short_source(row.source)] if self.wide else []
+        return [*head, *tokens, _pct(row.hit_rate), _cost(row.cost), *tail]
+
+
+def print_report(report: Report, console: Console, *, top: int = 10, all_calls: bool = False) -> None:
+    totals = report.totals
+    files = [f for f in report.log.files if f.format]
+    formats = sorted({f.format or "" for f in files})
+    console.print(
+        f"[bold]{_plural(totals.calls, 'call')}[/] in {_plural(len(report.runs), 'run')} from "
+        f"{_plural(len(files), 'file')} ({', '.join(formats) or 'no known format'}): [bold]{_cost(totals.cost)}[/], "
+        f"cache hit rate {_pct(totals.hit_rate)} (read / all input)"
+    )
+    if not totals.calls:
+        print_import_log(report.log, console)
+        return
+    layout = _Layout.of(totals, console)
+    kinds = _table("Tokens and cost by kind", ("kind", "tokens", "cost", "share of cost"))
+    total = totals.cost.total
+    for label, attribute, cost_attribute in COMPONENTS:
+        part: Decimal = getattr(totals.cost, cost_attribute)
+        share = _pct(float(part / total)) if total else "-"
+        kinds.add_row(label, f"{getattr(totals.usage, attribute):,}", _usd(part), share)
+    kinds.add_row("total", f"{totals.usage.prompt_tokens + totals.usage.output_tokens:,}", _cost(totals.cost), "")
+    console.print(kinds)
+    for title, column, groups in (("By model", "model", report.by_model), ("By day (UTC)", "day", report.by_day)):
+        table = _table(title, (column, *layout.total_columns()))
+        for key, group in sorted(groups.items()):
+            table.add_row(short_model(key) if column == "model" else key, *layout.totals_cells(group))
+        console.print(table)
+    runs = sorted(report.runs.values(), key=lambda run: run.totals.cost.total, reverse=True)
+    table = _table("Runs (costliest first)", ("run", "first UTC", *layout.total_columns()), left=2)
+    for run in runs[:_MAX_RUN_ROWS]:
+        table.add_row(short_run(run.run_id), _when(run.first_at), *layout.totals_cells(run.totals))
+    if len(runs) > _MAX_RUN_ROWS:
+        table.caption = f"{len(runs) - _MAX_RUN_ROWS:,} more runs: --format json or csv lists them all"
+    console.print(table)
+    listed = all_calls or len(report.calls) <= _MAX_CALL_ROWS
+    if listed:
+        table = _table("Calls", layout.call_columns(), left=3 if layout.wide else 2)
+        for row in report.calls:
+            table.add_row(*layout.call_cells(row))
+        console.print(table)
+    if not listed or len(report.calls) > top:
+        table = _table(f"Costliest calls (top {top})", layout.call_columns(), left=3 if layout.wide else 2)
+        for row in report.costliest(top):
+            table.add_row(*layout.call_cells(row))
+        console.print(table)
+    print_import_log(report.log, console)
+
+
+def print_import_log(log: ImportLog, console: Console) -> None:
+    """Unusable lines (with file and line number) and what was skipped, on the given console."""
+    skipped_files = [f for f in log.files if not f.format]
+    for source in skipped_files[:_MAX_PROBLEMS]:
+        console.print(f"[dim]skipped {source.path}: {source.note or 'unknown format'}[/]")
+    if len(skipped_files) > _MAX_PROBLEMS:
+        console.print(f"[dim]... and {len(skipped_files) - _MAX_PROBLEMS:,} more files of unknown format[/]")
+    if log.problem_count:
+        console.print(f"[yellow]{log.problem_count:,} unusable lines (skipped, the import went on):[/]")
+        for problem in log.problems[:_MAX_PROBLEMS]:
+            console.print(f"  [yellow]{problem}[/]")
+        if log.problem_count > _MAX_PROBLEMS:
+            console.print(f"  ... {log.problem_count - _MAX_PROBLEMS:,} more (--format json lists the first 1,000)")
+    for reason, count in sorted(log.skipped.items()):
+        if reason != "files of unknown format":
+            console.print(f"[dim]not model calls: {count:,} {reason}[/]")
+
+
+def print_misses(result: MissReport, console: Console, *, limit: int = 50) -> None:
+    console.print(
+        f"[bold]{len(result.misses):,} of {_plural(result.calls, 'call')}[/] missed the cache they should have read: "
+        f"{result.lost_tokens:,} tokens, [bold]{_usd(result.lost_usd)}[/] lost "
+        f"(of {_usd(result.total_cost)} spent)"
+    )
+    if not result.misses:
+        return
+    causes = _table("Lost per cause", ("cause", "calls", "tokens lost", "USD lost"))
+    for cause, totals in result.by_cause.items():
+        usd = _usd(totals.lost_usd) + (f" (+{totals.unpriced_calls} unpriced)" if totals.unpriced_calls else "")
+        causes.add_row(cause, f"{totals.calls:,}", f"{totals.lost_tokens:,}", usd)
+    console.print(causes)
+    table = _table("Calls that missed", ("call", "model", "gap", "expected", "read", "lost", "USD", "cause"), left=2)
+    table.columns[-1].justify = "left"
+    shown = sorted(result.misses, key=lambda m: m.lost_tokens, reverse=True)[:limit]
+    for miss in shown:
+        table.add_row(
+            f"{short_run(miss.run_id)} #{miss.iteration}",
+            short_model(miss.model),
+            format_gap(miss.gap_s) if miss.gap_s is not None else "-",
+            f"{miss.expected_read_tokens:,}",
+            f"{miss.read_tokens:,}",
+            f"{miss.lost_tokens:,}",
+            _usd(miss.lost_usd) if miss.lost_usd is not None else "unknown",
+            miss.cause,
+        )
+    if len(result.misses) > limit:
+        table.caption = f"{len(result.misses) - limit:,} more: --format json lists them all"
+    console.print(table)
+    for miss in shown:
+        console.print(
+            f"[bold]{short_run(miss.run_id)} #{miss.iteration}[/] ({short_source(miss.source)}): "
+            f"[bold]{miss.cause}[/]: {miss.detail}",
+            highlight=False,
+        )
+
+
+def print_whatif(result: WhatIf, console: Console) -> None:
+    console.print(
+        f"[bold]{_plural(result.calls, 'call')}[/] in {_plural(result.runs, 'run')}, re-priced under each strategy"
+    )
+    table = _table("Strategies", ("strategy", "prompt", "write", "read", "output", "cost", "vs recorded", ""))
+    for name, strategy in result.strategies.items():
+        usage = strategy.usage
+        ratio = result.ratio(name)
+        table.add_row(
+            f"{name}: {strategy.label}",
+            f"{usage.prompt_tokens:,}",
+            f"{usage.cache_write_tokens:,}",
+            f"{usage.cache_read_tokens:,}",
+            f"{usage.output_tokens:,}",
+            _cost(strategy.cost),
+            f"{ratio:.2f}x" if ratio is not None else "-",
+            "estimate" if strategy.estimated and name != "as_recorded" else "",
+        )
+    console.print(table)
+    for note in result.assumptions:
+        console.print(f"- {note}")

@@ -1,0 +1,363 @@
+"""Where the money went: tokens and cost by kind, per call, per run, per model and per day.
+
+``build_report`` consumes CallRecords as a stream and keeps one small row per call (no message content), so its
+memory grows with the number of calls, not with the size of the logs they came from. Costs are the ones each
+record carries (every importer prices each request on its own, at its own time); they are only ever added up.
+
+Cache hit rate is ``cache read / all input tokens`` (input + cache writes + cache reads).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import IO, Any
+
+from leanloop.analyze.sources import ImportLog
+from leanloop.pricing import Cost
+from leanloop.trace import CallRecord
+from leanloop.usage import Usage
+
+__all__ = [
+    "COMPONENTS",
+    "CSV_COLUMNS",
+    "CallRow",
+    "Report",
+    "RowCost",
+    "RunTotals",
+    "Totals",
+    "build_report",
+    "day_of",
+    "iso_time",
+    "short_model",
+    "short_run",
+    "short_source",
+    "write_csv",
+    "write_json",
+]
+
+# (label, Usage attribute, Cost attribute), in billing order.
+COMPONENTS: tuple[tuple[str, str, str], ...] = (
+    ("input", "input_tokens", "input"),
+    ("cache write 5m", "cache_write_5m_tokens", "cache_write_5m"),
+    ("cache write 1h", "cache_write_1h_tokens", "cache_write_1h"),
+    ("cache read", "cache_read_tokens", "cache_read"),
+    ("output", "output_tokens", "output"),
+)
+
+
+def hit_rate(usage: Usage) -> float:
+    prompt = usage.prompt_tokens
+    return usage.cache_read_tokens / prompt if prompt else 0.0
+
+
+def iso_time(moment: float | None) -> str | None:
+    if moment is None:
+        return None
+    return datetime.fromtimestamp(moment, tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def day_of(moment: float | None) -> str:
+    """The UTC day of a timestamp, ``unknown`` without one."""
+    return datetime.fromtimestamp(moment, tz=UTC).date().isoformat() if moment is not None else "unknown"
+
+
+def short_model(model: str) -> str:
+    """``claude-sonnet-4-5-20250929`` -> ``sonnet-4-5`` (tables only; JSON keeps the full id)."""
+    head, _, tail = model.rpartition("-")
+    if tail.isdigit() and len(tail) == 8:
+        model = head
+    return model.removeprefix("claude-")
+
+
+def short_run(run_id: str) -> str:
+    """A session uuid cut to its first 8 characters, keeping a sub-agent suffix."""
+    head, slash, tail = run_id.partition("/")
+    if len(head) == 36 and head.count("-") == 4:
+        head = head[:8]
+    return head + slash + tail
+
+
+def short_source(source: str | None) -> str:
+    """``/long/path/to/file.jsonl:27`` -> ``file.jsonl:27``."""
+    return (source or "").rsplit("/", 1)[-1]
+
+
+def _money(value: Decimal) -> float:
+    return float(value)
+
+
+def _usage_dict(usage: Usage) -> dict[str, Any]:
+    return {attribute: getattr(usage, attribute) for _, attribute, _ in COMPONENTS}
+
+
+def _cost_dict(cost: Cost) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "cost_usd": cost.usd,
+        "cost_usd_by_kind": {attribute: _money(getattr(cost, attribute)) for _, _, attribute in COMPONENTS},
+    }
+    if not cost.is_known:
+        data["cost_usd_priced"] = _money(cost.total)
+        data["unknown_models"] = sorted(cost.unknown_models)
+    if cost.estimated:
+        data["cost_estimated"] = True
+    return data
+
+
+@dataclass(slots=True)
+class Totals:
+    """Calls, tokens by kind and cost by kind of a group of calls."""
+
+    calls: int = 0
+    usage: Usage = field(default_factory=Usage)
+    cost: Cost = field(default_factory=Cost)
+
+    def add(self, usage: Usage, cost: Cost) -> None:
+        self.calls += 1
+        self.usage = self.usage + usage
+        self.cost = self.cost + cost
+
+    @property
+    def hit_rate(self) -> float:
+        return hit_rate(self.usage)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "calls": self.calls,
+            **_usage_dict(self.usage),
+            **_cost_dict(self.cost),
+            "cache_hit_rate": round(self.hit_rate, 4),
+        }
+
+
+_NO_USD = 0.0
+
+
+def _float(value: Decimal) -> float:
+    return float(value) if value else _NO_USD
+
+
+@dataclass(frozen=True, slots=True)
+class RowCost:
+    """One call's cost, compact (floats; the report's totals are summed exactly, in Decimal, as calls stream in)."""
+
+    input: float
+    cache_write_5m: float
+    cache_write_1h: float
+    cache_read: float
+    output: float
+    total: float
+    unknown_models: frozenset[str]
+    estimated: bool
+
+    @classmethod
+    def of(cls, cost: Cost) -> RowCost:
+        return cls(
+            _float(cost.input),
+            _float(cost.cache_write_5m),
+            _float(cost.cache_write_1h),
+            _float(cost.cache_read),
+            _float(cost.output),
+            _float(cost.total),
+            cost.unknown_models,
+            cost.estimated,
+        )
+
+    @property
+    def is_known(self) -> bool:
+        return not self.unknown_models
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "cost_usd": self.total if self.is_known else None,
+            "cost_usd_by_kind": {attribute: getattr(self, attribute) for _, _, attribute in COMPONENTS},
+        }
+        if not self.is_known:
+            data["cost_usd_priced"] = self.total
+            data["unknown_models"] = sorted(self.unknown_models)
+        if self.estimated:
+            data["cost_estimated"] = True
+        return data
+
+
+@dataclass(slots=True)
+class CallRow:
+    """What the report keeps of one call (a few hundred bytes: no content, shared strings, float costs)."""
+
+    run_id: str
+    iteration: int
+    model: str
+    started_at: float | None
+    usage: Usage
+    cost: RowCost
+    stop_reason: str | None
+    message_id: str | None
+    source: str | None
+
+    @classmethod
+    def of(cls, record: CallRecord) -> CallRow:
+        return cls(
+            run_id=sys.intern(record.run_id),
+            iteration=record.iteration,
+            model=sys.intern(record.model),
+            started_at=record.started_at,
+            usage=record.usage,
+            cost=RowCost.of(record.cost),
+            stop_reason=sys.intern(record.stop_reason) if record.stop_reason else None,
+            message_id=record.message_id,
+            source=record.source,
+        )
+
+    @property
+    def hit_rate(self) -> float:
+        return hit_rate(self.usage)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "iteration": self.iteration,
+            "model": self.model,
+            "started_at": iso_time(self.started_at),
+            **_usage_dict(self.usage),
+            **self.cost.to_dict(),
+            "cache_hit_rate": round(self.hit_rate, 4),
+            "stop_reason": self.stop_reason,
+            "message_id": self.message_id,
+            "source": self.source,
+        }
+
+
+@dataclass(slots=True)
+class RunTotals:
+    run_id: str
+    source: str
+    totals: Totals = field(default_factory=Totals)
+    first_at: float | None = None
+    last_at: float | None = None
+    models: set[str] = field(default_factory=set[str])
+
+    def add(self, row: CallRow, cost: Cost) -> None:
+        self.totals.add(row.usage, cost)
+        self.models.add(row.model)
+        if row.started_at is not None:
+            self.first_at = row.started_at if self.first_at is None else min(self.first_at, row.started_at)
+            self.last_at = row.started_at if self.last_at is None else max(self.last_at, row.started_at)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "source": self.source,
+            "models": sorted(self.models),
+            "first_call_at": iso_time(self.first_at),
+            "last_call_at": iso_time(self.last_at),
+            **self.totals.to_dict(),
+        }
+
+
+@dataclass
+class Report:
+    totals: Totals
+    by_model: dict[str, Totals]
+    by_day: dict[str, Totals]
+    runs: dict[str, RunTotals]
+    calls: list[CallRow]
+    log: ImportLog
+
+    def costliest(self, count: int = 10) -> list[CallRow]:
+        return sorted(self.calls, key=lambda row: row.cost.total, reverse=True)[:count]
+
+    def to_dict(self, *, top: int = 10, per_call: bool = True) -> dict[str, Any]:
+        """The JSON report: totals at the top level (``calls``, ``input_tokens``, ..., ``cost_usd``), then detail."""
+        data = self.totals.to_dict()
+        data["runs"] = [run.to_dict() for run in self.runs.values()]
+        data["by_model"] = {model: totals.to_dict() for model, totals in sorted(self.by_model.items())}
+        data["by_day"] = {day: totals.to_dict() for day, totals in sorted(self.by_day.items())}
+        data["costliest_calls"] = [row.to_dict() for row in self.costliest(top)]
+        if per_call:
+            data["per_call"] = [row.to_dict() for row in self.calls]
+        data["import"] = self.log.to_dict()
+        return data
+
+
+def build_report(records: Iterable[CallRecord], log: ImportLog | None = None) -> Report:
+    """Aggregate a stream of CallRecords (in any order; calls are listed per run, in time order)."""
+    totals = Totals()
+    by_model: dict[str, Totals] = {}
+    by_day: dict[str, Totals] = {}
+    runs: dict[str, RunTotals] = {}
+    calls: list[CallRow] = []
+    for record in records:
+        row = CallRow.of(record)
+        calls.append(row)
+        totals.add(row.usage, record.cost)
+        by_model.setdefault(row.model, Totals()).add(row.usage, record.cost)
+        by_day.setdefault(day_of(row.started_at), Totals()).add(row.usage, record.cost)
+        source = (row.source or "").rsplit(":", 1)[0]
+        runs.setdefault(row.run_id, RunTotals(row.run_id, source)).add(row, record.cost)
+    order = {run_id: index for index, run_id in enumerate(runs)}
+    calls.sort(key=lambda row: (order[row.run_id], row.started_at is None, row.started_at or 0.0, row.iteration))
+    return Report(totals, by_model, by_day, runs, calls, log or ImportLog())
+
+
+CSV_COLUMNS: tuple[str, ...] = (
+    "run_id",
+    "iteration",
+    "started_at",
+    "model",
+    "input_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "cache_read_tokens",
+    "output_tokens",
+    "cache_hit_rate",
+    "input_usd",
+    "cache_write_5m_usd",
+    "cache_write_1h_usd",
+    "cache_read_usd",
+    "output_usd",
+    "cost_usd",
+    "cost_estimated",
+    "stop_reason",
+    "message_id",
+    "source",
+)
+
+
+def _csv_rows(calls: Iterable[CallRow]) -> Iterator[list[Any]]:
+    for row in calls:
+        yield [
+            row.run_id,
+            row.iteration,
+            iso_time(row.started_at) or "",
+            row.model,
+            *(getattr(row.usage, attribute) for _, attribute, _ in COMPONENTS),
+            f"{row.hit_rate:.4f}",
+            *(repr(getattr(row.cost, attribute)) for _, _, attribute in COMPONENTS),
+            repr(row.cost.total) if row.cost.is_known else "",
+            "yes" if row.cost.estimated else "",
+            row.stop_reason or "",
+            row.message_id or "",
+            row.source or "",
+        ]
+
+
+def write_json(report: Report, file: IO[str], *, top: int = 10) -> None:
+    """The JSON report (``Report.to_dict``), written call by call: a large report is never one big string."""
+    head = json.dumps(report.to_dict(top=top, per_call=False), indent=2, ensure_ascii=False)
+    file.write(head[: -len("\n}")] + ',\n  "per_call": [')
+    for index, row in enumerate(report.calls):
+        text = json.dumps(row.to_dict(), indent=2, ensure_ascii=False).replace("\n", "\n    ")
+        file.write(("\n    " if index == 0 else ",\n    ") + text)
+    file.write("\n  ]\n}\n" if report.calls else "]\n}\n")
+
+
+def write_csv(report: Report, file: IO[str]) -> None:
+    """One row per call (an unknown model's cost is left empty, never 0)."""
+    writer = csv.writer(file, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    writer.writerows(_csv_rows(report.calls))

@@ -1,0 +1,159 @@
+"""leanloop report: the known numbers in every format, a self-contained html file with its charts, a whole
+~/.claude/projects tree, unknown models reported as unknown."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import warnings
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+from leanloop.analyze import cli as analyze_cli
+from leanloop.analyze.claude_code import ClaudeCodeImport
+from leanloop.analyze.html import render_html
+from leanloop.analyze.report import CSV_COLUMNS, build_report
+from leanloop.analyze.sources import ImportLog, iter_calls
+from leanloop.cli import app
+from leanloop.pricing import Pricing, UnknownModelWarning
+from test_importers import assistant_line, fake_claude_projects, usage, write_jsonl
+
+runner = CliRunner()
+KNOWN = {
+    "calls": 4,
+    "input_tokens": 54,
+    "cache_write_5m_tokens": 0,
+    "cache_write_1h_tokens": 17_696,
+    "cache_read_tokens": 88_231,
+    "output_tokens": 212,
+    "cost_usd": 0.2266455,
+}
+
+
+@pytest.fixture
+def tool_heavy(shared_data: Path) -> Path:
+    return shared_data / "claude-code-sessions" / "tool_heavy_opus46.jsonl"
+
+
+def test_json_report_has_the_known_numbers_at_the_top(tool_heavy: Path) -> None:
+    result = runner.invoke(app, ["report", str(tool_heavy), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert {key: data[key] for key in KNOWN} == KNOWN
+    assert data["cache_hit_rate"] == pytest.approx(88_231 / (54 + 17_696 + 88_231), abs=1e-4)
+    assert data["cost_usd_by_kind"]["cache_write_1h"] == pytest.approx(0.17696)
+    (run,) = data["runs"]
+    assert (run["calls"], run["cost_usd"]) == (4, 0.2266455)
+    assert list(data["by_model"]) == ["claude-opus-4-6"]
+    assert data["by_day"]["2026-02-10"]["calls"] == 4
+    assert [c["iteration"] for c in data["per_call"]] == [1, 2, 3, 4]
+    assert [c["output_tokens"] for c in data["per_call"]] == [27, 1, 11, 173]
+    assert data["costliest_calls"][0]["cache_write_1h_tokens"] == 8_490
+    assert data["import"]["problem_count"] == 0
+
+
+def test_csv_has_one_row_per_call_that_adds_up(tool_heavy: Path, tmp_path: Path) -> None:
+    out = tmp_path / "calls.csv"
+    result = runner.invoke(app, ["report", str(tool_heavy), "--format", "csv", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    with out.open() as file:
+        rows = list(csv.DictReader(file))
+    assert list(rows[0]) == list(CSV_COLUMNS)
+    assert len(rows) == 4
+    assert sum(Decimal(r["cost_usd"]) for r in rows) == Decimal("0.2266455")
+    assert sum(int(r["cache_read_tokens"]) for r in rows) == 88_231
+
+
+def test_table_report(tool_heavy: Path) -> None:
+    result = runner.invoke(app, ["report", str(tool_heavy)])
+    assert result.exit_code == 0, result.output
+    for text in ("4 calls in 1 run", "$0.2266", "83.3%", "cache write 1h", "17,696", "opus-4-6", "d6e0bada #3"):
+        assert text in result.stdout
+
+
+def test_html_report_is_one_offline_file_with_three_charts(tool_heavy: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report.html"
+    result = runner.invoke(app, ["report", str(tool_heavy), "--format", "html", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    page = out.read_text()
+    assert page.startswith("<!doctype html>") and page.rstrip().endswith("</html>")
+    assert page.count("<svg") == 3
+    for title in ("Cost per call, by component", "Cumulative cost", "Cache hit rate per call"):
+        assert title in page
+    # nothing to fetch: no scripts, no links, no external URLs (the SVG namespace is an identifier, not a fetch)
+    assert not re.search(r"<script|<link|src=|href=|url\(|@import", page, re.IGNORECASE)
+    assert re.findall(r"https?://[^\s\"'<]+", page) == ["http://www.w3.org/2000/svg"] * 3
+    assert page.count('<rect x="') >= 4 * 2  # four calls, several components each
+    assert "$0.2266" in page
+
+
+def test_html_groups_calls_when_there_are_many() -> None:
+    lines = [
+        assistant_line("s", f"u{i}", None, f"m{i}", {"type": "text", "text": "x"}, usage(5), request_id=f"r{i}")
+        for i in range(900)
+    ]
+    importer = ClaudeCodeImport()
+    for number, line in enumerate(lines, 1):
+        importer.feed(line, path="x", line=number)
+    page = render_html(build_report(importer.records()))
+    assert "Each bar groups 3 neighbouring calls" in page
+    assert page.count("<svg") == 3
+
+
+def test_report_on_a_claude_projects_tree(tmp_path: Path) -> None:
+    projects = fake_claude_projects(tmp_path)
+    result = runner.invoke(app, ["report", str(projects), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["calls"] == 8
+    assert len(data["runs"]) == 4
+    assert set(data["by_model"]) == {"claude-opus-4-6", "claude-haiku-4-5-20251001"}
+    problems = data["import"]["problems"]
+    assert [(Path(p["path"]).name, p["line"]) for p in problems] == [("22222222-aaaa-4bbb-8ccc-000000000002.jsonl", 5)]
+    assert "22222222-aaaa-4bbb-8ccc-000000000002.jsonl:5" in result.stderr
+    assert "notes.md" in result.stderr
+    table = runner.invoke(app, ["report", str(projects)])
+    assert table.exit_code == 0 and "8 calls in 4 runs" in table.stdout
+
+
+def test_missing_path_is_a_usage_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["report", str(tmp_path / "nope")])
+    assert result.exit_code == 2
+    assert "no such file or directory" in " ".join(result.output.replace("│", " ").split())
+
+
+def test_unknown_model_is_unknown_never_zero(tmp_path: Path) -> None:
+    line = assistant_line("s", "u", None, "m1", {"type": "text", "text": "x"}, usage(5), model="claude-future-9")
+    path = write_jsonl(tmp_path / "s.jsonl", [line])
+    log = ImportLog()
+    with pytest.warns(UnknownModelWarning, match="claude-future-9"):
+        report = build_report(iter_calls([path], log, pricing=Pricing()), log)
+    data = report.to_dict()
+    assert data["cost_usd"] is None
+    assert data["unknown_models"] == ["claude-future-9"]
+    assert data["per_call"][0]["cost_usd"] is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = runner.invoke(app, ["report", str(path), "--format", "json"])  # the CLI reports it as a line
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["cost_usd"] is None
+
+
+def test_progress_bar_advances_on_large_inputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_jsonl(tmp_path / "s.jsonl", [assistant_line("s", "u", None, "m", {"type": "text"}, usage(1))])
+    monkeypatch.setattr(analyze_cli, "_PROGRESS_BYTES", 1)
+    seen: list[int] = []
+    console = Console(file=io.StringIO(), force_terminal=True)
+    with analyze_cli._progress([path], console) as advance:  # pyright: ignore[reportPrivateUsage]
+        assert advance is not None
+        advance(10)
+        seen.append(10)
+    with analyze_cli._progress([path], Console(file=io.StringIO())) as advance:  # pyright: ignore[reportPrivateUsage]
+        assert advance is None  # not a terminal: no bar
+    assert seen == [10]
