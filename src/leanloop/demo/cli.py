@@ -16,6 +16,7 @@ import anthropic
 import typer
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from leanloop.agent import CallFinished, Event, Notice, TextDelta, ToolStarted
@@ -78,7 +79,7 @@ class _Live:
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, TextDelta):
-            self.console.print(event.text, end="", style="dim" if not self.line_open else None, highlight=False)
+            self.console.print(event.text, end="", markup=False, highlight=False)
             self.line_open = True
         elif isinstance(event, CallFinished):
             self._end_line()
@@ -89,10 +90,12 @@ class _Live:
                 highlight=False,
             )
         elif isinstance(event, ToolStarted):
-            self.console.print(f"    → {event.use.name}({_short(event.use.input)})", style="cyan", highlight=False)
+            self.console.print(
+                f"    → {event.use.name}({_short(event.use.input)})", style="cyan", markup=False, highlight=False
+            )
         elif isinstance(event, Notice):
             self._end_line()
-            self.console.print(f"  ! {event.message}", style="yellow", highlight=False)
+            self.console.print(f"  ! {event.message}", style="yellow", markup=False, highlight=False)
 
     def _end_line(self) -> None:
         if self.line_open:
@@ -136,7 +139,7 @@ def _incident(report: DemoReport) -> Table:
     naive: RunSummary = report.incident["naive"]
     guarded: RunSummary = report.incident["leanloop"]
     table.add_row("naive", str(len(naive.calls)), str(naive.cost), naive.stop)
-    table.add_row("leanloop", str(len(guarded.calls)), str(guarded.cost), f"{guarded.stop}: {guarded.detail}")
+    table.add_row("leanloop", str(len(guarded.calls)), str(guarded.cost), escape(f"{guarded.stop}: {guarded.detail}"))
     return table
 
 
@@ -145,7 +148,7 @@ def _render(report: DemoReport, console: Console) -> None:
     console.print()
     timing = "modeled latency" if not report.live else "latency"
     console.print(ledger_table(report.ledger, title=f"Ledger of the leanloop run ({report.model}, {timing})"))
-    console.print(f"  stopped: {result.stop}", highlight=False)
+    console.print(f"  stopped: {result.stop}", markup=False, highlight=False)
     floor = report.floor_usd
     if floor:
         console.print(
@@ -197,5 +200,5 @@ def demo(
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return
-    console.print(f"[dim]input: {report.source}[/]")
+    console.print(f"[dim]input: {escape(report.source)}[/]")
     _render(report, console)
