@@ -28,7 +28,7 @@ from leanloop.pricing import Pricing, default_pricing
 from leanloop.trace import BlockPrint, CallRecord
 from leanloop.usage import Usage
 
-__all__ = ["Recorded", "iter_cassette", "iter_sse_file", "read_sse"]
+__all__ = ["Recorded", "StreamedMessage", "iter_cassette", "iter_sse_file", "load_cassette", "read_sse"]
 
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 

@@ -33,6 +33,7 @@ __all__ = [
     "Totals",
     "build_report",
     "day_of",
+    "hit_rate",
     "iso_time",
     "short_model",
     "short_run",
