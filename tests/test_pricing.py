@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -82,6 +83,15 @@ def test_batch_is_half_price() -> None:
     usage = {"input_tokens": 1000, "output_tokens": 1000}
     assert cost("claude-opus-5-5", usage).total == Decimal("0.024")
     assert cost("claude-opus-5-5", usage, batch=True).total == Decimal("0.012")
+
+
+def test_batch_before_the_price_data_knew_batch_rates_is_still_half() -> None:
+    usage = {"input_tokens": 1000, "output_tokens": 1000}
+    early = datetime(2026, 1, 5, tzinfo=UTC)
+    assert (
+        cost("claude-sonnet-4-6", usage, batch=True, at=early).total
+        == cost("claude-sonnet-4-6", usage, at=early).total / 2
+    )
 
 
 def test_fast_mode_and_us_geo() -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import operator
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -462,10 +463,8 @@ class _Run:
     def _prefix_prints(self, prompt: Prompt) -> tuple[BlockPrint, ...]:
         """One BlockPrint per block, re-using those of blocks shared (by identity) with the previous request."""
         blocks = prompt.blocks
-        kept = next(
-            (i for i, (old, new) in enumerate(zip(self.print_blocks, blocks, strict=False)) if old is not new),
-            min(len(self.print_blocks), len(blocks)),
-        )
+        flags = list(map(operator.is_, self.print_blocks, blocks))
+        kept = flags.index(False) if False in flags else len(flags)
         del self.print_blocks[kept:], self.prints[kept:]
         self.print_blocks += blocks[kept:]
         self.prints += [BlockPrint(b.path, b.fingerprint.hex()[:16], b.tokens) for b in blocks[kept:]]

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -468,7 +469,8 @@ class PromptBuilder:
         self._head_key: tuple[str, ...] | None = None
         self._blocks: list[Block] = []
         self._head_size = 0
-        self._seen: list[tuple[Mapping[str, Any], int]] = []  # (message object, end of its blocks)
+        self._seen: list[Mapping[str, Any]] = []  # the message objects already turned into blocks
+        self._ends: list[int] = []  # where each seen message's blocks end
         self._chains = _Chains(b"")
 
     def build(self, request: Mapping[str, Any], *, tools_key: str | None = None) -> Prompt:
@@ -489,25 +491,24 @@ class PromptBuilder:
             self._model, self._head_key = model, head_key
             self._blocks = self._head_blocks(model, request)
             self._head_size = len(self._blocks)
-            self._seen = []
+            self._seen, self._ends = [], []
             self._chains = _Chains(_model_key(model).encode())
             self._chains.extend(self._blocks)
         messages = cast(Sequence[Mapping[str, Any]], request.get("messages") or [])
-        seen = self._seen
-        same = next(
-            (i for i, (message, (old, _)) in enumerate(zip(messages, seen, strict=False)) if message is not old),
-            min(len(messages), len(seen)),
-        )
-        keep = self._seen[same - 1][1] if same else self._head_size
+        # Identity, compared at C speed: the first message that is not the object seen at its index last time.
+        same_flags = list(map(operator.is_, messages, self._seen))
+        same = same_flags.index(False) if False in same_flags else len(same_flags)
+        keep = self._ends[same - 1] if same else self._head_size
         if keep < len(self._blocks):
             del self._blocks[keep:]
-            del self._seen[same:]
+            del self._seen[same:], self._ends[same:]
             self._chains.truncate(self._blocks, keep)
         for index in range(same, len(messages)):
             new = self._message_blocks(model, messages[index], index)
             self._blocks.extend(new)
             self._chains.extend(new)
-            self._seen.append((messages[index], len(self._blocks)))
+            self._seen.append(messages[index])
+            self._ends.append(len(self._blocks))
         auto = request.get("cache_control")
         auto_ttl = _cache_ttl("cache_control", {"cache_control": auto}) if auto is not None else None
         prompt = Prompt(model=model, blocks=tuple(self._blocks), auto_ttl=auto_ttl)

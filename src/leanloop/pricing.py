@@ -237,12 +237,15 @@ class Pricing:
         resolved = _resolved_prices(model, batch, speed, day)
         if resolved is None:
             return None
+        # genai-prices has batch rates only from the date it learned them (2026-10-14 for most models); before that
+        # the Batch API still cost half (API-FACTS 8), so apply the documented discount rather than full price.
+        discount = Decimal("0.5") if batch and resolved == _resolved_prices(model, False, speed, day) else Decimal(1)
         return ModelPrices(
-            input=_tier_price(resolved.input_mtok, prompt_tokens),
-            output=_tier_price(resolved.output_mtok, prompt_tokens),
-            cache_write_5m=_tier_price(resolved.cache_write_mtok, prompt_tokens),
-            cache_write_1h=_tier_price(resolved.cache_write_1h_mtok, prompt_tokens),
-            cache_read=_tier_price(resolved.cache_read_mtok, prompt_tokens),
+            input=_tier_price(resolved.input_mtok, prompt_tokens) * discount,
+            output=_tier_price(resolved.output_mtok, prompt_tokens) * discount,
+            cache_write_5m=_tier_price(resolved.cache_write_mtok, prompt_tokens) * discount,
+            cache_write_1h=_tier_price(resolved.cache_write_1h_mtok, prompt_tokens) * discount,
+            cache_read=_tier_price(resolved.cache_read_mtok, prompt_tokens) * discount,
         )
 
     def cost(self, model: str, usage: Any, *, batch: bool = False, at: datetime | None = None) -> Cost:

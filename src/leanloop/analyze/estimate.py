@@ -18,7 +18,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from leanloop.cachesim import TTL, Block, CacheSim, Prompt, block_fingerprint, min_cacheable_tokens
+from leanloop.analyze.prompts import growth_prompts
+from leanloop.cachesim import TTL, CacheSim, Prompt, min_cacheable_tokens
 from leanloop.errors import ConfigError
 from leanloop.pricing import Cost, cost
 from leanloop.usage import Usage
@@ -151,35 +152,20 @@ class Estimate:
         }
 
 
-def _block(path: str, tokens: int, ttl: TTL | None, salt: str = "") -> Block:
-    return Block(path=path, fingerprint=block_fingerprint(path, f"{salt}{path}:{tokens}"), tokens=tokens, ttl=ttl)
-
-
 def _prompts(workload: Workload, strategy: str, run: int) -> list[Prompt]:
-    """The synthetic requests of one run: tools, system, then one message block per iteration's new history.
-
-    When history shrinks (compaction), the conversation is rewritten: new blocks, nothing of it can be read.
-    """
+    """The synthetic requests of one run (``analyze.prompts``: tools, system, one block per iteration's new history;
+    a shrinking history is a rewrite), with the strategy's breakpoints: the system block, and the newest turn."""
+    head = ([("tools", workload.tool_tokens)] if workload.tool_tokens else []) + [("system", workload.system_tokens)]
+    n = len(workload.history_tokens)
+    plain = growth_prompts(
+        [workload.model] * n, head, workload.history_tokens, history_salt=f"run{run}.", tail_tokens=0
+    )
+    if strategy == "no_cache":
+        return plain
     ttl: TTL = "1h" if strategy == "rolling_1h" else "5m"
-    prefix_ttl: TTL | None = None if strategy == "no_cache" else ttl
-    prompts: list[Prompt] = []
-    history: list[Block] = []
-    generation = 0
-    previous = 0
-    for i, tokens in enumerate(workload.history_tokens):
-        if tokens < previous:
-            generation += 1
-            history = []
-            previous = 0
-        history.append(_block(f"messages.{i}", tokens - previous, None, salt=f"run{run}.gen{generation}."))
-        previous = tokens
-        fixed = [_block("tools.0", workload.tool_tokens, None)] if workload.tool_tokens else []
-        fixed.append(_block("system.0", workload.system_tokens, prefix_ttl))
-        blocks = fixed + history
-        if strategy.startswith("rolling"):
-            blocks[-1] = Block(blocks[-1].path, blocks[-1].fingerprint, blocks[-1].tokens, ttl=ttl)
-        prompts.append(Prompt(model=workload.model, blocks=tuple(blocks), tail_tokens=0))
-    return prompts
+    system = len(head) - 1
+    rolling = strategy.startswith("rolling")
+    return [p.with_marks({system: ttl, **({len(p.blocks) - 1: ttl} if rolling else {})}) for p in plain]
 
 
 def _simulate(workload: Workload, strategy: str) -> StrategyResult:

@@ -21,7 +21,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 from leanloop.analyze.misses import CONTENT_CAUSES, run_misses
@@ -228,24 +227,6 @@ def _marks(strategy: str, prompt: Prompt, head_end: int | None, previous_blocks:
     return marks
 
 
-def _batch_cost(pricing: Pricing, model: str, usage: Usage, at: datetime | None) -> Cost:
-    """Batch API price of one request. The price data has batch rates only from their publication date on
-    (2026-10-14 in genai-prices 0.2.3); before it, the documented discount applies: half of every component."""
-    batch = pricing.cost(model, usage, batch=True, at=at)
-    standard = pricing.cost(model, usage, at=at)
-    if not standard.is_known or batch.total < standard.total or not standard.total:
-        return batch
-    half = Decimal("0.5")
-    return Cost(
-        input=standard.input * half,
-        cache_write_5m=standard.cache_write_5m * half,
-        cache_write_1h=standard.cache_write_1h * half,
-        cache_read=standard.cache_read * half,
-        output=standard.output * half,
-        estimated=standard.estimated,
-    )
-
-
 def _simulate(strategy: str, runs: Sequence[_Run], summary_model: str) -> list[tuple[CallRecord, str, Usage]]:
     """Every call of every run, in time order, through one cache: (call, model sent to, simulated usage)."""
     sim = CacheSim()
@@ -275,7 +256,7 @@ def _price(
     for record, model, usage in simulated:
         batch = name == "batch" and record.notes.get("interactive") is not True
         at = _at(record)
-        result.add(usage, _batch_cost(pricing, model, usage, at) if batch else pricing.cost(model, usage, at=at))
+        result.add(usage, pricing.cost(model, usage, batch=batch, at=at))
     return result
 
 
