@@ -34,8 +34,11 @@ def tool_turn(tool_id: str = "toolu_01abc") -> list[dict[str, Any]]:
 
 @pytest.fixture
 def sync_client() -> Iterator[anthropic.Anthropic]:
-    with serve_in_thread(create_app()) as base_url:
-        yield anthropic.Anthropic(base_url=base_url, api_key="test-key", max_retries=0)
+    with (
+        serve_in_thread(create_app()) as base_url,
+        anthropic.Anthropic(base_url=base_url, api_key="test-key", max_retries=0) as client,
+    ):
+        yield client
 
 
 def test_public_names_are_pinned() -> None:

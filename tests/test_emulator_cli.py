@@ -77,6 +77,7 @@ def test_cli_serves_a_multi_turn_tool_conversation_with_cache_reads() -> None:
         assert all(r.usage.cache_read_input_tokens for r in replies[1:])
         with pytest.raises(anthropic.NotFoundError):
             client.messages.create(model="claude-unknown", max_tokens=5, messages=messages[:1])
+        client.close()
     finally:
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=10)

@@ -110,8 +110,7 @@ async def test_disconnect_mid_stream_and_mid_body() -> None:
 
 def test_disconnect_on_a_real_socket() -> None:
     app = create_app(faults=[FaultRule(Fault("disconnect", after_events=2), nth=frozenset({1}))])
-    with serve_in_thread(app) as base_url:
-        client = anthropic.Anthropic(base_url=base_url, api_key="x", max_retries=0)
+    with serve_in_thread(app) as base_url, anthropic.Anthropic(base_url=base_url, api_key="x", max_retries=0) as client:
         with pytest.raises(httpx2.RemoteProtocolError), client.messages.stream(**KWARGS) as stream:
             for _ in stream:
                 pass
@@ -124,10 +123,13 @@ async def test_slow_first_byte_trips_a_client_timeout() -> None:
         await async_client(app, max_retries=0, timeout=0.05).messages.create(**KWARGS)
     patient = async_client(app, max_retries=0, timeout=1.0)
     assert (await patient.messages.create(**KWARGS)).type == "message"  # the rule fired once
-    with serve_in_thread(create_app(faults=first(Fault("slow_first_byte", delay=0.5), 1))) as base_url:
-        real = anthropic.Anthropic(base_url=base_url, api_key="x", max_retries=0, timeout=0.1)
-        with pytest.raises(anthropic.APITimeoutError):
-            real.messages.create(**KWARGS)
+    slow = create_app(faults=first(Fault("slow_first_byte", delay=0.5), 1))
+    with (
+        serve_in_thread(slow) as base_url,
+        anthropic.Anthropic(base_url=base_url, api_key="x", max_retries=0, timeout=0.1) as real,
+        pytest.raises(anthropic.APITimeoutError),
+    ):
+        real.messages.create(**KWARGS)
 
 
 async def test_rule_on_the_last_message_text() -> None:
