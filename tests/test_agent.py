@@ -515,3 +515,15 @@ async def test_usd_budget_needs_a_known_price() -> None:
 
 def result_of(events: list[Any]) -> RunResult:
     return next(e.result for e in events if isinstance(e, Finished))
+
+
+async def test_connection_dropped_mid_stream_stops_with_error_and_a_result() -> None:
+    app = create_app(
+        {MODEL: ScriptedModel(turn(call("lookup", key="a")), say("x"))},
+        faults=[FaultRule(Fault("disconnect", after_events=3), nth=frozenset({2}))],
+    )
+    result = await Agent(MODEL, tools=[lookup], client=async_client(app, max_retries=2)).run("go")
+    assert result.stop.reason == "error"
+    assert "connection" in result.stop.detail.lower() or "disconnected" in result.stop.detail.lower()
+    assert result.iterations >= 1 and result.cost.total > 0
+    assert_valid_transcript(result.messages)

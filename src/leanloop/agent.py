@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 import anthropic
+import httpx2
 
 from leanloop.cachesim import CacheSim, Plan, Prompt
 from leanloop.errors import ConfigError
@@ -282,7 +283,7 @@ class Agent:
                     stop = StopRun("end_turn", "the model finished its answer")
                 elif isinstance(step, StopRun):
                     stop = step
-        except anthropic.APIError as error:
+        except (anthropic.APIError, httpx2.TransportError) as error:  # after the SDK's retries, or mid-stream
             stop = StopRun("error", _describe_api_error(error))
         except BaseException as error:  # cancelled, the caller stopped iterating, or a bug: leave a readable trace
             interrupted = isinstance(error, asyncio.CancelledError | GeneratorExit | KeyboardInterrupt)
@@ -304,7 +305,7 @@ class Agent:
                     text = builder.add(raw)
                     if text:
                         yield TextDelta(text, run.iteration)
-        except anthropic.APIError:
+        except (anthropic.APIError, httpx2.TransportError):
             if builder.turn.usage is None:  # nothing was billed: no ledger line, free the reservation
                 run.spend.release(go)
                 raise
@@ -342,11 +343,11 @@ class Agent:
             yield ToolFinished(outcome, iteration)
 
 
-def _describe_api_error(error: anthropic.APIError) -> str:
+def _describe_api_error(error: anthropic.APIError | httpx2.TransportError) -> str:
+    if isinstance(error, httpx2.TransportError):  # the connection broke while the response streamed in
+        return f"{type(error).__name__} while streaming the response (the SDK does not retry a stream): {error}"
     status = getattr(error, "status_code", None)
-    kind = type(error).__name__
-    detail = error.message
-    return f"{kind}{f' ({status})' if status else ''} after the SDK's retries: {detail}"
+    return f"{type(error).__name__}{f' ({status})' if status else ''} after the SDK's retries: {error.message}"
 
 
 # ---------------------------------------------------------------------------------------------------------------
