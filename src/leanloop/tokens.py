@@ -187,12 +187,14 @@ def _block_tokens(section: str, block: Mapping[str, Any]) -> int:
     if kind == "text":
         return count_text(str(block.get("text", ""))) + _BLOCK_TOKENS
     if kind in ("tool_use", "server_tool_use"):
-        named = count_text(str(block.get("id", ""))) + count_text(str(block.get("name", "")))
-        return named + count_text(_json_text(block.get("input", {}))) + _TOOL_USE_TOKENS
+        # one pass over "id name input": the separating spaces join the next piece, so the count is the sum's
+        text = f"{block.get('id', '')} {block.get('name', '')} {_json_text(block.get('input', {}))}"
+        return count_text(text) + _TOOL_USE_TOKENS
     if kind == "tool_result":
-        return (
-            count_text(str(block.get("tool_use_id", ""))) + _content_tokens(block.get("content")) + _TOOL_RESULT_TOKENS
-        )
+        content = block.get("content")
+        if isinstance(content, str):
+            return count_text(f"{block.get('tool_use_id', '')} {content}") + _TOOL_RESULT_TOKENS
+        return count_text(str(block.get("tool_use_id", ""))) + _content_tokens(content) + _TOOL_RESULT_TOKENS
     if kind in ("thinking", "redacted_thinking"):
         return count_text(str(block.get("thinking", block.get("data", "")))) + _BLOCK_TOKENS
     if kind in ("image", "document"):
