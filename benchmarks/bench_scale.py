@@ -48,7 +48,7 @@ def policy(request: Mapping[str, Any]) -> Reply:
 async def _run(runs: int) -> dict[str, Any]:
     client = async_client(create_app({MODEL: policy}), max_retries=0)
     agent = Agent(MODEL, system=SYSTEM, tools=[check], client=client)
-    spend = Spend(Budget(usd=1000))  # one shared ledger for all runs
+    spend = Spend(Budget(usd=1000, max_iterations=None))  # one shared ledger for all runs: caps are totals
     started = time.perf_counter()
     results = await asyncio.gather(*(agent.run(f"check batch {i}", spend=spend) for i in range(runs)))
     wall = time.perf_counter() - started

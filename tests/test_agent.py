@@ -527,3 +527,11 @@ async def test_connection_dropped_mid_stream_stops_with_error_and_a_result() -> 
     assert "connection" in result.stop.detail.lower() or "disconnected" in result.stop.detail.lower()
     assert result.iterations >= 1 and result.cost.total > 0
     assert_valid_transcript(result.messages)
+
+
+async def test_a_model_that_never_stops_is_capped_by_default() -> None:
+    endless = FunctionModel(lambda request: turn(call("lookup", key=str(len(request["messages"])))))
+    result = await Agent(MODEL, tools=[lookup], client=endless.client()).run("go")
+    assert result.stop.reason == "max_iterations"
+    assert result.iterations == 50
+    assert_valid_transcript(result.messages)

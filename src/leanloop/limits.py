@@ -31,13 +31,15 @@ __all__ = ["Budget", "CallEstimate", "Go", "Halt", "LoopGuard", "Spend"]
 class Budget:
     """Caps for one run. None means no cap. ``max_input_tokens`` counts all input, cached included.
 
-    ``min_output_tokens`` is the smallest answer worth paying for: below it the run stops instead of calling.
+    ``max_iterations`` (model calls) is capped at 50 unless you say otherwise (None lifts it): a loop with no cap at
+    all is the runaway this library exists to prevent. ``min_output_tokens`` is the smallest answer worth paying for:
+    below it the run stops instead of calling.
     """
 
     usd: float | None = None
     max_input_tokens: int | None = None
     max_output_tokens: int | None = None
-    max_iterations: int | None = None
+    max_iterations: int | None = 50
     max_tool_calls: int | None = None
     max_wall_seconds: float | None = None
     min_output_tokens: int = 64

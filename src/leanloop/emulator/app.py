@@ -447,7 +447,7 @@ def create_app(
     cache: CacheSim | None = None,
     token_counter: TokenCounter | None = None,
     seed: int = 0,
-    log_limit: int | None = None,
+    log_limit: int | None = 10_000,
 ) -> Starlette:
     """The emulator as an ASGI app; its state is ``Emulator.of(app)`` (also ``app.state.emulator``).
 
