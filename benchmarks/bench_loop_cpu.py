@@ -118,12 +118,12 @@ _AGENTS: dict[tuple[int, str], Any] = {}
 
 async def leanloop_loop(client: anthropic.AsyncAnthropic, model: str) -> int:
     """The same loop with leanloop. The Agent is built once per model, as an application would, outside the timing."""
-    from leanloop import Agent
+    from leanloop import Agent, Budget
 
     agent = _AGENTS.get((id(client), model))
     if agent is None:
         agent = _AGENTS[(id(client), model)] = Agent(
-            model, system=SYSTEM, tools=[lookup], client=client, max_tokens=1024
+            model, system=SYSTEM, tools=[lookup], client=client, max_tokens=1024, budget=Budget(max_iterations=None)
         )
     result = await agent.run("check every key")
     assert result.ok, result.stop
