@@ -278,7 +278,7 @@ async def test_token_caps_and_wall_time() -> None:
     assert by_input.usage.prompt_tokens <= 3000
     by_output = await agent.run("go", budget=Budget(max_output_tokens=200))
     assert by_output.usage.output_tokens <= 200
-    by_wall = await agent.run("go", budget=Budget(max_wall_seconds=0.3))
+    by_wall = await agent.run("go", budget=Budget(max_wall_seconds=0.3, max_iterations=None))
     assert by_wall.stop.reason == "budget" and "max_wall_seconds" in by_wall.stop.detail
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import pytest
@@ -153,3 +154,29 @@ def test_cap_text_keeps_head_and_tail_within_the_cap(text: str, cap: int) -> Non
     assert shown.endswith(text[-10:])
     assert "tokens cut from the middle" in shown
     assert len(shown) < len(text) + 300
+
+
+async def test_hung_sync_tools_do_not_starve_later_calls() -> None:
+    release = threading.Event()
+
+    def hang(i: int) -> str:
+        """Hangs.
+
+        Args:
+            i: Which.
+        """
+        release.wait(10)
+        return "late"
+
+    def quick() -> str:
+        """Quick."""
+        return "fast"
+
+    tools = {"hang": tool(timeout=0.2)(hang), "quick": as_tool(quick)}
+    try:
+        hung = await run_tools([ToolUse(str(i), "hang", {"i": i}) for i in range(80)], tools, max_concurrency=80)
+        assert all(o.is_error and "timed out" in o.content for o in hung)
+        [fast] = await run_tools([ToolUse("q", "quick", {})], tools, seconds=1)
+        assert fast.content == "fast"  # 80 threads still hang, yet a new call runs at once
+    finally:
+        release.set()

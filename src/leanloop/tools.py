@@ -10,13 +10,15 @@ to head + tail with an explicit note; the full text is kept for the trace.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import inspect
 import json
+import queue
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, cast, overload
 
@@ -70,18 +72,69 @@ class Tool:
         if inspect.iscoroutinefunction(self.handler):
             return await target(**arguments)
         context = contextvars.copy_context()
-        call = functools.partial(context.run, target, **arguments)
-        result = await asyncio.get_running_loop().run_in_executor(_executor(), call)
+        result = await _in_thread(functools.partial(context.run, target, **arguments))
         if inspect.isawaitable(result):
             return await result
         return result
 
 
-@functools.cache
-def _executor() -> ThreadPoolExecutor:
-    """Threads for sync tools. Sized for I/O-bound tools (HTTP calls, subprocesses, files): the default executor has
-    only cpu_count + 4 threads, which would serialise a turn of many parallel calls on a small machine."""
-    return ThreadPoolExecutor(max_workers=64, thread_name_prefix="leanloop-tool")
+class _Workers:
+    """Daemon threads for sync tools: idle ones are reused, and a new one starts whenever none is idle.
+
+    Not a fixed pool: a tool that hangs past its timeout keeps its thread (Python cannot stop a thread), and in a
+    fixed pool hung tools would end up holding every worker, starving all later calls. Daemon threads also never
+    hold up the interpreter's exit.
+    """
+
+    max_idle = 64
+
+    def __init__(self) -> None:
+        self._idle: list[queue.SimpleQueue[Callable[[], None]]] = []
+        self._lock = threading.Lock()
+
+    def submit(self, job: Callable[[], None]) -> None:
+        with self._lock:
+            inbox = self._idle.pop() if self._idle else None
+        if inbox is None:
+            inbox = queue.SimpleQueue[Callable[[], None]]()
+            threading.Thread(target=self._work, args=(inbox,), name="leanloop-tool", daemon=True).start()
+        inbox.put(job)
+
+    def _work(self, inbox: queue.SimpleQueue[Callable[[], None]]) -> None:
+        while True:
+            inbox.get()()
+            with self._lock:
+                if len(self._idle) >= self.max_idle:
+                    return
+                self._idle.append(inbox)
+
+
+_WORKERS = _Workers()
+
+
+async def _in_thread(call: Callable[[], Any]) -> Any:
+    """Run a sync tool on a worker thread and await its result."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():  # cancelled or timed out while the thread ran
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def job() -> None:
+        try:
+            outcome: tuple[Any, BaseException | None] = (call(), None)
+        except BaseException as error:  # handed to the awaiting task, which reports it to the model
+            outcome = (None, error)
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting any more
+            loop.call_soon_threadsafe(settle, *outcome)
+
+    _WORKERS.submit(job)
+    return await future
 
 
 def _schema(function: Callable[..., Any], docs: docstring_parser.Docstring) -> dict[str, Any]:
