@@ -16,7 +16,7 @@ from anthropic.types import Usage as SdkUsage
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leanloop.errors import ConfigError
+from leanloop.errors import ConfigError, UnknownPriceError
 from leanloop.pricing import Cost, ModelPrices, PriceOverrides, Pricing, UnknownModelWarning, cost
 from leanloop.usage import Usage
 
@@ -111,8 +111,10 @@ def test_unknown_model_is_unknown_never_zero() -> None:
         warnings.simplefilter("error")
         pricing.cost("claude-nonexistent-9", {"input_tokens": 1, "output_tokens": 1})  # warned once per model
     combined = result + cost("claude-sonnet-4-6", {"input_tokens": 1000, "output_tokens": 0})
-    assert combined.total == Decimal("0.003")
+    assert combined.priced_total == Decimal("0.003")
     assert combined.unknown_models == {"claude-nonexistent-9"}
+    with pytest.raises(UnknownPriceError, match=r"claude-nonexistent-9.*priced part is \$0\.0030"):
+        _ = combined.total  # an unknown cost is never $0: asking for its total is an error, not a zero
 
 
 def test_overrides_win_and_fill_cache_prices_from_multipliers() -> None:

@@ -34,6 +34,7 @@ EXPECTED = {
     "Tool",
     "ToolFinished",
     "ToolStarted",
+    "UnknownPriceError",
     "Usage",
     "UsageError",
     "cost",

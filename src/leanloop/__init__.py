@@ -22,6 +22,7 @@ from leanloop.errors import (
     InvalidRequestError,
     LeanloopError,
     RunError,
+    UnknownPriceError,
     UsageError,
 )
 from leanloop.limits import Budget, LoopGuard, Spend
@@ -58,6 +59,7 @@ __all__ = [
     "Tool",
     "ToolFinished",
     "ToolStarted",
+    "UnknownPriceError",
     "Usage",
     "UsageError",
     "cost",

@@ -3,7 +3,8 @@
     LeanloopError
      ├── UsageError                  you called leanloop wrongly; fix the call
      │    ├── ConfigError             a bad argument, file or environment value (names which, and what is wrong)
-     │    └── InvalidRequestError     a request the Messages API would reject with 400 (carries the API's message)
+     │    ├── InvalidRequestError     a request the Messages API would reject with 400 (carries the API's message)
+     │    └── UnknownPriceError       the total of a cost that includes a model without a price
      └── RunError                    a run stopped or failed; carries what it had so far
           └── BudgetExceeded          a budget cap would be crossed by the next call
 
@@ -20,6 +21,7 @@ __all__ = [
     "InvalidRequestError",
     "LeanloopError",
     "RunError",
+    "UnknownPriceError",
     "UsageError",
 ]
 
@@ -47,6 +49,10 @@ class InvalidRequestError(UsageError):
         self.message = message
         self.status = status
         self.error_type = error_type
+
+
+class UnknownPriceError(UsageError, LookupError):
+    """``Cost.total`` of usage that includes a model with no known price: unknown, never $0."""
 
 
 class RunError(LeanloopError):

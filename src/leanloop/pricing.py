@@ -28,7 +28,7 @@ from typing import Any
 from genai_prices import data_snapshot
 from genai_prices.types import ModelPrice, TieredPrices, calc_unit_price
 
-from leanloop.errors import ConfigError
+from leanloop.errors import ConfigError, UnknownPriceError
 from leanloop.usage import Usage
 
 __all__ = [
@@ -100,8 +100,21 @@ class Cost:
     estimated: bool = False
 
     @property
-    def total(self) -> Decimal:
+    def priced_total(self) -> Decimal:
+        """USD of everything that could be priced (all of it when ``is_known``)."""
         return self.input + self.cache_write_5m + self.cache_write_1h + self.cache_read + self.output
+
+    @property
+    def total(self) -> Decimal:
+        """USD in all. Raises ``UnknownPriceError`` when a model could not be priced: an unknown cost is never $0.
+        ``priced_total`` is the part that could be priced."""
+        if self.unknown_models:
+            raise UnknownPriceError(
+                f"no price known for {', '.join(sorted(self.unknown_models))}, so the total is unknown (the priced "
+                f"part is ${self.priced_total:.4f}): add the model to a price override file (LEANLOOP_PRICES), or "
+                "use Cost.priced_total"
+            )
+        return self.priced_total
 
     @property
     def is_known(self) -> bool:
@@ -110,7 +123,7 @@ class Cost:
     @property
     def usd(self) -> float | None:
         """Total in USD, or None when some model was unknown."""
-        return float(self.total) if self.is_known else None
+        return float(self.priced_total) if self.is_known else None
 
     def __add__(self, other: Cost) -> Cost:
         return Cost(
@@ -125,7 +138,7 @@ class Cost:
 
     def __str__(self) -> str:
         if not self.is_known:
-            priced = f"${self.total:.4f} + " if self.total else ""
+            priced = f"${self.priced_total:.4f} + " if self.priced_total else ""
             return f"{priced}unknown ({', '.join(sorted(self.unknown_models))})"
         return f"${self.total:.4f}{' (est.)' if self.estimated else ''}"
 

@@ -21,7 +21,7 @@ from rich.table import Table
 from leanloop.analyze.prompts import growth_prompts
 from leanloop.cachesim import TTL, CacheSim, Prompt, min_cacheable_tokens
 from leanloop.errors import ConfigError
-from leanloop.pricing import Cost, cost
+from leanloop.pricing import Cost, cost, default_pricing
 from leanloop.usage import Usage
 
 __all__ = ["PRESETS", "STRATEGIES", "Estimate", "Workload", "estimate", "estimate_command"]
@@ -204,6 +204,11 @@ def _pays_from(workload: Workload) -> int | None:
 
 
 def estimate(workload: Workload) -> Estimate:
+    if default_pricing().prices(workload.model) is None:
+        raise ConfigError(
+            f"no price known for model {workload.model!r}: an estimate needs one. Check the id, or add it to a price "
+            "override file named by LEANLOOP_PRICES"
+        )
     strategies = {name: _simulate(workload, name) for name in STRATEGIES}
     minimum = min_cacheable_tokens(workload.model)
     prefix = workload.system_tokens + workload.tool_tokens
@@ -354,7 +359,10 @@ def estimate_command(
         output=output,
         runs_per_day=runs_per_day,
     )
-    result = estimate(workload)
+    try:
+        result = estimate(workload)
+    except ConfigError as error:
+        raise typer.BadParameter(str(error), param_hint="--model") from None
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
     else:

@@ -211,7 +211,7 @@ def _row(cells: Sequence[str], tag: str = "td") -> str:
 def _cost(cost: Cost | RowCost) -> str:
     if not cost.is_known:
         return "unknown (" + ", ".join(sorted(cost.unknown_models)) + ")"
-    return _usd(cost.total) + (" est." if cost.estimated else "")
+    return _usd(cost.priced_total) + (" est." if cost.estimated else "")
 
 
 def _totals_cells(totals: Totals) -> list[str]:
@@ -266,7 +266,7 @@ def render_html(report: Report, *, title: str = "leanloop report", top: int = 10
         [label, f"{getattr(totals.usage, attr):,}", _usd(getattr(totals.cost, cost_attr))]
         for label, attr, cost_attr in COMPONENTS
     ]
-    runs = sorted(report.runs.values(), key=lambda run: run.totals.cost.total, reverse=True)
+    runs = sorted(report.runs.values(), key=lambda run: run.totals.cost.priced_total, reverse=True)
     parts = [
         "<!doctype html><html lang=en><head><meta charset=utf-8>",
         f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>",

@@ -182,7 +182,7 @@ def _lost_usd(record: CallRecord, lost: int, pricing: Pricing) -> Decimal | None
     better = pricing.cost(record.model, read, at=at)
     if not actual.is_known:
         return None
-    return actual.total - better.total
+    return actual.priced_total - better.priced_total
 
 
 def _events(record: CallRecord) -> Sequence[str]:
@@ -248,7 +248,7 @@ def find_misses(records: Iterable[CallRecord], *, min_tokens: int = 512, pricing
     count = 0
     for record in records:
         runs.setdefault(record.run_id, []).append(record)
-        total += record.cost.total
+        total += record.cost.priced_total
         count += 1
     report = MissReport(calls=count, runs=len(runs), total_cost=total)
     for calls in runs.values():

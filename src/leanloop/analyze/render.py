@@ -41,7 +41,7 @@ def _usd(value: Decimal | float) -> str:
 def _cost(cost: Cost | RowCost) -> str:
     if not cost.is_known:
         return f"unknown ({', '.join(sorted(cost.unknown_models))})"
-    return _usd(cost.total) + (" est." if cost.estimated else "")
+    return _usd(cost.priced_total) + (" est." if cost.estimated else "")
 
 
 def _pct(value: float) -> str:
@@ -123,7 +123,7 @@ def print_report(report: Report, console: Console, *, top: int = 10, all_calls: 
         return
     layout = _Layout.of(totals, console)
     kinds = _table("Tokens and cost by kind", ("kind", "tokens", "cost", "share of cost"))
-    total = totals.cost.total
+    total = totals.cost.priced_total
     for label, attribute, cost_attribute in COMPONENTS:
         part: Decimal = getattr(totals.cost, cost_attribute)
         share = _pct(float(part / total)) if total else "-"
@@ -135,7 +135,7 @@ def print_report(report: Report, console: Console, *, top: int = 10, all_calls: 
         for key, group in sorted(groups.items()):
             table.add_row(short_model(key) if column == "model" else key, *layout.totals_cells(group))
         console.print(table)
-    runs = sorted(report.runs.values(), key=lambda run: run.totals.cost.total, reverse=True)
+    runs = sorted(report.runs.values(), key=lambda run: run.totals.cost.priced_total, reverse=True)
     table = _table("Runs (costliest first)", ("run", "first UTC", *layout.total_columns()), left=2)
     for run in runs[:_MAX_RUN_ROWS]:
         table.add_row(short_run(run.run_id), _when(run.first_at), *layout.totals_cells(run.totals))

@@ -103,7 +103,7 @@ def _cost_dict(cost: Cost) -> dict[str, Any]:
         "cost_usd_by_kind": {attribute: _money(getattr(cost, attribute)) for _, _, attribute in COMPONENTS},
     }
     if not cost.is_known:
-        data["cost_usd_priced"] = _money(cost.total)
+        data["cost_usd_priced"] = _money(cost.priced_total)
         data["unknown_models"] = sorted(cost.unknown_models)
     if cost.estimated:
         data["cost_estimated"] = True
@@ -164,7 +164,7 @@ class RowCost:
             _float(cost.cache_write_1h),
             _float(cost.cache_read),
             _float(cost.output),
-            _float(cost.total),
+            _float(cost.priced_total),
             cost.unknown_models,
             cost.estimated,
         )
@@ -172,6 +172,11 @@ class RowCost:
     @property
     def is_known(self) -> bool:
         return not self.unknown_models
+
+    @property
+    def priced_total(self) -> float:
+        """The same name as ``Cost.priced_total``: what could be priced."""
+        return self.total
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -270,7 +275,7 @@ class Report:
     log: ImportLog
 
     def costliest(self, count: int = 10) -> list[CallRow]:
-        return sorted(self.calls, key=lambda row: row.cost.total, reverse=True)[:count]
+        return sorted(self.calls, key=lambda row: row.cost.priced_total, reverse=True)[:count]
 
     def to_dict(self, *, top: int = 10, per_call: bool = True) -> dict[str, Any]:
         """The JSON report: totals at the top level (``calls``, ``input_tokens``, ..., ``cost_usd``), then detail."""
@@ -339,7 +344,7 @@ def _csv_rows(calls: Iterable[CallRow]) -> Iterator[list[Any]]:
             *(getattr(row.usage, attribute) for _, attribute, _ in COMPONENTS),
             f"{row.hit_rate:.4f}",
             *(repr(getattr(row.cost, attribute)) for _, _, attribute in COMPONENTS),
-            repr(row.cost.total) if row.cost.is_known else "",
+            repr(row.cost.priced_total) if row.cost.is_known else "",
             "yes" if row.cost.estimated else "",
             row.stop_reason or "",
             row.message_id or "",

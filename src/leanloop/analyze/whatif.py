@@ -75,9 +75,9 @@ class WhatIf:
     def ratio(self, name: str) -> float | None:
         base = self.recorded.cost
         other = self.strategies[name].cost
-        if not base.is_known or not other.is_known or not base.total:
+        if not base.is_known or not other.is_known or not base.priced_total:
             return None
-        return float(other.total / base.total)
+        return float(other.priced_total / base.priced_total)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
