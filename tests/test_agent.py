@@ -535,3 +535,63 @@ async def test_a_model_that_never_stops_is_capped_by_default() -> None:
     assert result.stop.reason == "max_iterations"
     assert result.iterations == 50
     assert_valid_transcript(result.messages)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"params": {"temperature": 0.5}}, r"'temperature'.*not a parameter of messages.create"),
+        ({"params": {"model": "x"}}, "through Agent's own arguments"),
+        ({"cache": "yes"}, r"Agent\(cache=...\)"),
+        ({"budget": 5}, r"Agent\(budget=...\)"),
+        ({"system": 5}, r"Agent\(system=...\)"),
+        ({"max_concurrent_tools": 0}, "max_concurrent_tools"),
+        ({"tool_timeout": -1}, "tool_timeout"),
+        ({"tool_result_max_tokens": 0}, "tool_result_max_tokens"),
+        ({"max_tokens": 2.5}, "max_tokens"),
+    ],
+)
+def test_bad_agent_arguments_are_named(kwargs: dict[str, Any], message: str) -> None:
+    from leanloop.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        Agent(MODEL, **kwargs)
+
+
+def test_duplicate_tool_names_are_an_error() -> None:
+    from leanloop.errors import ConfigError
+    from leanloop.tools import tool
+
+    with pytest.raises(ConfigError, match="two tools are named 'lookup'"):
+        Agent(MODEL, tools=[lookup, tool(name="lookup")(lambda: "x")])
+
+
+@pytest.mark.parametrize(
+    ("task", "message"),
+    [
+        (b"bytes", "a string or a non-empty list of content blocks"),
+        ([], "a string or a non-empty list of content blocks"),
+        ("   ", "the task is empty"),
+        ([{"role": "user", "content": "hi"}], "not messages"),
+    ],
+)
+async def test_bad_tasks_are_named(task: Any, message: str) -> None:
+    from leanloop.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        await Agent(MODEL, client=ScriptedModel().client()).run(task)
+
+
+async def test_resume_needs_a_state_and_a_task_once_finished() -> None:
+    from leanloop.errors import ConfigError
+
+    model = ScriptedModel(say("done"), say("and more"))
+    agent = Agent(MODEL, client=model.client())
+    finished = await agent.run("go")
+    with pytest.raises(ConfigError, match="expected the RunState"):
+        await agent.run(resume="garbage")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="finished with the model's answer"):
+        await agent.run(resume=finished.state)
+    more = await agent.run("one more thing", resume=finished.state)
+    assert more.answer == "and more"
+    model.assert_done()

@@ -43,6 +43,7 @@ def test_reservations_stop_concurrent_runs_from_overshooting_together() -> None:
     worst = sum((d.reserved_usd for d in granted), Decimal(0))
     assert worst <= Decimal("0.05")
     assert isinstance(decisions[-1], Halt)
+    assert "held by calls in flight sharing this budget" in decisions[-1].reason
     for go in granted:
         spend.record_call(go, Usage(output_tokens=10), Cost(output=Decimal("0.001")))
     assert isinstance(spend.check_before_call(estimate()), Go)
@@ -133,3 +134,19 @@ def test_loop_guard_resets_on_success_or_a_different_error() -> None:
     assert guard.observe("f", {}, "other") is not None
     with pytest.raises(ConfigError):
         LoopGuard(repeats=0)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"usd": float("nan")},
+        {"usd": float("inf")},
+        {"max_iterations": 2.5},
+        {"max_output_tokens": "10"},
+        {"max_wall_seconds": -1},
+        {"max_input_tokens": 0},
+    ],
+)
+def test_budget_rejects_nan_fractions_and_strings(bad: dict[str, object]) -> None:
+    with pytest.raises(ConfigError, match=next(iter(bad))):
+        Budget(**bad)  # type: ignore[arg-type]

@@ -15,6 +15,7 @@ with an unanswered tool_use, and the returned ``RunResult.state`` resumes it.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import math
 import operator
@@ -28,6 +29,7 @@ from typing import Any, Literal, cast
 
 import anthropic
 import httpx2
+from anthropic.resources.messages import AsyncMessages
 
 from leanloop.cachesim import CacheSim, Plan, Prompt
 from leanloop.errors import ConfigError
@@ -35,7 +37,7 @@ from leanloop.explain import CacheMiss, detect_miss, diff_prompts, lint_volatile
 from leanloop.limits import Budget, CallEstimate, Go, LoopGuard, Spend
 from leanloop.pricing import Cost, Pricing, default_pricing
 from leanloop.request import Built, CachePolicy, RequestBuilder
-from leanloop.tools import DEFAULT_MAX_RESULT_TOKENS, ToolOutcome, ToolUse, as_tool, run_tools
+from leanloop.tools import DEFAULT_MAX_RESULT_TOKENS, Tool, ToolOutcome, ToolUse, as_tool, run_tools
 from leanloop.trace import BlockPrint, CallRecord, ToolCall, TraceWriter
 from leanloop.turn import Finish, Resend, Retry, RunTools, StopRun, Turn, TurnBuilder, next_step
 from leanloop.usage import Usage
@@ -195,13 +197,10 @@ class Agent:
         params: Mapping[str, Any] | None = None,
         max_pause_turns: int = 3,
     ) -> None:
-        if not model:
-            raise ConfigError("Agent(model=...): a model id is required, e.g. 'claude-sonnet-4-6'")
-        if max_tokens < 1:
-            raise ConfigError(f"Agent(max_tokens={max_tokens}): must be at least 1")
+        _check_arguments(locals())
         self.model = model
         self.system = system
-        self.tools = {t.name: t for t in (as_tool(t) for t in tools)}
+        self.tools = _tools_by_name(tools)
         self.budget = budget or Budget()
         self.max_tokens = max_tokens
         self.cache = CachePolicy() if cache is True else (cache or CachePolicy(enabled=False))
@@ -343,6 +342,92 @@ class Agent:
             yield ToolFinished(outcome, iteration)
 
 
+_PARAMS = frozenset(inspect.signature(AsyncMessages.create).parameters) - {"self"}
+_OWN_PARAMS = frozenset({"model", "max_tokens", "messages", "system", "tools", "stream"})
+
+
+def _positive(name: str, value: object, kind: type = float) -> None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    if not ok or (kind is int and not isinstance(value, int)):
+        raise ConfigError(f"Agent({name}={value!r}): must be a positive {'whole number' if kind is int else 'number'}")
+
+
+def _check_arguments(given: Mapping[str, Any]) -> None:
+    """Bad arguments are named at construction, not discovered as a traceback in the middle of a run."""
+    model, system, params = given["model"], given["system"], given["params"]
+    if not isinstance(model, str) or not model.strip():
+        raise ConfigError(f"Agent(model={model!r}): a model id is required, e.g. 'claude-sonnet-4-6'")
+    if system is not None and not isinstance(system, str | list | tuple):
+        raise ConfigError(f"Agent(system=...): a string or a list of text blocks, got {type(system).__name__}")
+    for name, kind in (
+        ("max_tokens", int),
+        ("max_concurrent_tools", int),
+        ("tool_result_max_tokens", int),
+        ("tool_timeout", float),
+        ("max_pause_turns", int),
+    ):
+        _positive(name, given[name], kind)
+    checks = (
+        ("budget", Budget),
+        ("cache", CachePolicy | bool),
+        ("loop_guard", LoopGuard | int | None),
+        ("pricing", Pricing | None),
+    )
+    for name, expected in checks:
+        if given[name] is not None and not isinstance(given[name], expected):
+            raise ConfigError(f"Agent({name}=...): expected {expected}, got {type(given[name]).__name__}")
+    for key in cast(Mapping[str, Any], params or {}):
+        if key in _OWN_PARAMS:
+            raise ConfigError(f"Agent(params={{{key!r}: ...}}): set {key} through Agent's own arguments")
+        if key not in _PARAMS:
+            raise ConfigError(
+                f"Agent(params={{{key!r}: ...}}): not a parameter of messages.create in anthropic "
+                f"{anthropic.__version__} (it has: {', '.join(sorted(_PARAMS - _OWN_PARAMS))})"
+            )
+
+
+def _check_task(task: object, resume: object) -> None:
+    if resume is not None and not isinstance(resume, RunState):
+        raise ConfigError(
+            f"Agent.run(resume=...): expected the RunState of an earlier result, got {type(resume).__name__}"
+        )
+    if task is None:
+        if resume is None:
+            raise ConfigError("Agent.run: give a task, or resume= a RunState from an earlier result")
+        last: Mapping[str, Any] = resume.messages[-1] if resume.messages else {}
+        content: Any = last.get("content")
+        pending = isinstance(content, list) and any(
+            isinstance(b, Mapping) and cast(Mapping[str, Any], b).get("type") == "tool_use"
+            for b in cast(list[Any], content)
+        )
+        if last.get("role") == "assistant" and not pending:
+            raise ConfigError(
+                "Agent.run(resume=...): that run finished with the model's answer; give a new task to go on"
+            )
+        return
+    if isinstance(task, str):
+        if not task.strip():
+            raise ConfigError("Agent.run(task=''): the task is empty")
+        return
+    blocks = cast(list[Any], task) if isinstance(task, list | tuple) else None
+    if not blocks or not all(isinstance(b, Mapping) and "type" in b for b in blocks):
+        if blocks and all(isinstance(b, Mapping) and "role" in b for b in blocks):
+            raise ConfigError("Agent.run(task=[...]): give the user's content blocks, not messages (role/content)")
+        raise ConfigError(
+            f"Agent.run(task=...): a string or a non-empty list of content blocks like {{'type': 'text', 'text': ...}},"
+            f" got {type(cast(Any, task)).__name__}"
+        )
+
+
+def _tools_by_name(tools: Sequence[Any]) -> dict[str, Tool]:
+    by_name: dict[str, Tool] = {}
+    for made in (as_tool(t) for t in tools):
+        if made.name in by_name:
+            raise ConfigError(f"two tools are named {made.name!r}: tool names must be unique")
+        by_name[made.name] = made
+    return by_name
+
+
 def _describe_api_error(error: anthropic.APIError | httpx2.TransportError) -> str:
     if isinstance(error, httpx2.TransportError):  # the connection broke while the response streamed in
         return f"{type(error).__name__} while streaming the response (the SDK does not retry a stream): {error}"
@@ -356,8 +441,7 @@ def _describe_api_error(error: anthropic.APIError | httpx2.TransportError) -> st
 
 class _Run:
     def __init__(self, agent: Agent, task: Any, resume: RunState | None, spend: Spend) -> None:
-        if task is None and resume is None:
-            raise ConfigError("Agent.run: give a task, or resume= a RunState from an earlier result")
+        _check_task(task, resume)
         if spend.budget.usd is not None and agent.pricing.prices(agent.model) is None:
             raise ConfigError(
                 f"Budget(usd=...) needs a price for model {agent.model!r}: add it to a price override file"

@@ -46,19 +46,18 @@ class Budget:
     strict: bool = False
 
     def __post_init__(self) -> None:
-        for name in (
-            "usd",
-            "max_input_tokens",
-            "max_output_tokens",
-            "max_iterations",
-            "max_tool_calls",
-            "max_wall_seconds",
-        ):
+        for name in ("usd", "max_wall_seconds"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value <= 0):
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if value is not None and not (number and math.isfinite(value) and value > 0):
                 raise ConfigError(f"Budget({name}={value!r}): must be a positive number or None")
-        if self.min_output_tokens < 1:
-            raise ConfigError(f"Budget(min_output_tokens={self.min_output_tokens!r}): must be at least 1")
+        for name in ("max_input_tokens", "max_output_tokens", "max_iterations", "max_tool_calls"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(f"Budget({name}={value!r}): must be a whole number of at least 1, or None")
+        minimum = getattr(self, "min_output_tokens")  # noqa: B009 - typed as int, but callers may pass anything
+        if isinstance(minimum, bool) or not isinstance(minimum, int) or minimum < 1:
+            raise ConfigError(f"Budget(min_output_tokens={minimum!r}): must be a whole number of at least 1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,8 +144,9 @@ class Spend:
     def _halt_reason(self, cap: str, estimate: CallEstimate, prompt_usd: Decimal) -> str:
         if cap == "max_output_tokens":
             return f"{self.usage.output_tokens:,} of max_output_tokens={self.budget.max_output_tokens:,} used"
+        held = f" and ${self._reserved:.4f} held by calls in flight sharing this budget" if self._reserved else ""
         return (
-            f"spent ${self.cost.total:.4f} of usd={self.budget.usd:g}; the next call's prompt alone would cost "
+            f"spent ${self.cost.total:.4f}{held} of usd={self.budget.usd:g}; the next call's prompt alone would cost "
             f"${prompt_usd:.4f} ({estimate.prompt_tokens:,} tokens), leaving no room for an answer of "
             f"{self.budget.min_output_tokens} tokens"
         )

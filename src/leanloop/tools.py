@@ -284,8 +284,8 @@ def cap_text(text: str, max_tokens: int) -> tuple[str, bool]:
     head, tail = text[:keep], text[len(text) - keep :]
     cut = tokens - max_tokens
     note = (
-        f"\n\n[... about {cut:,} tokens cut from the middle of this result ({tokens:,} in all). The full output is "
-        "in the trace. Ask for a narrower range if you need the missing part ...]\n\n"
+        f"\n\n[... about {cut:,} tokens cut from the middle of this result ({tokens:,} in all). Ask for a narrower "
+        "range if you need the missing part ...]\n\n"
     )
     return head + note + tail, True
 
