@@ -191,7 +191,10 @@ class PriceOverrides(dict[str, ModelPrices]):
             raise ConfigError(f"price override file {path} is not valid {path.suffix[1:] or 'TOML'}: {error}") from None
         if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):  # pyright: ignore[reportUnknownVariableType]
             raise ConfigError(f"price override file {path}: expected a table per model id, e.g. [claude-x] input = 3")
-        return cls.from_mapping(data)  # pyright: ignore[reportUnknownArgumentType]
+        try:
+            return cls.from_mapping(data)  # pyright: ignore[reportUnknownArgumentType]
+        except ConfigError as error:
+            raise ConfigError(f"price override file {path}: {error}") from None
 
 
 def _strip_date(model: str) -> str:

@@ -26,6 +26,8 @@ from leanloop.usage import Usage
 
 __all__ = ["PRESETS", "STRATEGIES", "Estimate", "Workload", "estimate", "estimate_command"]
 
+MAX_ITERATIONS = 1000
+
 STRATEGIES: dict[str, str] = {
     "no_cache": "no caching",
     "system_tools": "system+tools cached",
@@ -185,9 +187,16 @@ def _simulate(workload: Workload, strategy: str) -> StrategyResult:
 def _pays_from(workload: Workload) -> int | None:
     """Smallest system+tools prefix (tokens) at which caching it costs less than not caching, by bisection."""
 
+    head = slice(0, 20)  # the threshold shows in the first calls; a long run only makes the search slow
+
     def pays(prefix: int) -> bool:
         shaped = Workload(
-            workload.model, prefix, 0, workload.history_tokens, workload.output_tokens, workload.runs_per_day
+            workload.model,
+            prefix,
+            0,
+            workload.history_tokens[head],
+            workload.output_tokens[head],
+            workload.runs_per_day,
         )
         return _simulate(shaped, "system_tools").cost.total < _simulate(shaped, "no_cache").cost.total
 
@@ -237,8 +246,11 @@ def estimate(workload: Workload) -> Estimate:
 
 
 def _numbers(option: str, text: str) -> tuple[int, ...]:
+    parts = [v.strip() for v in text.split(",")]
+    if not all(parts):
+        raise typer.BadParameter(f"an empty value in {text!r}: give comma-separated whole numbers", param_hint=option)
     try:
-        values = tuple(int(v.replace("_", "")) for v in text.split(",") if v.strip())
+        values = tuple(int(v.replace("_", "")) for v in parts)
     except ValueError:
         raise typer.BadParameter(f"expected comma-separated whole numbers, got {text!r}", param_hint=option) from None
     if any(v < 0 for v in values):
@@ -268,8 +280,19 @@ def _workload_from_options(
     elif iterations is not None:
         hist = (hist + (hist[-1],) * iterations)[:iterations] if hist else ()
     out = _numbers("--output", output) if output else base.output_tokens
-    if len(out) == 1 or len(out) != len(hist):
-        out = (out + (out[-1],) * len(hist))[: len(hist)] if len(out) < len(hist) else out[: len(hist)]
+    if len(out) == 1:
+        out = out * len(hist)
+    elif len(out) != len(hist):
+        if output:
+            raise typer.BadParameter(
+                f"{len(out)} values for {len(hist)} iterations: give one value, or one per iteration",
+                param_hint="--output",
+            )
+        out = (out + (out[-1],) * len(hist))[: len(hist)]
+    if model is not None and not model.strip():
+        raise typer.BadParameter("the model id is empty", param_hint="--model")
+    if len(hist) > MAX_ITERATIONS:
+        raise typer.BadParameter(f"{len(hist)} iterations: at most {MAX_ITERATIONS}", param_hint="--iterations")
     try:
         return Workload(
             model=model or base.model,
@@ -301,26 +324,29 @@ def _print(result: Estimate, console: Console) -> None:
             f"{w.tool_tokens:,}",
             f"{plain.prompt_tokens:,}",
             f"{plain.usage.output_tokens:,}",
-            f"${plain.cost.total:.5f}",
+            f"${plain.cost.total:,.5f}",
             f"{cached.usage.cache_write_tokens:,}",
             f"{cached.usage.cache_read_tokens:,}",
-            f"${cached.cost.total:.5f}",
+            f"${cached.cost.total:,.5f}",
         )
     console.print(table)
+    usage = none.usage
+    console.print(
+        f"Per run: {usage.prompt_tokens:,} input and {usage.output_tokens:,} output tokens, whatever the strategy",
+        highlight=False,
+    )
     summary = Table(title="Per run, day and month, by strategy", box=box.SIMPLE_HEAD)
-    for column in ("strategy", "input", "write", "read", "output", "$/run", "$/day", "$/month", "vs none"):
-        summary.add_column(column, justify="left" if column == "strategy" else "right")
+    for column in ("strategy", "write", "read", "$/run", "$/day", "$/month", "vs none"):
+        summary.add_column(column, justify="left" if column == "strategy" else "right", no_wrap=True)
     base = none.cost.total
     per_day = Decimal(str(w.runs_per_day))
     for name, strategy in result.strategies.items():
-        usage, run = strategy.usage, strategy.cost.total
+        run = strategy.cost.total
         summary.add_row(
             name,
-            f"{usage.prompt_tokens:,}",
-            f"{usage.cache_write_tokens:,}",
-            f"{usage.cache_read_tokens:,}",
-            f"{usage.output_tokens:,}",
-            f"${run:.5f}",
+            f"{strategy.usage.cache_write_tokens:,}",
+            f"{strategy.usage.cache_read_tokens:,}",
+            f"${run:,.5f}",
             f"${run * per_day:,.2f}",
             f"${run * per_day * 30:,.2f}",
             f"{run / base:.2f}x" if base else "-",
@@ -359,6 +385,7 @@ def estimate_command(
         output=output,
         runs_per_day=runs_per_day,
     )
+    default_pricing()  # a broken price override file is the file's error, not the model's
     try:
         result = estimate(workload)
     except ConfigError as error:

@@ -179,11 +179,15 @@ def demo(
     """Triage logs with a Claude agent: the ledger, the same task naive and cached, and a runaway incident."""
     if logs is not None and not logs.is_dir():
         raise typer.BadParameter(f"{logs} is not a directory", param_hint="--logs")
-    live = bool(os.environ.get("ANTHROPIC_API_KEY")) and not emulator
+    live = bool(os.environ.get("ANTHROPIC_API_KEY", "").strip()) and not emulator
     console = Console(stderr=as_json)
-    where = "the real API" if live else "the emulator (no API key needed)"
+    where = "the emulator (no API key needed)"
+    if live:
+        where = (
+            f"the API at {os.environ['ANTHROPIC_BASE_URL']}" if os.environ.get("ANTHROPIC_BASE_URL") else "the real API"
+        )
     if not as_json:
-        console.print(f"[bold]leanloop demo[/] · {model} on {where} · budget ${budget:g}\n")
+        console.print(f"[bold]leanloop demo[/] · {model} on {where} · budget ${budget:g}\n", soft_wrap=True)
     try:
         report = asyncio.run(
             run_demo(
@@ -199,6 +203,8 @@ def demo(
         raise typer.BadParameter(str(error)) from None
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
-        return
-    console.print(f"[dim]input: {escape(report.source)}[/]")
-    _render(report, console)
+    else:
+        console.print(f"[dim]input: {escape(report.source)}[/]")
+        _render(report, console)
+    if report.result.stop.reason == "error":  # the comparisons ran, but the run the user asked for failed
+        raise typer.Exit(code=1)

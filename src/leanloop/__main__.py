@@ -1,0 +1,7 @@
+"""``python -m leanloop`` is the ``leanloop`` command."""
+
+from leanloop.cli import main
+
+__all__: list[str] = []
+
+main()
