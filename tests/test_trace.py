@@ -92,9 +92,11 @@ def test_secrets_never_reach_the_trace(tmp_path: Path) -> None:
     with TraceWriter(path) as writer:
         writer.write_call(record(0, prints(1), notes={"error": f"bad key {key}", "headers": {"x-api-key": key}}))
         writer.write_event("run_start", api_key=key, config={"Authorization": f"Bearer {key}"}, detail=f"Bearer {key}")
+        writer.write_event("tool_output", output="aws AKIAIOSFODNN7EXAMPLE gh ghp_" + "x" * 36 + " oa sk-" + "y" * 40)
     text = path.read_text()
     assert "sk-ant" not in text
     assert "a1B2c3D4" not in text
+    assert "AKIAIOSFODNN7EXAMPLE" not in text and "ghp_xxx" not in text and "yyyy" not in text
     assert "[REDACTED]" in text
 
 

@@ -432,6 +432,8 @@ def _describe_api_error(error: anthropic.APIError | httpx2.TransportError) -> st
     if isinstance(error, httpx2.TransportError):  # the connection broke while the response streamed in
         return f"{type(error).__name__} while streaming the response (the SDK does not retry a stream): {error}"
     status = getattr(error, "status_code", None)
+    if status == 200:  # an error event inside a response that had started: the SDK does not retry those
+        return f"{type(error).__name__} in the response stream (not retried by the SDK): {error.message}"
     return f"{type(error).__name__}{f' ({status})' if status else ''} after the SDK's retries: {error.message}"
 
 

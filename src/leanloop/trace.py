@@ -36,7 +36,13 @@ __all__ = [
     "redact",
 ]
 
-_SECRET_VALUE = re.compile(r"sk-ant-[A-Za-z0-9_\-]{8,}|\b(?:Bearer|Basic)\s+[A-Za-z0-9._~+/=\-]{16,}")
+_SECRET_VALUE = re.compile(
+    r"sk-ant-[A-Za-z0-9_\-]{8,}"  # Anthropic
+    r"|\bsk-[A-Za-z0-9_\-]{32,}"  # OpenAI-style
+    r"|\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"  # AWS access key ids
+    r"|\bgh[pousr]_[A-Za-z0-9]{36,}"  # GitHub tokens
+    r"|\b(?:Bearer|Basic)\s+[A-Za-z0-9._~+/=\-]{16,}"
+)
 _SECRET_KEYS = frozenset({"api_key", "x-api-key", "authorization", "auth_token", "anthropic_api_key", "headers"})
 
 
