@@ -222,6 +222,37 @@ def _resolved_prices(model: str, batch: bool, speed: str | None, day: date) -> M
     return info.get_prices(at, context or None)
 
 
+@lru_cache(maxsize=1024)
+def _tier_starts(model: str, batch: bool, speed: str | None, day: date) -> tuple[int, ...]:
+    """Prompt sizes above which the model's prices change (none for most models)."""
+    resolved = _resolved_prices(model, batch, speed, day)
+    if resolved is None:
+        return ()
+    names = ("input", "output", "cache_write", "cache_write_1h", "cache_read")
+    prices = [getattr(resolved, f"{name}_mtok") for name in names]
+    return tuple(sorted({t.start for p in prices if isinstance(p, TieredPrices) for t in p.tiers}))
+
+
+@lru_cache(maxsize=4096)
+def _prices_for(model: str, batch: bool, speed: str | None, day: date, tier: int) -> ModelPrices | None:
+    """Per-MTok prices of one tier (requests in the same tier cost the same per token: resolve them once)."""
+    resolved = _resolved_prices(model, batch, speed, day)
+    if resolved is None:
+        return None
+    starts = _tier_starts(model, batch, speed, day)
+    prompt_tokens = starts[tier - 1] + 1 if tier else 0  # any size inside that tier
+    # genai-prices has batch rates only from the date it learned them (2026-10-14 for most models); before that
+    # the Batch API still cost half (API-FACTS 8), so apply the documented discount rather than full price.
+    discount = Decimal("0.5") if batch and resolved == _resolved_prices(model, False, speed, day) else Decimal(1)
+    return ModelPrices(
+        input=_tier_price(resolved.input_mtok, prompt_tokens) * discount,
+        output=_tier_price(resolved.output_mtok, prompt_tokens) * discount,
+        cache_write_5m=_tier_price(resolved.cache_write_mtok, prompt_tokens) * discount,
+        cache_write_1h=_tier_price(resolved.cache_write_1h_mtok, prompt_tokens) * discount,
+        cache_read=_tier_price(resolved.cache_read_mtok, prompt_tokens) * discount,
+    )
+
+
 def _tier_price(price: Decimal | TieredPrices | None, prompt_tokens: int) -> Decimal:
     return calc_unit_price(price, _PER_MTOK, prompt_tokens, _PER_MTOK) if price is not None else _ZERO
 
@@ -250,19 +281,8 @@ class Pricing:
             half = Decimal("0.5")
             return ModelPrices(*(getattr(override, f.name) * half for f in fields(ModelPrices)))
         day = (at or datetime.now(tz=UTC)).astimezone(UTC).date()
-        resolved = _resolved_prices(model, batch, speed, day)
-        if resolved is None:
-            return None
-        # genai-prices has batch rates only from the date it learned them (2026-10-14 for most models); before that
-        # the Batch API still cost half (API-FACTS 8), so apply the documented discount rather than full price.
-        discount = Decimal("0.5") if batch and resolved == _resolved_prices(model, False, speed, day) else Decimal(1)
-        return ModelPrices(
-            input=_tier_price(resolved.input_mtok, prompt_tokens) * discount,
-            output=_tier_price(resolved.output_mtok, prompt_tokens) * discount,
-            cache_write_5m=_tier_price(resolved.cache_write_mtok, prompt_tokens) * discount,
-            cache_write_1h=_tier_price(resolved.cache_write_1h_mtok, prompt_tokens) * discount,
-            cache_read=_tier_price(resolved.cache_read_mtok, prompt_tokens) * discount,
-        )
+        key = (model, batch, speed, day)
+        return _prices_for(*key, sum(1 for start in _tier_starts(*key) if prompt_tokens > start))
 
     def cost(self, model: str, usage: Any, *, batch: bool = False, at: datetime | None = None) -> Cost:
         """Cost of one request. ``usage``: the SDK's Usage, a dict of the same shape, or a ``leanloop.Usage``."""

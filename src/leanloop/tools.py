@@ -350,6 +350,8 @@ async def run_tools(
     Cancelling the caller cancels every call still running.
     """
     limit = asyncio.Semaphore(max_concurrency)
+    if len(uses) == 1:  # the common turn: no task group needed (and cancellation reaches the call directly)
+        return [await _run_one(uses[0], tools, limit, seconds, max_result_tokens)]
     async with asyncio.TaskGroup() as group:
         tasks = [group.create_task(_run_one(u, tools, limit, seconds, max_result_tokens)) for u in uses]
     return [task.result() for task in tasks]
