@@ -96,10 +96,18 @@ class _QueueStream(httpx2.AsyncByteStream):
             yield item
 
     async def aclose(self) -> None:
-        if not self._task.done():
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ConnectionDropped):
-                await self._task
+        if self._task.done():
+            return
+        self._task.cancel()
+        try:
+            await self._task
+        except ConnectionDropped:
+            pass
+        except asyncio.CancelledError:
+            # The app's task ending cancelled is what we asked for; a cancel of the caller itself must go on up.
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
 
 
 class StreamingASGITransport(httpx2.ASGITransport):
