@@ -189,6 +189,110 @@ async def test_validation_errors_arrive_as_sdk_classes_with_the_api_body() -> No
         assert re.fullmatch(f"req_{ID}", error.request_id or "")
 
 
+def with_tool_use(block: dict[str, Any]) -> list[dict[str, Any]]:
+    """A conversation whose assistant turn holds ``block`` (answered, when it is a tool_use with an id)."""
+    answer = {"type": "tool_result", "tool_use_id": block.get("id", "toolu_01abc")}
+    return [
+        {"role": "user", "content": "Read the log"},
+        {"role": "assistant", "content": [block]},
+        {"role": "user", "content": [answer]},
+    ]
+
+
+SCHEMA = {"type": "object"}
+TWO_CALLS = [
+    {"role": "user", "content": "Read both"},
+    {
+        "role": "assistant",
+        "content": [
+            {"type": "tool_use", "id": "toolu_01same", "name": "read", "input": {}},
+            {"type": "tool_use", "id": "toolu_01same", "name": "read", "input": {}},
+        ],
+    },
+    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_01same"}]},
+]
+
+
+def user_block(block: Any) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": [block]}]
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"tools": "x"}, "tools: Input should be a valid list"),
+        ({"tools": ["x"]}, "tools.0: Input should be a valid dictionary"),
+        ({"tools": [{"name": "read"}]}, "tools.0.custom.input_schema: Field required"),
+        ({"tools": [{"input_schema": SCHEMA}]}, "tools.0.custom.name: Field required"),
+        (
+            {"tools": [{"name": "read", "input_schema": SCHEMA}, {"name": "read", "input_schema": SCHEMA}]},
+            "tools: Tool names must be unique.",
+        ),
+        ({"messages": "Hello"}, "messages: Input should be a valid list"),
+        ({"model": 4}, "model: Input should be a valid string"),
+        ({"system": 7}, "system: Input should be a valid string or a list of content blocks"),
+        ({"system": [{"type": "image"}]}, "system.0: Input tag 'image' found using 'type'"),
+        ({"system": [{"type": "text", "text": " "}]}, "system: text content blocks must contain non-whitespace text"),
+        ({"max_tokens": "5"}, "max_tokens: Input should be a valid integer"),
+        ({"max_tokens": True}, "max_tokens: Input should be a valid integer"),
+        ({"max_tokens": -1}, "max_tokens: Input should be greater than or equal to 0"),
+        ({"stream": "yes"}, "stream: Input should be a valid boolean"),
+        ({"messages": [{"role": "user"}]}, "messages.0.content: Field required"),
+        ({"messages": [{"role": "user", "content": 3}]}, "messages.0.content: Input should be a valid string"),
+        ({"messages": [{"role": "user", "content": ""}]}, "messages.0: all messages must have non-empty content"),
+        ({"messages": [{"role": "user", "content": []}]}, "messages.0: all messages must have non-empty content"),
+        (
+            {"messages": [{"role": "user", "content": " \n"}]},
+            "messages: text content blocks must contain non-whitespace",
+        ),
+        ({"messages": user_block({"type": "text", "text": ""})}, "messages: text content blocks must be non-empty"),
+        (
+            {"messages": user_block({"type": "text", "text": "\t"})},
+            "messages: text content blocks must contain non-white",
+        ),
+        ({"messages": user_block({"type": "text"})}, "messages.0.content.0.text.text: Field required"),
+        ({"messages": user_block({"type": "text", "text": 5})}, "messages.0.content.0.text.text: Input should be a"),
+        ({"messages": user_block("Hello")}, "messages.0.content.0: Input should be a valid dictionary"),
+        ({"messages": user_block({"text": "Hello"})}, "messages.0.content.0: Unable to extract tag using"),
+        ({"messages": user_block({"type": "txt", "text": "Hello"})}, "messages.0.content.0: Input tag 'txt' found"),
+        (
+            {"messages": user_block({"type": "text", "text": "", "cache_control": {"type": "ephemeral"}})},
+            "messages.0.content.0.text: cache_control cannot be set for empty text blocks",
+        ),
+        (
+            {"messages": with_tool_use({"type": "tool_use", "id": "toolu_01abc", "name": "read", "input": "{}"})},
+            "messages.1.content.0.tool_use.input: Input should be a valid dictionary",
+        ),
+        (
+            {"messages": with_tool_use({"type": "tool_use", "name": "read", "input": {}})},
+            "messages.1.content.0.tool_use.id: Field required",
+        ),
+        ({"messages": TWO_CALLS}, "messages.1.content.1: `tool_use` ids must be unique"),
+    ],
+)
+async def test_malformed_requests_are_400s_naming_the_field(fields: dict[str, Any], message: str) -> None:
+    client = async_client(create_app(), max_retries=0)
+    body = {"model": MODEL, "max_tokens": 5, "messages": USER, **fields}
+    paths = (
+        ["/v1/messages"] if {"max_tokens", "stream"} & fields.keys() else ["/v1/messages", "/v1/messages/count_tokens"]
+    )
+    for path in paths:
+        with pytest.raises(anthropic.BadRequestError) as caught:
+            await client.post(path, cast_to=object, body=body)
+        assert caught.value.type == "invalid_request_error"
+        assert str(caught.value.api_message).startswith(message)
+
+
+async def test_well_formed_edge_cases_are_accepted() -> None:
+    client = async_client(create_app(), max_retries=0)
+    tools = [{"type": "web_search_20250305", "name": "web_search"}, {"name": "read", "input_schema": SCHEMA}]
+    prefill = [*USER, {"role": "assistant", "content": ""}]
+    for fields in [{"tools": tools, "system": ""}, {"messages": prefill, "metadata": None}]:
+        body = {"model": MODEL, "max_tokens": 5, "messages": USER, **fields}
+        message = await client.post("/v1/messages", cast_to=anthropic.types.Message, body=body)
+        assert message.type == "message"
+
+
 async def test_tool_pairing_rules() -> None:
     client = async_client(create_app(), max_retries=0)
     answered = [*tool_turn(), {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_01abc"}]}]

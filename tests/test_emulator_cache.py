@@ -175,7 +175,9 @@ async def test_overlap_in_real_time_with_a_time_scale() -> None:
     assert follower.usage.cache_creation_input_tokens == 0
 
 
-conversation_texts = st.lists(st.text(alphabet=st.characters(codec="utf-8"), min_size=1, max_size=400), min_size=1)
+# The API rejects text blocks that are empty or only whitespace.
+non_blank = st.text(alphabet=st.characters(codec="utf-8"), min_size=1, max_size=400).filter(str.strip)
+conversation_texts = st.lists(non_blank, min_size=1)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
