@@ -118,6 +118,46 @@ async def test_async_policy_is_awaited() -> None:
     assert message.content[0].text == "from a coroutine"
 
 
+READ_CALL = {"type": "tool_use", "name": "read", "input": {"path": "app.log"}}
+
+
+@pytest.mark.parametrize(
+    ("returned", "stop_reason", "types"),
+    [
+        ("Plain words.", "end_turn", ["text"]),
+        ({"type": "text", "text": "One block."}, "end_turn", ["text"]),
+        (READ_CALL, "tool_use", ["tool_use"]),
+        ([{"type": "text", "text": "Reading."}, READ_CALL], "tool_use", ["text", "tool_use"]),
+        ([{"type": "text", "text": "a"}, {"type": "text", "text": "b"}], "end_turn", ["text", "text"]),
+    ],
+)
+@pytest.mark.parametrize("is_async", [False, True])
+async def test_a_policy_may_return_a_str_a_block_or_a_list_of_blocks(
+    returned: Any, stop_reason: str, types: list[str], is_async: bool
+) -> None:
+    async def answer_later(request: Any) -> Any:
+        return returned
+
+    policy = answer_later if is_async else lambda request: returned
+    message = await async_client(create_app({MODEL: policy})).messages.create(
+        model=MODEL, max_tokens=100, messages=USER
+    )
+    assert message.stop_reason == stop_reason
+    assert [block.type for block in message.content] == types
+    if isinstance(returned, str):
+        assert message.content[0].type == "text"
+        assert message.content[0].text == returned
+
+
+@pytest.mark.parametrize(
+    ("returned", "named"), [(42, "got int"), (["Hi"], "got a list holding a str"), (None, "got NoneType")]
+)
+async def test_a_policy_returning_something_else_is_a_500_saying_what_it_got(returned: Any, named: str) -> None:
+    client = async_client(create_app({MODEL: lambda request: returned}), max_retries=0)
+    with pytest.raises(anthropic.InternalServerError, match=named):
+        await client.messages.create(model=MODEL, max_tokens=100, messages=USER)
+
+
 async def test_models_list_and_retrieve() -> None:
     client = async_client(create_app())
     listed = [model.id async for model in client.models.list(limit=5)]

@@ -1,7 +1,13 @@
 """What an emulated model answers: a policy is a function of the request body that returns a ``Reply``.
 
 This is the contract between the emulator, ``leanloop.testing`` and the demo's scripted models; extend it, don't
-change it.
+change it. A policy (sync or async) may also return a shorthand, turned into a ``Reply`` by ``as_reply``:
+
+- a ``str``: one text block (``end_turn``);
+- a ``dict``: one content block, such as ``{"type": "tool_use", "name": "read", "input": {}}``;
+- a ``list`` of such dicts: the blocks in order.
+
+The stop reason is then ``tool_use`` when a block is a tool_use, else ``end_turn``; return a ``Reply`` to set another.
 
 Built in here: ``finisher`` (answers at once). Elsewhere in this package: ``Scenario`` (a scripted model read from
 a YAML/JSON file, ``scenario.py``) and ``ReplayPolicy`` (replays a recorded trajectory, ``replay.py``). The helpers
@@ -17,7 +23,9 @@ from typing import Any, cast
 
 __all__ = [
     "Policy",
+    "PolicyResult",
     "Reply",
+    "as_reply",
     "assistant_turns",
     "block_text",
     "call_policy",
@@ -48,8 +56,10 @@ class Reply:
         return "tool_use" if any(b.get("type") == "tool_use" for b in self.content) else "end_turn"
 
 
+# What a policy returns: a Reply, or a shorthand for one (see the module docstring).
+PolicyResult = Reply | str | Mapping[str, Any] | Sequence[Mapping[str, Any]]
 # A policy sees the request body exactly as the SDK sent it (model, system, tools, messages, ...).
-Policy = Callable[[Mapping[str, Any]], Reply | Awaitable[Reply]]
+Policy = Callable[[Mapping[str, Any]], PolicyResult | Awaitable[PolicyResult]]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -66,9 +76,27 @@ async def call_policy(policy: Policy, request: Mapping[str, Any]) -> Reply:
     result = policy(request)
     if inspect.isawaitable(result):
         result = await result
-    if not isinstance(cast(object, result), Reply):
-        raise TypeError(f"a policy must return a Reply, got {type(result).__name__}")
-    return result
+    return as_reply(result)
+
+
+def as_reply(result: object) -> Reply:
+    """The ``Reply`` a policy's result stands for (shorthands in the module docstring). Raises ``TypeError``."""
+    if isinstance(result, Reply):
+        return result
+    if isinstance(result, str):
+        return Reply([{"type": "text", "text": result}])
+    expected = "a policy must return a Reply, a str, a content block dict or a list of them"
+    kind = type(result).__name__
+    if isinstance(result, Mapping):
+        blocks: list[object] = [result]
+    elif isinstance(result, list | tuple):
+        blocks = list(cast(Sequence[object], result))
+    else:
+        raise TypeError(f"{expected}, got {kind}")
+    strays = [type(b).__name__ for b in blocks if not isinstance(b, Mapping)]
+    if strays:
+        raise TypeError(f"{expected}, got a {kind} holding a {strays[0]}")
+    return Reply([dict(cast(Mapping[str, Any], b)) for b in blocks])
 
 
 def messages_of(request: Mapping[str, Any]) -> list[Mapping[str, Any]]:
