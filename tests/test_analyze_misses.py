@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from leanloop.analyze.misses import find_misses
-from leanloop.analyze.sources import ImportLog, discover, iter_calls
+from leanloop.analyze.sources import ImportLog, detect_format, discover, iter_calls
 from leanloop.cli import app
 from leanloop.pricing import Pricing
 from leanloop.trace import BlockPrint, CallRecord
@@ -187,16 +187,21 @@ def test_explain_json_by_cause(shared_data: Path) -> None:
     assert data["calls_that_missed"][0]["gap_s"] == pytest.approx(83.167, abs=0.01)
 
 
-def test_explain_and_whatif_run_on_every_shared_file(shared_data: Path) -> None:
+def test_report_explain_and_whatif_run_on_every_shared_file(shared_data: Path) -> None:
     files = discover([shared_data])
     assert len(files) >= 10
     for path in files:
-        for command in ("explain", "whatif"):
+        trace = detect_format(path) is not None
+        for command in ("report", "explain", "whatif"):
             for output in ("table", "json"):
                 result = runner.invoke(app, [command, str(path), "--format", output])
+                if not trace:  # a server log, the README: said in one line, exit 1
+                    assert result.exit_code == 1, (command, path, result.output)
+                    assert f"no model calls found in {path} (" in result.stderr
+                    continue
                 assert result.exit_code == 0, (command, path, result.output)
                 if output == "json":
                     data = json.loads(result.stdout)
-                    assert data["calls"] >= 0 and "import" in data
+                    assert data["calls"] > 0 and "import" in data
     table = runner.invoke(app, ["explain", str(shared_data)])
     assert table.exit_code == 0 and "of 27 calls" in table.stdout

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import json
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from leanloop.analyze import estimate
 from leanloop.analyze.prompts import growth_prompts
+from leanloop.analyze.render import print_whatif
+from leanloop.analyze.report import cost_text
 from leanloop.analyze.sources import ImportLog, iter_calls
 from leanloop.analyze.whatif import STRATEGIES, whatif
 from leanloop.cachesim import CacheSim
@@ -18,6 +22,7 @@ from leanloop.cli import app
 from leanloop.pricing import Pricing
 from leanloop.trace import BlockPrint, CallRecord
 from leanloop.usage import Usage
+from test_importers import assistant_line, usage, write_jsonl
 
 runner = CliRunner()
 PRICING = Pricing()
@@ -113,3 +118,33 @@ def test_whatif_json(shared_data: Path) -> None:
     assert data["assumptions"]
     table = runner.invoke(app, ["whatif", str(path)])
     assert table.exit_code == 0 and "rolling cache 5m (leanloop default)" in table.stdout
+
+
+def test_whatif_table_fits_80_columns_without_cutting_a_number(shared_data: Path) -> None:
+    result = whatif(records(shared_data / "claude-code-sessions" / "subagent_sonnet45.jsonl"))
+    console = Console(width=80, record=True, file=io.StringIO())
+    print_whatif(result, console)
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "…" not in text
+    cells = " ".join(text.split())
+    for name, strategy in result.strategies.items():
+        usage = strategy.usage
+        numbers = [f"{n:,}" for n in (usage.cache_write_tokens, usage.cache_read_tokens, usage.output_tokens)]
+        ratio = result.ratio(name)
+        assert f" {name} " in cells
+        assert " ".join([*numbers, cost_text(strategy.cost), f"{ratio:.2f}x"]) in cells
+
+
+def test_an_unpriced_model_is_unknown_and_named(tmp_path: Path) -> None:
+    line = assistant_line("s", "u", None, "m1", {"type": "text", "text": "x"}, usage(5), model="claude-foo-9")
+    path = write_jsonl(tmp_path / "s.jsonl", [line])
+    result = runner.invoke(app, ["whatif", str(path), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    recorded = json.loads(result.stdout)["strategies"]["as_recorded"]
+    assert (recorded["cost_usd"], recorded["unknown_models"]) == (None, ["claude-foo-9"])
+    (warning,) = [line for line in result.stderr.splitlines() if "claude-foo-9" in line]
+    assert warning.startswith("leanloop: warning: no price known for claude-foo-9")
+    table = runner.invoke(app, ["whatif", str(path)]).stdout
+    (row,) = [line for line in table.splitlines() if line.lstrip().startswith("as_recorded")]
+    assert row.split()[-2:] == ["unknown", "-"]

@@ -3,7 +3,9 @@ Claude Code messages counted once with their most complete usage, across files; 
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import shutil
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -15,7 +17,8 @@ from hypothesis import strategies as st
 
 from leanloop.analyze.claude_code import ClaudeCodeImport
 from leanloop.analyze.recordings import read_sse
-from leanloop.analyze.sources import ImportLog, detect_format, iter_calls
+from leanloop.analyze.sources import ImportLog, count_lines, detect_format, discover, iter_calls
+from leanloop.errors import ConfigError
 from leanloop.pricing import Cost, Pricing
 from leanloop.trace import BlockPrint, CallRecord, TraceWriter
 from leanloop.usage import Usage
@@ -395,6 +398,95 @@ def test_report_over_a_claude_projects_tree(tmp_path: Path) -> None:
     skipped = {f.path.name for f in log.files if f.format is None}
     assert skipped == {"notes.md", "settings.json", "empty.jsonl"}
     assert sum(f.calls for f in log.files) == len(records)
+
+
+# --- paths that cannot be read ----------------------------------------------------------------------------------
+
+AS_ROOT = pytest.mark.skipif(
+    hasattr(os, "geteuid") and os.geteuid() == 0,
+    reason="root reads every file whatever its mode (refuse_to_read simulates it in the tests that run as root)",
+)
+
+
+def refuse_to_read(monkeypatch: pytest.MonkeyPatch, *paths: Path) -> None:
+    """Make ``paths`` unreadable to this process, as ``chmod 000`` does for a user that is not root."""
+    refused = {str(path) for path in paths}
+
+    def denied(path: object) -> PermissionError:
+        return PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    real_scandir, real_open = os.scandir, Path.open
+
+    def scandir(path: Any = ".") -> Any:
+        if str(path) in refused:
+            raise denied(path)
+        return real_scandir(path)
+
+    def open_(self: Path, *args: Any, **kwargs: Any) -> Any:
+        if str(self) in refused:
+            raise denied(self)
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    monkeypatch.setattr(Path, "open", open_)
+
+
+def projects_with_unreadable_paths(root: Path) -> tuple[Path, Path, Path]:
+    """A projects tree (8 calls) plus a sub-directory and a log that cannot be read: (tree, directory, file)."""
+    projects = fake_claude_projects(root)
+    locked_dir = projects / "-home-user-locked"
+    write_jsonl(locked_dir / "44444444-aaaa-4bbb-8ccc-000000000004.jsonl", session_lines("s4", 1))
+    locked_file = write_jsonl(projects / "-home-user-app" / "55555555.jsonl", session_lines("s5", 1))
+    return projects, locked_dir, locked_file
+
+
+def test_unreadable_paths_are_noted_once_and_the_rest_imported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    projects, locked_dir, locked_file = projects_with_unreadable_paths(tmp_path)
+    refuse_to_read(monkeypatch, locked_dir, locked_file)
+    records, log = load(projects)
+    assert len(records) == 8
+    assert log.unreadable == {str(locked_dir): "Permission denied", str(locked_file): "Permission denied"}
+    assert str(locked_file) not in {p.path for p in log.problems}  # not also an "unusable line"
+    assert str(locked_file) not in {str(f.path) for f in log.files}  # nor a "skipped file of unknown format"
+    assert log.to_dict()["unreadable"][0] == {"path": str(locked_dir), "reason": "Permission denied"}
+    with pytest.raises(ConfigError, match="Permission denied"):  # no log to note it in: an error, not a silent skip
+        discover([projects])
+
+
+def test_nothing_readable_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, locked_dir, locked_file = projects_with_unreadable_paths(tmp_path)
+    refuse_to_read(monkeypatch, locked_dir, locked_file)
+    records, log = load(locked_dir, locked_file)
+    assert records == []
+    assert log.why_no_calls(0) == "nothing readable: 2 unreadable paths"
+
+
+@AS_ROOT
+def test_chmod_000_paths_are_noted_once_and_the_rest_imported(tmp_path: Path) -> None:
+    projects, locked_dir, locked_file = projects_with_unreadable_paths(tmp_path)
+    locked_dir.chmod(0)
+    locked_file.chmod(0)
+    try:
+        records, log = load(projects)
+    finally:
+        locked_dir.chmod(0o755)
+        locked_file.chmod(0o644)
+    assert len(records) == 8
+    assert set(log.unreadable) == {str(locked_dir), str(locked_file)}
+    assert str(locked_file) not in {p.path for p in log.problems}
+
+
+def test_why_no_calls_counts_the_lines_and_names_the_reasons(tmp_path: Path, shared_data: Path) -> None:
+    (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "notes.md").write_text("# notes\nno newline at the end")
+    write_jsonl(tmp_path / "user-only.jsonl", [user_line("s", "u1", None, "hi"), user_line("s", "u2", "u1", "?")])
+    records, log = load(tmp_path, shared_data / "server-logs" / "Apache_2k.log")
+    assert records == []
+    assert count_lines(log.files) == 0 + 2 + 2 + 2000
+    assert log.why_no_calls(2004) == (
+        "2,004 lines skipped: 1 claude_code file without a model call, 1 empty file, 2 files of no known trace format"
+    )
+    assert ImportLog().why_no_calls(0) == "no files"
 
 
 # --- leanloop's own traces and OpenHands streaming -----------------------------------------------------------

@@ -1,5 +1,6 @@
 """leanloop report: the known numbers in every format, a self-contained html file with its charts, a whole
-~/.claude/projects tree, unknown models reported as unknown."""
+~/.claude/projects tree, unknown models reported as unknown (never $0), the user's logs never overwritten, tables
+that fit 80 columns."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import io
 import json
 import re
 import warnings
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -18,7 +20,8 @@ from typer.testing import CliRunner
 from leanloop.analyze import cli as analyze_cli
 from leanloop.analyze.claude_code import ClaudeCodeImport
 from leanloop.analyze.html import render_html
-from leanloop.analyze.report import CSV_COLUMNS, build_report
+from leanloop.analyze.render import print_report
+from leanloop.analyze.report import CSV_COLUMNS, build_report, cost_text
 from leanloop.analyze.sources import ImportLog, iter_calls
 from leanloop.cli import app
 from leanloop.pricing import Pricing, UnknownModelWarning
@@ -135,14 +138,94 @@ def test_unknown_model_is_unknown_never_zero(tmp_path: Path) -> None:
     with pytest.warns(UnknownModelWarning, match="claude-future-9"):
         report = build_report(iter_calls([path], log, pricing=Pricing()), log)
     data = report.to_dict()
-    assert data["cost_usd"] is None
-    assert data["unknown_models"] == ["claude-future-9"]
-    assert data["per_call"][0]["cost_usd"] is None
+    assert (data["cost_usd"], data["cost_usd_priced"], data["cost_usd_by_kind"]) == (None, None, None)
+    assert (data["unknown_models"], data["unpriced_calls"]) == (["claude-future-9"], 1)
+    call = data["per_call"][0]
+    assert (call["cost_usd"], call["cost_usd_by_kind"], call["unknown_models"]) == (None, None, ["claude-future-9"])
+    assert data["by_model"]["claude-future-9"]["cost_usd_by_kind"] is None
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         result = runner.invoke(app, ["report", str(path), "--format", "json"])  # the CLI reports it as a line
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["cost_usd"] is None
+    (warning,) = [line for line in result.stderr.splitlines() if "claude-future-9" in line]
+    assert warning.startswith("leanloop: warning: no price known for claude-future-9 (1 call)")
+    assert "totals exclude" in warning
+    (row,) = csv.DictReader(io.StringIO(runner.invoke(app, ["report", str(path), "--format", "csv"]).stdout))
+    assert row["unpriced"] == "yes"
+    kinds = ("input", "cache_write_5m", "cache_write_1h", "cache_read", "output")
+    assert [row[f"{kind}_usd"] for kind in kinds] + [row["cost_usd"]] == [""] * 6
+    table = runner.invoke(app, ["report", str(path)]).stdout
+    page = runner.invoke(app, ["report", str(path), "--format", "html"]).stdout
+    for text in (table, re.sub(r"<svg.*?</svg>", "", page)):  # (a chart's axis starts at $0)
+        assert "unknown" in text
+        assert "$0.0000" not in text
+    assert "no price known for claude-future-9 (1 call)" in page
+
+
+def test_totals_over_an_unpriced_call_say_they_exclude_it(tool_heavy: Path, tmp_path: Path) -> None:
+    line = assistant_line("s", "u", None, "m1", {"type": "text", "text": "x"}, usage(5), model="claude-foo-9")
+    unpriced = write_jsonl(tmp_path / "s.jsonl", [line])
+    result = runner.invoke(app, ["report", str(tool_heavy), str(unpriced), "--format", "json"])
+    data = json.loads(result.stdout)
+    assert (data["cost_usd"], data["cost_usd_priced"], data["unpriced_calls"]) == (None, 0.2266455, 1)
+    assert data["unknown_models"] == ["claude-foo-9"]
+    table = runner.invoke(app, ["report", str(tool_heavy), str(unpriced)]).stdout
+    assert "$0.2266+? (excludes 1 unpriced call: claude-foo-9)" in table
+    assert "+?: the cost excludes 1 unpriced call: claude-foo-9" in table
+
+
+def test_output_that_is_one_of_the_inputs_is_refused(tool_heavy: Path, tmp_path: Path) -> None:
+    log = tmp_path / "logs" / "session.jsonl"
+    log.parent.mkdir()
+    log.write_bytes(tool_heavy.read_bytes())
+    for inputs, output in (
+        ([log], log),
+        ([log.parent], log),
+        ([log.parent], tmp_path / "logs" / ".." / "logs" / log.name),
+    ):
+        for output_format in ("table", "json", "csv", "html"):
+            args = ["report", *map(str, inputs), "--format", output_format, "-o", str(output)]
+            result = runner.invoke(app, args, env={"COLUMNS": "200"})
+            assert result.exit_code == 2, result.output
+            assert "is one of the input files" in result.output
+            assert log.read_bytes() == tool_heavy.read_bytes()
+    elsewhere = tmp_path / "logs" / "report.txt"  # a new file beside the inputs is fine
+    assert runner.invoke(app, ["report", str(log.parent), "-o", str(elsewhere)]).exit_code == 0
+    assert "4 calls in 1 run" in elsewhere.read_text()
+
+
+def render_80(print_table: Callable[[Console], None]) -> str:
+    console = Console(width=80, record=True, file=io.StringIO())
+    print_table(console)
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "…" not in text  # nothing cut
+    return text
+
+
+def test_report_tables_fit_80_columns_without_cutting_a_number(shared_data: Path, tmp_path: Path) -> None:
+    line = assistant_line("s", "u", None, "m1", {"type": "text", "text": "x"}, usage(5), model="claude-foo-9")
+    paths = [
+        shared_data / "claude-code-sessions",
+        shared_data / "agent-trajectories",
+        shared_data / "anthropic-recordings",
+    ]
+    log = ImportLog()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnknownModelWarning)
+        records = list(iter_calls([*paths, write_jsonl(tmp_path / "s.jsonl", [line])], log))
+    report = build_report(records, log)
+    text = render_80(lambda console: print_report(report, console, all_calls=True))
+    cells = " ".join(text.split())
+    for row in report.calls:  # every call's numbers, whole (cost and the tokens of each narrow column)
+        usage_ = row.usage
+        for number in (usage_.prompt_tokens, usage_.cache_write_tokens, usage_.output_tokens):
+            assert f" {number:,} " in cells
+        assert f" {cost_text(row.cost)} " in cells
+    for run in report.runs.values():
+        assert f" {cost_text(run.totals.cost)} " in cells
+    assert " unknown " in cells and " $0.7781+? " in cells
 
 
 def test_progress_bar_advances_on_large_inputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,6 +3,10 @@
 Each reads traces (files or directory trees, any supported format, detected from content), then hands the calls
 to the pure code in ``report``, ``misses`` or ``whatif``. Machine-readable output (json, csv, html) goes to stdout
 or ``--output``; notes about the import (skipped files, unusable lines, unknown models) go to stderr.
+
+A path that cannot be read is one warning line and the rest is imported; an import that finds no model call at all
+is one line saying why, exit status 1. A bad price file (``LEANLOOP_PRICES``) is a ``ConfigError``, before any
+file is read (``leanloop.cli.main`` prints it as one line, exit status 2).
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import json
 import sys
 import warnings
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Collection, Generator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
@@ -24,10 +28,10 @@ from leanloop.analyze import whatif as whatif_model
 from leanloop.analyze.html import render_html
 from leanloop.analyze.misses import find_misses
 from leanloop.analyze.render import print_import_log, print_misses, print_report, print_whatif
-from leanloop.analyze.report import build_report, write_csv, write_json
-from leanloop.analyze.sources import ImportLog, discover, iter_calls
+from leanloop.analyze.report import build_report, unpriced_warning, write_csv, write_json
+from leanloop.analyze.sources import ImportLog, count_lines, discover, iter_calls
 from leanloop.errors import ConfigError
-from leanloop.pricing import UnknownModelWarning
+from leanloop.pricing import Pricing, UnknownModelWarning, default_pricing
 from leanloop.trace import CallRecord
 
 __all__ = ["explain", "report", "whatif"]
@@ -48,12 +52,16 @@ class TextFormat(StrEnum):
     json = "json"
 
 
-Paths = Annotated[list[Path], typer.Argument(help="Trace files or directories (e.g. ~/.claude/projects).")]
+# readable=False: an unreadable path is a warning and the rest is imported, not a refusal of the whole command
+Paths = Annotated[
+    list[Path], typer.Argument(help="Trace files or directories (e.g. ~/.claude/projects).", readable=False)
+]
 Output = Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")]
 
 
 def _stderr() -> Console:
-    return Console(stderr=True)
+    """Notes on stderr: one line each, however narrow the terminal."""
+    return Console(stderr=True, soft_wrap=True)
 
 
 def _stdout() -> Console:
@@ -62,22 +70,43 @@ def _stdout() -> Console:
     return console if console.is_terminal else Console(width=160)
 
 
+def _warn(console: Console, message: str) -> None:
+    console.print(f"leanloop: warning: {message}", style="yellow", markup=False, highlight=False)
+
+
 @contextmanager
-def _unknown_models(console: Console) -> Generator[None]:
-    """Report models without a price once each, as a plain line (they are priced as unknown, never as $0)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UnknownModelWarning)
+def _quiet_unknown_models() -> Generator[None]:
+    """Models without a price are named once, by ``_checked``, from the result (not once per pricing table)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnknownModelWarning)
         yield
-    models = sorted({str(w.message) for w in caught if issubclass(w.category, UnknownModelWarning)})
-    for message in models:
-        console.print(f"[yellow]{message}[/]")
 
 
-def _files(paths: list[Path]) -> list[Path]:
+def _files(paths: list[Path], log: ImportLog) -> list[Path]:
     try:
-        return discover(paths)
+        return discover(paths, log)
     except ConfigError as error:
         raise typer.BadParameter(str(error), param_hint="PATHS") from None
+
+
+def _checked(
+    paths: list[Path], log: ImportLog, console: Console, *, calls: int, unknown: Collection[str], unpriced: int | None
+) -> None:
+    """Warn about unreadable paths and models without a price; exit 1 when the import found no model call."""
+    for path, reason in log.unreadable.items():
+        _warn(console, f"cannot read {path}: {reason} (skipped)")
+    if not calls:
+        if log.problem_count:  # which lines were unusable, with file and line number
+            print_import_log(log, console)
+        reason = log.why_no_calls(count_lines(log.files))
+        console.print(
+            f"leanloop: no model calls found in {_some([str(path) for path in paths])} ({reason})",
+            markup=False,
+            highlight=False,
+        )
+        raise typer.Exit(1)
+    if unknown:
+        _warn(console, unpriced_warning(unknown, unpriced))
 
 
 @contextmanager
@@ -104,10 +133,21 @@ def _progress(files: list[Path], console: Console) -> Generator[Callable[[int], 
         yield advance
 
 
-def _load(paths: list[Path], log: ImportLog, console: Console) -> list[CallRecord]:
-    files = _files(paths)
-    with _progress(files, console) as advance:
-        return list(iter_calls(paths, log, content=True, on_bytes=advance, files=files))
+def _load(paths: list[Path], log: ImportLog, console: Console, pricing: Pricing) -> list[CallRecord]:
+    files = _files(paths, log)
+    with _quiet_unknown_models(), _progress(files, console) as advance:
+        return list(iter_calls(paths, log, content=True, pricing=pricing, on_bytes=advance, files=files))
+
+
+def _refuse_overwriting(output: Path | None, paths: list[Path], files: list[Path]) -> None:
+    """``-o`` naming one of the inputs would replace the user's log with the report."""
+    if output is None:
+        return
+    target = output.expanduser().resolve()
+    if any(target == path.expanduser().resolve() for path in [*paths, *files]):
+        raise typer.BadParameter(
+            f"{output} is one of the input files: writing the report would replace it", param_hint="-o"
+        )
 
 
 @contextmanager
@@ -148,15 +188,19 @@ def report(
     the costliest calls. Reads leanloop traces, Claude Code logs (~/.claude/projects), OpenHands trajectories and
     API recordings."""
     stderr = _stderr()
-    files = _files(paths)
+    pricing = default_pricing()
     log = ImportLog()
-    with _unknown_models(stderr), _progress(files, stderr) as advance:
-        result = build_report(iter_calls(paths, log, on_bytes=advance, files=files), log)
+    files = _files(paths, log)
+    _refuse_overwriting(output, paths, files)
+    with _quiet_unknown_models(), _progress(files, stderr) as advance:
+        result = build_report(iter_calls(paths, log, pricing=pricing, on_bytes=advance, files=files), log)
+    totals = result.totals
+    _checked(paths, log, stderr, calls=totals.calls, unknown=totals.cost.unknown_models, unpriced=totals.unpriced_calls)
     if output_format is ReportFormat.table:
         if output is None:
             print_report(result, _stdout(), top=top, all_calls=all_calls)
             return
-        with output.open("w", encoding="utf-8") as file:
+        with _opened(output) as file:
             print_report(result, Console(file=file, width=160), top=top, all_calls=all_calls)
         return
     if output_format in (ReportFormat.json, ReportFormat.csv):
@@ -170,9 +214,13 @@ def report(
     print_import_log(log, stderr)
 
 
+def _some(names: list[str]) -> str:
+    """The first three names, and how many more."""
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
 def _title(paths: list[Path]) -> str:
-    names = ", ".join(path.name or str(path) for path in paths[:3])
-    return f"leanloop report: {names}" + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+    return "leanloop report: " + _some([path.name or str(path) for path in paths])
 
 
 def explain(
@@ -186,10 +234,12 @@ def explain(
     """Why the cache missed: each call that wrote what an earlier call had cached, or read much less than the call
     before, with its likely cause (TTL expired, model switch, prefix changed, compaction) and what it cost."""
     stderr = _stderr()
+    pricing = default_pricing()
     log = ImportLog()
-    with _unknown_models(stderr):
-        records = _load(paths, log, stderr)
-        result = find_misses(records, min_tokens=min_tokens)
+    records = _load(paths, log, stderr, pricing)
+    with _quiet_unknown_models():
+        result = find_misses(records, min_tokens=min_tokens, pricing=pricing)
+    _checked(paths, log, stderr, calls=len(records), unknown=result.total_cost.unknown_models, unpriced=None)
     if output_format is TextFormat.json:
         _write(_dump({**result.to_dict(), "import": log.to_dict()}), None)
         print_import_log(log, stderr)
@@ -208,10 +258,12 @@ def whatif(
     """The recorded workload re-priced under other strategies: no caching, system+tools only, rolling cache
     (5m, 1h), a cheaper model for the final call, Batch API for non-interactive calls."""
     stderr = _stderr()
+    pricing = default_pricing()
     log = ImportLog()
-    with _unknown_models(stderr):
-        records = _load(paths, log, stderr)
-        result = whatif_model.whatif(records, summary_model=summary_model)
+    records = _load(paths, log, stderr, pricing)
+    with _quiet_unknown_models():
+        result = whatif_model.whatif(records, summary_model=summary_model, pricing=pricing)
+    _checked(paths, log, stderr, calls=len(records), unknown=result.unknown_models, unpriced=None)
     if output_format is TextFormat.json:
         _write(_dump({**result.to_dict(), "import": log.to_dict()}), None)
     else:

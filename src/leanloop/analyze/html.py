@@ -10,11 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from html import escape
 
-from leanloop.analyze.report import COMPONENTS, CallRow, Report, RowCost, Totals, iso_time, short_run, short_source
-from leanloop.pricing import Cost
+from leanloop.analyze.report import (
+    COMPONENTS,
+    CallRow,
+    Report,
+    Totals,
+    cost_text,
+    iso_time,
+    short_run,
+    short_source,
+    unpriced_warning,
+    usd_text,
+)
 
 __all__ = ["COLORS", "render_html"]
 
@@ -54,10 +63,6 @@ svg text{font:11px system-ui,sans-serif;fill:#5b6475}
 """
 
 
-def _usd(value: Decimal | float) -> str:
-    return f"${value:,.4f}" if abs(value) < 100 else f"${value:,.2f}"
-
-
 def _pct(value: float) -> str:
     return f"{100 * value:.1f}%"
 
@@ -68,6 +73,7 @@ class _Bar:
     parts: tuple[float, ...]  # USD per component, in COMPONENTS order
     read: int
     prompt: int
+    unpriced: bool  # a call in the bar has no price: ``parts`` leave it out
 
     @property
     def total(self) -> float:
@@ -87,9 +93,9 @@ def _bars(calls: Sequence[CallRow]) -> tuple[list[_Bar], int]:
         parts = tuple(sum(getattr(c.cost, attr) for c in group) for _, _, attr in COMPONENTS)
         first = group[0]
         label = f"calls {start + 1}-{start + len(group)}" if size > 1 else f"{first.run_id[:12]} #{first.iteration}"
-        bars.append(
-            _Bar(label, parts, sum(c.usage.cache_read_tokens for c in group), sum(c.usage.prompt_tokens for c in group))
-        )
+        read = sum(c.usage.cache_read_tokens for c in group)
+        prompt = sum(c.usage.prompt_tokens for c in group)
+        bars.append(_Bar(label, parts, read, prompt, unpriced=any(not c.cost.is_known for c in group)))
     return bars, size
 
 
@@ -130,7 +136,7 @@ def _svg(body: list[str], title: str) -> str:
 
 
 def _money_ticks(top: float) -> list[tuple[float, str]]:
-    return [(top * k / 4, _usd(top * k / 4)) for k in range(5)]
+    return [(top * k / 4, usd_text(top * k / 4)) for k in range(5)]
 
 
 def _stacked_cost_chart(bars: Sequence[_Bar]) -> str:
@@ -143,7 +149,7 @@ def _stacked_cost_chart(bars: Sequence[_Bar]) -> str:
     for index, bar in enumerate(bars):
         x = _LEFT + index * step + (step - width) / 2
         y = float(_TOP + plot_h)
-        tip = f"{bar.label}: {_usd(bar.total)}"
+        tip = f"{bar.label}: {usd_text(bar.total)}{'+?' if bar.unpriced else ''}"
         for (label, _, attribute), value in zip(COMPONENTS, bar.parts, strict=True):
             if value <= 0:
                 continue
@@ -151,20 +157,23 @@ def _stacked_cost_chart(bars: Sequence[_Bar]) -> str:
             y -= height
             body.append(
                 f'<rect x="{x:.2f}" y="{y:.2f}" width="{width:.2f}" height="{height:.2f}" '
-                f'fill="{COLORS[attribute]}"><title>{escape(tip)} - {label} {_usd(value)}</title></rect>'
+                f'fill="{COLORS[attribute]}"><title>{escape(tip)} - {label} {usd_text(value)}</title></rect>'
             )
     return _svg(body, "cost per call by component")
 
 
 def _cumulative_cost_chart(bars: Sequence[_Bar]) -> str:
     totals: list[float] = []
+    tips: list[str] = []
     running = 0.0
+    unpriced = False
     for bar in bars:
         running += bar.total
+        unpriced = unpriced or bar.unpriced
         totals.append(running)
+        tips.append(f"{bar.label}: {usd_text(running)}{'+?' if unpriced else ''} so far")
     top = _nice_ceiling(running)
     body = _frame(_money_ticks(top), top, "calls, in time order")
-    tips = [f"{bar.label}: {_usd(total)} so far" for bar, total in zip(bars, totals, strict=True)]
     body.append(_polyline(totals, top, "#4e79a7", tips))
     return _svg(body, "cumulative cost")
 
@@ -208,16 +217,10 @@ def _row(cells: Sequence[str], tag: str = "td") -> str:
     return "<tr>" + "".join(f"<{tag}{' class=l' if _is_text(c) else ''}>{escape(c)}</{tag}>" for c in cells) + "</tr>"
 
 
-def _cost(cost: Cost | RowCost) -> str:
-    if not cost.is_known:
-        return "unknown (" + ", ".join(sorted(cost.unknown_models)) + ")"
-    return _usd(cost.priced_total) + (" est." if cost.estimated else "")
-
-
 def _totals_cells(totals: Totals) -> list[str]:
     usage = totals.usage
     tokens = [f"{getattr(usage, attribute):,}" for _, attribute, _ in COMPONENTS]
-    return [f"{totals.calls:,}", *tokens, _pct(totals.hit_rate), _cost(totals.cost)]
+    return [f"{totals.calls:,}", *tokens, _pct(totals.hit_rate), cost_text(totals.cost)]
 
 
 _TOTAL_HEAD = ("calls", "input", "write 5m", "write 1h", "read", "output", "hit rate", "cost")
@@ -232,7 +235,7 @@ def _call_cells(row: CallRow) -> list[str]:
         row.model,
         *(f"{getattr(usage, attribute):,}" for _, attribute, _ in COMPONENTS),
         _pct(row.hit_rate),
-        _cost(row.cost),
+        cost_text(row.cost),
         short_source(row.source),
     ]
 
@@ -255,7 +258,7 @@ def render_html(report: Report, *, title: str = "leanloop report", top: int = 10
     grouped = f" Each bar groups {group:,} neighbouring calls." if group > 1 else ""
     files = [f for f in report.log.files if f.format]
     cards = [
-        (_cost(totals.cost), "total cost"),
+        (cost_text(totals.cost), "total cost"),
         (f"{totals.calls:,}", "model calls"),
         (f"{len(report.runs):,}", "runs"),
         (_pct(totals.hit_rate), "cache hit rate (read / all input)"),
@@ -263,7 +266,7 @@ def render_html(report: Report, *, title: str = "leanloop report", top: int = 10
         (f"{totals.usage.output_tokens:,}", "output tokens"),
     ]
     kinds = [
-        [label, f"{getattr(totals.usage, attr):,}", _usd(getattr(totals.cost, cost_attr))]
+        [label, f"{getattr(totals.usage, attr):,}", cost_text(totals.cost, getattr(totals.cost, cost_attr))]
         for label, attr, cost_attr in COMPONENTS
     ]
     runs = sorted(report.runs.values(), key=lambda run: run.totals.cost.priced_total, reverse=True)
@@ -277,6 +280,7 @@ def render_html(report: Report, *, title: str = "leanloop report", top: int = 10
         '<div class="cards">'
         + "".join(f"<div class=card><b>{escape(v)}</b><span>{escape(k)}</span></div>" for v, k in cards)
         + "</div>",
+        _unpriced(totals),
         "<h2>Cost per call, by component</h2>",
         _stacked_cost_chart(bars),
         _legend(),
@@ -307,6 +311,12 @@ def render_html(report: Report, *, title: str = "leanloop report", top: int = 10
     parts.append(_problems(report))
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _unpriced(totals: Totals) -> str:
+    if not totals.unpriced_calls:
+        return ""
+    return f'<p class="warn">{escape(unpriced_warning(totals.cost.unknown_models, totals.unpriced_calls))}</p>'
 
 
 def _problems(report: Report) -> str:

@@ -32,7 +32,7 @@ from typing import Any, cast
 from leanloop.analyze.changes import change_from_dict, change_to_dict
 from leanloop.cachesim import LOOKBACK_POSITIONS, TTL_SECONDS
 from leanloop.explain import PrefixChange, detect_miss, diff_prints
-from leanloop.pricing import Pricing, default_pricing
+from leanloop.pricing import Cost, Pricing, default_pricing
 from leanloop.tokens import TRAILING_PROMPT_TOKENS
 from leanloop.trace import CallRecord
 from leanloop.usage import Usage
@@ -117,7 +117,7 @@ class MissReport:
     calls: int
     runs: int
     misses: list[Miss] = field(default_factory=list[Miss])
-    total_cost: Decimal = Decimal(0)
+    total_cost: Cost = field(default_factory=Cost)
 
     @property
     def by_cause(self) -> dict[str, CauseTotals]:
@@ -140,6 +140,11 @@ class MissReport:
     def lost_tokens(self) -> int:
         return sum(m.lost_tokens for m in self.misses)
 
+    @property
+    def unpriced_misses(self) -> int:
+        """Misses of a model without a price: ``lost_usd`` leaves them out."""
+        return sum(1 for m in self.misses if m.lost_usd is None)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "calls": self.calls,
@@ -147,7 +152,8 @@ class MissReport:
             "misses": len(self.misses),
             "lost_tokens": self.lost_tokens,
             "lost_usd": float(self.lost_usd),
-            "total_cost_usd": float(self.total_cost),
+            "total_cost_usd": self.total_cost.usd,
+            **({"unknown_models": sorted(self.total_cost.unknown_models)} if not self.total_cost.is_known else {}),
             "by_cause": {cause: totals.to_dict() for cause, totals in self.by_cause.items()},
             "calls_that_missed": [miss.to_dict() for miss in self.misses],
         }
@@ -244,11 +250,11 @@ def find_misses(records: Iterable[CallRecord], *, min_tokens: int = 512, pricing
     """Every call that read at least ``min_tokens`` fewer tokens than the previous call of its run had cached."""
     pricing = pricing or default_pricing()
     runs: dict[str, list[CallRecord]] = {}
-    total = Decimal(0)
+    total = Cost()
     count = 0
     for record in records:
         runs.setdefault(record.run_id, []).append(record)
-        total += record.cost.priced_total
+        total += record.cost
         count += 1
     report = MissReport(calls=count, runs=len(runs), total_cost=total)
     for calls in runs.values():

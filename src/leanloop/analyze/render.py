@@ -1,5 +1,9 @@
 """Terminal tables (rich) for ``report``, ``explain`` and ``whatif``. Presentation only: the numbers are computed
-in ``report``, ``misses`` and ``whatif``."""
+in ``report``, ``misses`` and ``whatif``.
+
+Tables fit an 80-column terminal: number columns never wrap nor get cut (a narrow terminal gets fewer of them),
+text columns (ids, models, strategies) wrap instead.
+"""
 
 from __future__ import annotations
 
@@ -16,32 +20,22 @@ from leanloop.analyze.report import (
     COMPONENTS,
     CallRow,
     Report,
-    RowCost,
     Totals,
+    cost_text,
     iso_time,
     short_model,
     short_run,
     short_source,
+    usd_text,
 )
 from leanloop.analyze.sources import ImportLog
 from leanloop.analyze.whatif import WhatIf
-from leanloop.pricing import Cost
 
 __all__ = ["print_import_log", "print_misses", "print_report", "print_whatif"]
 
 _MAX_CALL_ROWS = 50
 _MAX_RUN_ROWS = 20
 _MAX_PROBLEMS = 10
-
-
-def _usd(value: Decimal | float) -> str:
-    return f"${value:,.4f}" if abs(value) < 100 else f"${value:,.2f}"
-
-
-def _cost(cost: Cost | RowCost) -> str:
-    if not cost.is_known:
-        return f"unknown ({', '.join(sorted(cost.unknown_models))})"
-    return _usd(cost.priced_total) + (" est." if cost.estimated else "")
 
 
 def _pct(value: float) -> str:
@@ -58,11 +52,22 @@ def _when(moment: float | None) -> str:
 
 
 def _table(title: str, columns: Iterable[str], left: int = 1) -> Table:
+    """The first ``left`` columns hold text (they wrap when the terminal is narrow); the others hold numbers
+    (they never wrap nor get cut)."""
     table = Table(
-        title=title, box=box.SIMPLE_HEAD, title_justify="left", title_style="bold", padding=(0, 1), pad_edge=False
+        title=title,
+        box=box.SIMPLE_HEAD,
+        title_justify="left",
+        title_style="bold",
+        caption_justify="left",
+        padding=(0, 1),
+        pad_edge=False,
     )
     for index, column in enumerate(columns):
-        table.add_column(column, justify="left" if index < left else "right")
+        if index < left:
+            table.add_column(column, overflow="fold")
+        else:
+            table.add_column(column, justify="right", no_wrap=True)
     return table
 
 
@@ -70,30 +75,36 @@ _HEADERS = {
     "input_tokens": "input",
     "cache_write_5m_tokens": "write5m",
     "cache_write_1h_tokens": "write1h",
+    "cache_write_tokens": "write",
     "cache_read_tokens": "read",
     "output_tokens": "output",
+    "prompt_tokens": "prompt",
 }
-_WIDE = 120  # below this console width, tables drop the time and source columns
+_NARROW_KINDS = ("prompt_tokens", "cache_write_tokens", "output_tokens")  # the hit rate stands for the reads
+_WIDE = 120  # below this console width, tables show fewer token columns and no time or source
 
 
 @dataclass(frozen=True)
 class _Layout:
-    """Which token kinds get a column (kinds that are 0 in every call are left out) and whether times fit."""
+    """Which token kinds get a column (kinds that are 0 in every call are left out; a narrow terminal gets all
+    input, writes and output) and whether times and sources fit."""
 
     kinds: tuple[str, ...]
     wide: bool
 
     @classmethod
     def of(cls, totals: Totals, console: Console) -> _Layout:
+        if console.width < _WIDE:
+            return cls(_NARROW_KINDS, wide=False)
         kinds = tuple(a for _, a, _ in COMPONENTS if getattr(totals.usage, a) or a == "input_tokens")
-        return cls(kinds, console.width >= _WIDE)
+        return cls(kinds, wide=True)
 
     def total_columns(self) -> tuple[str, ...]:
         return ("calls", *(_HEADERS[k] for k in self.kinds), "hit", "cost")
 
     def totals_cells(self, totals: Totals) -> list[str]:
         tokens = [f"{getattr(totals.usage, k):,}" for k in self.kinds]
-        return [f"{totals.calls:,}", *tokens, _pct(totals.hit_rate), _cost(totals.cost)]
+        return [f"{totals.calls:,}", *tokens, _pct(totals.hit_rate), cost_text(totals.cost)]
 
     def call_columns(self) -> tuple[str, ...]:
         head = ("call", "UTC", "model") if self.wide else ("call", "model")
@@ -106,42 +117,38 @@ class _Layout:
         head.append(short_model(row.model))
         tokens = [f"{getattr(row.usage, k):,}" for k in self.kinds]
         tail = [short_source(row.source)] if self.wide else []
-        return [*head, *tokens, _pct(row.hit_rate), _cost(row.cost), *tail]
+        return [*head, *tokens, _pct(row.hit_rate), cost_text(row.cost), *tail]
+
+
+def _excluded(totals: Totals) -> str:
+    """What a total leaves out: calls to models without a price."""
+    if not totals.unpriced_calls:
+        return ""
+    models = ", ".join(sorted(totals.cost.unknown_models))
+    return f"excludes {_plural(totals.unpriced_calls, 'unpriced call')}: {models}"
 
 
 def print_report(report: Report, console: Console, *, top: int = 10, all_calls: bool = False) -> None:
     totals = report.totals
     files = [f for f in report.log.files if f.format]
     formats = sorted({f.format or "" for f in files})
+    excluded = f" ({_excluded(totals)})" if totals.unpriced_calls else ""
     console.print(
         f"[bold]{_plural(totals.calls, 'call')}[/] in {_plural(len(report.runs), 'run')} from "
-        f"{_plural(len(files), 'file')} ({', '.join(formats) or 'no known format'}): [bold]{_cost(totals.cost)}[/], "
-        f"cache hit rate {_pct(totals.hit_rate)} (read / all input)"
+        f"{_plural(len(files), 'file')} ({', '.join(formats) or 'no known format'}): "
+        f"[bold]{cost_text(totals.cost)}[/]{excluded}, cache hit rate {_pct(totals.hit_rate)} (read / all input)"
     )
     if not totals.calls:
         print_import_log(report.log, console)
         return
     layout = _Layout.of(totals, console)
-    kinds = _table("Tokens and cost by kind", ("kind", "tokens", "cost", "share of cost"))
-    total = totals.cost.priced_total
-    for label, attribute, cost_attribute in COMPONENTS:
-        part: Decimal = getattr(totals.cost, cost_attribute)
-        share = _pct(float(part / total)) if total else "-"
-        kinds.add_row(label, f"{getattr(totals.usage, attribute):,}", _usd(part), share)
-    kinds.add_row("total", f"{totals.usage.prompt_tokens + totals.usage.output_tokens:,}", _cost(totals.cost), "")
-    console.print(kinds)
+    console.print(_kinds_table(totals))
     for title, column, groups in (("By model", "model", report.by_model), ("By day (UTC)", "day", report.by_day)):
         table = _table(title, (column, *layout.total_columns()))
         for key, group in sorted(groups.items()):
             table.add_row(short_model(key) if column == "model" else key, *layout.totals_cells(group))
         console.print(table)
-    runs = sorted(report.runs.values(), key=lambda run: run.totals.cost.priced_total, reverse=True)
-    table = _table("Runs (costliest first)", ("run", "first UTC", *layout.total_columns()), left=2)
-    for run in runs[:_MAX_RUN_ROWS]:
-        table.add_row(short_run(run.run_id), _when(run.first_at), *layout.totals_cells(run.totals))
-    if len(runs) > _MAX_RUN_ROWS:
-        table.caption = f"{len(runs) - _MAX_RUN_ROWS:,} more runs: --format json or csv lists them all"
-    console.print(table)
+    console.print(_runs_table(report, layout))
     listed = all_calls or len(report.calls) <= _MAX_CALL_ROWS
     if listed:
         table = _table("Calls", layout.call_columns(), left=3 if layout.wide else 2)
@@ -154,6 +161,31 @@ def print_report(report: Report, console: Console, *, top: int = 10, all_calls: 
             table.add_row(*layout.call_cells(row))
         console.print(table)
     print_import_log(report.log, console)
+
+
+def _kinds_table(totals: Totals) -> Table:
+    table = _table("Tokens and cost by kind", ("kind", "tokens", "cost", "share of cost"))
+    total = totals.cost.priced_total
+    for label, attribute, cost_attribute in COMPONENTS:
+        part: Decimal = getattr(totals.cost, cost_attribute)
+        share = _pct(float(part / total)) if total else "-"
+        table.add_row(label, f"{getattr(totals.usage, attribute):,}", cost_text(totals.cost, part), share)
+    table.add_row("total", f"{totals.usage.prompt_tokens + totals.usage.output_tokens:,}", cost_text(totals.cost), "")
+    if totals.unpriced_calls:
+        table.caption = f"+?: the cost {_excluded(totals)}"
+    return table
+
+
+def _runs_table(report: Report, layout: _Layout) -> Table:
+    runs = sorted(report.runs.values(), key=lambda run: run.totals.cost.priced_total, reverse=True)
+    head = ("run", "first UTC") if layout.wide else ("run",)
+    table = _table("Runs (costliest first)", (*head, *layout.total_columns()), left=len(head))
+    for run in runs[:_MAX_RUN_ROWS]:
+        first = (_when(run.first_at),) if layout.wide else ()
+        table.add_row(short_run(run.run_id), *first, *layout.totals_cells(run.totals))
+    if len(runs) > _MAX_RUN_ROWS:
+        table.caption = f"{len(runs) - _MAX_RUN_ROWS:,} more runs: --format json or csv lists them all"
+    return table
 
 
 def print_import_log(log: ImportLog, console: Console) -> None:
@@ -177,14 +209,14 @@ def print_import_log(log: ImportLog, console: Console) -> None:
 def print_misses(result: MissReport, console: Console, *, limit: int = 50) -> None:
     console.print(
         f"[bold]{len(result.misses):,} of {_plural(result.calls, 'call')}[/] missed the cache they should have read: "
-        f"{result.lost_tokens:,} tokens, [bold]{_usd(result.lost_usd)}[/] lost "
-        f"(of {_usd(result.total_cost)} spent)"
+        f"{result.lost_tokens:,} tokens, [bold]{usd_text(result.lost_usd)}{'+?' if result.unpriced_misses else ''}[/] "
+        f"lost (of {cost_text(result.total_cost)} spent)"
     )
     if not result.misses:
         return
     causes = _table("Lost per cause", ("cause", "calls", "tokens lost", "USD lost"))
     for cause, totals in result.by_cause.items():
-        usd = _usd(totals.lost_usd) + (f" (+{totals.unpriced_calls} unpriced)" if totals.unpriced_calls else "")
+        usd = usd_text(totals.lost_usd) + (f" (+{totals.unpriced_calls} unpriced)" if totals.unpriced_calls else "")
         causes.add_row(cause, f"{totals.calls:,}", f"{totals.lost_tokens:,}", usd)
     console.print(causes)
     table = _table("Calls that missed", ("call", "model", "gap", "expected", "read", "lost", "USD", "cause"), left=2)
@@ -198,7 +230,7 @@ def print_misses(result: MissReport, console: Console, *, limit: int = 50) -> No
             f"{miss.expected_read_tokens:,}",
             f"{miss.read_tokens:,}",
             f"{miss.lost_tokens:,}",
-            _usd(miss.lost_usd) if miss.lost_usd is not None else "unknown",
+            usd_text(miss.lost_usd) if miss.lost_usd is not None else "unknown",
             miss.cause,
         )
     if len(result.misses) > limit:
@@ -213,22 +245,26 @@ def print_misses(result: MissReport, console: Console, *, limit: int = 50) -> No
 
 
 def print_whatif(result: WhatIf, console: Console) -> None:
+    """One row per strategy; a narrow terminal gets names without labels, and no prompt column (the prompt is the
+    same under every strategy, give or take the simulated tail)."""
     console.print(
         f"[bold]{_plural(result.calls, 'call')}[/] in {_plural(result.runs, 'run')}, re-priced under each strategy"
     )
-    table = _table("Strategies", ("strategy", "prompt", "write", "read", "output", "cost", "vs recorded", ""))
+    wide = console.width >= _WIDE
+    prompt = ("prompt",) if wide else ()
+    table = _table("Strategies", ("strategy", *prompt, "write", "read", "output", "cost", "vs recorded"))
     for name, strategy in result.strategies.items():
         usage = strategy.usage
         ratio = result.ratio(name)
+        estimate = " (estimate)" if strategy.estimated and name != "as_recorded" else ""
         table.add_row(
-            f"{name}: {strategy.label}",
-            f"{usage.prompt_tokens:,}",
+            (f"{name}: {strategy.label}" if wide else name) + estimate,
+            *((f"{usage.prompt_tokens:,}",) if wide else ()),
             f"{usage.cache_write_tokens:,}",
             f"{usage.cache_read_tokens:,}",
             f"{usage.output_tokens:,}",
-            _cost(strategy.cost),
+            cost_text(strategy.cost),
             f"{ratio:.2f}x" if ratio is not None else "-",
-            "estimate" if strategy.estimated and name != "as_recorded" else "",
         )
     console.print(table)
     for note in result.assumptions:

@@ -5,6 +5,9 @@ memory grows with the number of calls, not with the size of the logs they came f
 record carries (every importer prices each request on its own, at its own time); they are only ever added up.
 
 Cache hit rate is ``cache read / all input tokens`` (input + cache writes + cache reads).
+
+A call to a model without a price has an unknown cost, never $0: its cost is null (JSON) or empty (CSV), and a
+total over it is null too, with ``cost_usd_priced`` (the priced part), ``unpriced_calls`` and ``unknown_models``.
 """
 
 from __future__ import annotations
@@ -32,12 +35,15 @@ __all__ = [
     "RunTotals",
     "Totals",
     "build_report",
+    "cost_text",
     "day_of",
     "hit_rate",
     "iso_time",
     "short_model",
     "short_run",
     "short_source",
+    "unpriced_warning",
+    "usd_text",
     "write_csv",
     "write_json",
 ]
@@ -89,21 +95,44 @@ def short_source(source: str | None) -> str:
     return (source or "").rsplit("/", 1)[-1]
 
 
-def _money(value: Decimal) -> float:
-    return float(value)
+def usd_text(value: Decimal | float) -> str:
+    return f"${value:,.4f}" if abs(value) < 100 else f"${value:,.2f}"
+
+
+def cost_text(cost: Cost | RowCost, part: Decimal | float | None = None) -> str:
+    """``cost`` (or a ``part`` of it) for people: ``$0.0123``, ``$0.0123 est.``, ``$0.0123+?`` when calls without a
+    price are left out, ``unknown`` when nothing could be priced. Never $0 for an unknown cost."""
+    value = cost.priced_total if part is None else part
+    if cost.is_known:
+        return usd_text(value) + (" est." if cost.estimated else "")
+    return usd_text(value) + "+?" if cost.priced_total else "unknown"
+
+
+def unpriced_warning(models: Iterable[str], calls: int | None = None) -> str:
+    """One line naming the models without a price (and how many calls they made)."""
+    count = f" ({calls:,} call{'' if calls == 1 else 's'})" if calls else ""
+    return (
+        f"no price known for {', '.join(sorted(models))}{count}: cost shown as unknown, totals exclude those calls "
+        "(price a model in a file named by LEANLOOP_PRICES)"
+    )
 
 
 def _usage_dict(usage: Usage) -> dict[str, Any]:
     return {attribute: getattr(usage, attribute) for _, attribute, _ in COMPONENTS}
 
 
-def _cost_dict(cost: Cost) -> dict[str, Any]:
+def _cost_dict(
+    by_kind: dict[str, float], priced: float, cost: Cost | RowCost, *, calls: int, unpriced: int
+) -> dict[str, Any]:
+    """The JSON cost fields: nothing priced is null, never 0."""
+    anything_priced = calls > unpriced
     data: dict[str, Any] = {
-        "cost_usd": cost.usd,
-        "cost_usd_by_kind": {attribute: _money(getattr(cost, attribute)) for _, _, attribute in COMPONENTS},
+        "cost_usd": priced if cost.is_known else None,
+        "cost_usd_by_kind": by_kind if anything_priced else None,
     }
     if not cost.is_known:
-        data["cost_usd_priced"] = _money(cost.priced_total)
+        data["cost_usd_priced"] = priced if anything_priced else None
+        data["unpriced_calls"] = unpriced
         data["unknown_models"] = sorted(cost.unknown_models)
     if cost.estimated:
         data["cost_estimated"] = True
@@ -117,11 +146,13 @@ class Totals:
     calls: int = 0
     usage: Usage = field(default_factory=Usage)
     cost: Cost = field(default_factory=Cost)
+    unpriced_calls: int = 0
 
     def add(self, usage: Usage, cost: Cost) -> None:
         self.calls += 1
         self.usage = self.usage + usage
         self.cost = self.cost + cost
+        self.unpriced_calls += not cost.is_known
 
     @property
     def hit_rate(self) -> float:
@@ -131,7 +162,13 @@ class Totals:
         return {
             "calls": self.calls,
             **_usage_dict(self.usage),
-            **_cost_dict(self.cost),
+            **_cost_dict(
+                {attribute: float(getattr(self.cost, attribute)) for _, _, attribute in COMPONENTS},
+                float(self.cost.priced_total),
+                self.cost,
+                calls=self.calls,
+                unpriced=self.unpriced_calls,
+            ),
             "cache_hit_rate": round(self.hit_rate, 4),
         }
 
@@ -179,16 +216,8 @@ class RowCost:
         return self.total
 
     def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "cost_usd": self.total if self.is_known else None,
-            "cost_usd_by_kind": {attribute: getattr(self, attribute) for _, _, attribute in COMPONENTS},
-        }
-        if not self.is_known:
-            data["cost_usd_priced"] = self.total
-            data["unknown_models"] = sorted(self.unknown_models)
-        if self.estimated:
-            data["cost_estimated"] = True
-        return data
+        by_kind = {attribute: getattr(self, attribute) for _, _, attribute in COMPONENTS}
+        return _cost_dict(by_kind, self.total, self, calls=1, unpriced=int(not self.is_known))
 
 
 @dataclass(slots=True)
@@ -327,6 +356,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "cache_read_usd",
     "output_usd",
     "cost_usd",
+    "unpriced",
     "cost_estimated",
     "stop_reason",
     "message_id",
@@ -343,8 +373,9 @@ def _csv_rows(calls: Iterable[CallRow]) -> Iterator[list[Any]]:
             row.model,
             *(getattr(row.usage, attribute) for _, attribute, _ in COMPONENTS),
             f"{row.hit_rate:.4f}",
-            *(repr(getattr(row.cost, attribute)) for _, _, attribute in COMPONENTS),
+            *(repr(getattr(row.cost, attribute)) if row.cost.is_known else "" for _, _, attribute in COMPONENTS),
             repr(row.cost.priced_total) if row.cost.is_known else "",
+            "" if row.cost.is_known else "yes",
             "yes" if row.cost.estimated else "",
             row.stop_reason or "",
             row.message_id or "",
@@ -363,7 +394,7 @@ def write_json(report: Report, file: IO[str], *, top: int = 10) -> None:
 
 
 def write_csv(report: Report, file: IO[str]) -> None:
-    """One row per call (an unknown model's cost is left empty, never 0)."""
+    """One row per call (an unknown model's costs are left empty, never 0, and ``unpriced`` says yes)."""
     writer = csv.writer(file, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     writer.writerows(_csv_rows(report.calls))

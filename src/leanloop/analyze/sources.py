@@ -9,7 +9,8 @@ Formats (detected from the first lines, never from the file name):
 - ``sse``: a raw streamed Messages API response body.
 
 A path may be a file or a directory (walked recursively). Files of no known format inside a directory are listed
-and skipped; a broken or unknown line is reported with its file and line number, and the import goes on.
+and skipped; a file or directory that cannot be read is noted once, with the reason; a broken or unknown line is
+reported with its file and line number. The import goes on in each case.
 Claude Code calls are de-duplicated across all files of one import (a resumed session repeats earlier messages),
 so they come out after the other formats' calls, once every file has been read.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -33,7 +35,16 @@ from leanloop.errors import ConfigError
 from leanloop.pricing import Pricing, default_pricing
 from leanloop.trace import CallRecord, TraceProblem, iter_trace
 
-__all__ = ["FORMATS", "Format", "ImportLog", "SourceFile", "detect_format", "discover", "iter_calls"]
+__all__ = [
+    "FORMATS",
+    "Format",
+    "ImportLog",
+    "SourceFile",
+    "count_lines",
+    "detect_format",
+    "discover",
+    "iter_calls",
+]
 
 Format = Literal["leanloop", "claude_code", "openhands", "recording", "sse"]
 FORMATS: tuple[Format, ...] = ("leanloop", "claude_code", "openhands", "recording", "sse")
@@ -42,6 +53,7 @@ _SNIFF_LINES = 25
 _SNIFF_BYTES = 1 << 20
 _LINE_LIMIT = 16 << 20
 _KEEP_PROBLEMS = 1000
+_UNKNOWN_FORMAT = "files of unknown format"
 
 
 @dataclass
@@ -55,12 +67,18 @@ class SourceFile:
 
 @dataclass
 class ImportLog:
-    """What an import read: files with their format, unusable lines (the first 1,000 kept), skipped lines."""
+    """What an import read: files with their format, paths it could not read (with the reason), unusable lines
+    (the first 1,000 kept), skipped lines."""
 
     files: list[SourceFile] = field(default_factory=list[SourceFile])
+    unreadable: dict[str, str] = field(default_factory=dict[str, str])
     problems: list[TraceProblem] = field(default_factory=list[TraceProblem])
     problem_count: int = 0
     skipped: Counter[str] = field(default_factory=Counter[str])
+
+    def cannot_read(self, path: Path | str, error: OSError) -> None:
+        """Note a file or directory that could not be read; a path noted twice keeps its first reason."""
+        self.unreadable.setdefault(str(path), error.strerror or str(error))
 
     def problem(self, path: Path | str, line: int, message: str, *, truncated: bool = False) -> None:
         self.problem_count += 1
@@ -71,36 +89,109 @@ class ImportLog:
     def total_bytes(self) -> int:
         return sum(f.size for f in self.files)
 
+    def why_no_calls(self, lines: int) -> str:
+        """Why an import that found no model call found none, given how many lines its files hold (one line)."""
+        unreadable = _plural(len(self.unreadable), "unreadable path")
+        if not self.files:
+            return f"nothing readable: {unreadable}" if self.unreadable else "no files"
+        kinds = Counter(_kind(source) for source in self.files)
+        reasons = [_plural(count, noun) + suffix for (noun, suffix), count in sorted(kinds.items())]
+        if self.problem_count:
+            reasons.append(_plural(self.problem_count, "unusable line"))
+        reasons += [f"{n:,} {reason}" for reason, n in sorted(self.skipped.items()) if reason != _UNKNOWN_FORMAT]
+        if self.unreadable:
+            reasons.append(unreadable)
+        return f"{_plural(lines, 'line')} skipped: {', '.join(reasons)}"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "files": [
                 {"path": str(f.path), "format": f.format, "bytes": f.size, "calls": f.calls, **_note(f.note)}
                 for f in self.files
             ],
+            "unreadable": [{"path": path, "reason": reason} for path, reason in self.unreadable.items()],
             "problem_count": self.problem_count,
             "problems": [{"path": p.path, "line": p.line, "message": p.message} for p in self.problems],
             "skipped": dict(self.skipped),
         }
 
 
+def _kind(source: SourceFile) -> tuple[str, str]:
+    """What a file without a model call is, as (noun, rest of the phrase)."""
+    if source.format is not None:
+        return f"{source.format} file", " without a model call"
+    return ("empty file", "") if not source.size else ("file", " of no known trace format")
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def count_lines(files: Iterable[SourceFile]) -> int:
+    """Lines in ``files`` (a last line without a newline counts); a file that cannot be read counts none."""
+    total = 0
+    for source in files:
+        try:
+            with source.path.open("rb") as file:
+                last = b"\n"
+                while chunk := file.read(1 << 20):
+                    total += chunk.count(b"\n")
+                    last = chunk[-1:]
+                total += last != b"\n"
+        except OSError:
+            continue
+    return total
+
+
 def _note(note: str) -> dict[str, str]:
     return {"note": note} if note else {}
 
 
-def discover(paths: Iterable[str | Path]) -> list[Path]:
-    """Every regular file under ``paths`` (files as given, directories walked in sorted order)."""
+def discover(paths: Iterable[str | Path], log: ImportLog | None = None) -> list[Path]:
+    """Every regular file under ``paths`` (files as given, directories walked in sorted order).
+
+    A path that does not exist is a ``ConfigError``. A file or directory that cannot be read is noted in ``log`` and
+    left out (without a log, it is a ``ConfigError`` too).
+    """
+
+    def unreadable(error: OSError) -> None:
+        if log is None:
+            raise ConfigError(f"{error.filename}: {error.strerror}")
+        log.cannot_read(error.filename, error)
+
     found: list[Path] = []
     for raw in paths:
         path = Path(raw).expanduser()
-        if path.is_file():
+        try:
+            mode = path.stat().st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            raise ConfigError(f"{path}: no such file or directory") from None
+        except OSError as error:
+            unreadable(error)
+            continue
+        if stat.S_ISDIR(mode):
+            found.extend(_walk(path, unreadable))
+        elif stat.S_ISREG(mode):
             found.append(path)
-        elif path.is_dir():
-            for root, dirs, files in os.walk(path):
-                dirs.sort()
-                found.extend(Path(root, name) for name in sorted(files) if Path(root, name).is_file())
         else:
-            raise ConfigError(f"{path}: no such file or directory")
+            raise ConfigError(f"{path}: not a regular file or a directory")
     return found
+
+
+def _walk(top: Path, unreadable: Callable[[OSError], None]) -> Iterator[Path]:
+    for root, dirs, files in os.walk(top, onerror=unreadable):
+        dirs.sort()
+        for name in sorted(files):
+            path = Path(root, name)
+            try:
+                mode = path.stat().st_mode
+            except FileNotFoundError:  # a dangling link, or removed meanwhile
+                continue
+            except OSError as error:
+                unreadable(error)
+                continue
+            if stat.S_ISREG(mode):
+                yield path
 
 
 def _sniff_json_line(data: Any) -> Format | None:
@@ -166,22 +257,20 @@ def iter_calls(
 
     ``content=True`` makes the Claude Code importer follow message contents (for ``explain`` and ``whatif``).
     ``on_bytes`` is called with byte counts as the files are read (a progress bar). ``files`` short-cuts
-    ``discover(paths)`` when the caller already has the list.
+    ``discover(paths, log)`` when the caller already has the list.
     """
     claude = ClaudeCodeImport(content=content, pricing=pricing)
     claude_files: list[SourceFile] = []
-    for path in files if files is not None else discover(paths):
-        source = SourceFile(path, None, path.stat().st_size)
-        log.files.append(source)
+    for path in files if files is not None else discover(paths, log):
         try:
-            source.format = detect_format(path)
+            source = SourceFile(path, detect_format(path), path.stat().st_size)
         except OSError as error:
-            source.note = f"unreadable: {error.strerror}"
-            log.problem(path, 0, source.note)
+            log.cannot_read(path, error)
             continue
+        log.files.append(source)
         if source.format is None:
             source.note = "not a trace (unknown format)"
-            log.skipped["files of unknown format"] += 1
+            log.skipped[_UNKNOWN_FORMAT] += 1
             _advance(on_bytes, source.size)
             continue
         if source.format == "claude_code":

@@ -72,6 +72,11 @@ class WhatIf:
     def recorded(self) -> StrategyCost:
         return self.strategies["as_recorded"]
 
+    @property
+    def unknown_models(self) -> frozenset[str]:
+        """Models without a price, in any strategy: costs that include them are unknown."""
+        return frozenset[str]().union(*(s.cost.unknown_models for s in self.strategies.values()))
+
     def ratio(self, name: str) -> float | None:
         base = self.recorded.cost
         other = self.strategies[name].cost
@@ -95,6 +100,8 @@ class WhatIf:
                 "vs_recorded": None if (r := self.ratio(name)) is None else round(r, 4),
                 "estimated": strategy.estimated,
             }
+            if not strategy.cost.is_known:
+                out[name]["unknown_models"] = sorted(strategy.cost.unknown_models)
         return {
             "calls": self.calls,
             "runs": self.runs,
