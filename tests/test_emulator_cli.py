@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import subprocess
@@ -85,9 +86,78 @@ def test_cli_serves_a_multi_turn_tool_conversation_with_cache_reads() -> None:
     assert "Traceback" not in err
 
 
-def test_cli_rejects_a_bad_scenario(tmp_path: Path) -> None:
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("steps: [{txt: typo}]")
-    result = CliRunner().invoke(cli_app, ["emulator", "--scenario", str(bad)])
-    assert result.exit_code == 2
-    assert "unknown keys" in result.output
+def test_port_0_serves_on_a_free_port_and_the_banner_shows_it() -> None:
+    command = [str(LEANLOOP), "emulator", "--port", "0", "--time-scale", "0"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        banner = process.stdout.readline() if process.stdout else ""
+        match = re.search(r"http://127\.0\.0\.1:(\d+) ", banner)
+        assert match, banner
+        port = int(match.group(1))
+        assert port != 0
+        client = anthropic.Anthropic(base_url=f"http://127.0.0.1:{port}", api_key="any-key", max_retries=0)
+        reply = client.messages.create(
+            model="claude-sonnet-4-6", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
+        )
+        assert reply.stop_reason == "end_turn"
+        client.close()
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=10)
+    assert "Traceback" not in err
+
+
+def run_cli(*arguments: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli_app, ["emulator", *arguments])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, result.output
+
+
+def test_a_busy_port_is_one_line_and_exit_2() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, output = run_cli("--port", str(port))
+    assert code == 2
+    assert output == f"leanloop emulator: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+
+
+@pytest.mark.parametrize("port", ["70000", "-1"])
+def test_a_port_out_of_range_is_exit_2(port: str) -> None:
+    code, output = run_cli("--port", port)
+    assert code == 2
+    assert "--port" in output
+
+
+def test_scenario_and_replay_together_is_exit_2(tmp_path: Path) -> None:
+    code, output = run_cli("--scenario", str(EXAMPLE_SCENARIO), "--replay", str(tmp_path / "run.json"))
+    assert (code, output) == (2, "leanloop emulator: give --scenario or --replay, not both\n")
+
+
+@pytest.mark.parametrize(
+    ("option", "name", "content", "fragment"),
+    [
+        ("--scenario", "typo.yaml", b"steps: [{txt: typo}]", "unknown keys"),
+        ("--scenario", "binary.yaml", b"\xff\xfe\x00\x01binary", "is not UTF-8 text"),
+        ("--scenario", "broken.yaml", b"steps: [unclosed\n  - x: {", "is not valid YAML"),
+        ("--scenario", "broken.json", b'{"steps": [', "is not valid JSON"),
+        ("--scenario", "list.yaml", b"- text: hi", "must hold a mapping with 'steps'"),
+        ("--scenario", "content.yaml", b"steps: [{text: hi, content: x}]", "content must be a list, got str"),
+        ("--scenario", "input.yaml", b"steps: [{tool_calls: [{name: a, input: [1]}]}]", "input must be a mapping"),
+        ("--scenario", "branches.yaml", b"steps: [{text: a, branches: 5}]", "branches must be a list, got int"),
+        ("--scenario", "faults.yaml", b"steps: [{text: a}]\nfaults: [{kind: overloaded, delay: soon}]", "soon"),
+        ("--replay", "run.jsonl", b"\xff", "is not UTF-8 text"),
+        ("--replay", "run.yaml", b"interactions: 5", "not a recording"),
+    ],
+)
+def test_a_bad_file_is_one_line_naming_it_and_exit_2(
+    tmp_path: Path, option: str, name: str, content: bytes, fragment: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    code, output = run_cli(option, str(path))
+    assert code == 2
+    assert len(output.splitlines()) == 1
+    assert str(path) in output
+    assert fragment in output

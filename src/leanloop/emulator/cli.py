@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -23,7 +23,7 @@ def emulator(
     host: Annotated[str, typer.Option(help="Interface to bind. Keep the loopback default unless you mean it.")] = (
         "127.0.0.1"
     ),
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8787,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0: any free one, shown on start).")] = 8787,
     scenario: Annotated[
         Path | None,
         typer.Option(help="YAML/JSON scenario every model plays (format: leanloop/emulator/scenario.py)."),
@@ -40,6 +40,8 @@ def emulator(
 ) -> None:
     """Run the Anthropic Messages API emulator on localhost (point the SDK's base_url at it)."""
     try:
+        if scenario is not None and replay is not None:
+            raise ConfigError("give --scenario or --replay, not both")
         policy: Policy = finisher
         faults = None
         if scenario is not None:
@@ -50,32 +52,25 @@ def emulator(
         if fault_rate:
             faults = Faults(rules=faults.rules if faults else (), rate=fault_rate, seed=fault_seed)
     except ConfigError as error:
-        typer.echo(f"leanloop emulator: {error}", err=True)
-        raise typer.Exit(code=2) from None
+        _fail(str(error))
     source = f"scenario {scenario}" if scenario else f"replay {replay}" if replay else "finisher"
-    typer.echo(f"leanloop emulator on http://{host}:{port} ({len(CATALOG)} models, {source}, time scale {time_scale})")
-    typer.echo(f'  anthropic.Anthropic(base_url="http://{host}:{port}", api_key="any-key")')
-    latency = LatencyModel(time_scale=time_scale)
     models: dict[str, Policy] = dict.fromkeys(CATALOG, policy)
-    _serve(models, faults=faults, latency=latency, api_key=api_key, host=host, port=port, seed=fault_seed)
-
-
-def _serve(
-    models: dict[str, Policy],
-    *,
-    faults: Faults | None,
-    latency: LatencyModel,
-    api_key: str | None,
-    host: str,
-    port: int,
-    seed: int,
-) -> None:
+    latency = LatencyModel(time_scale=time_scale)
     # Imported here: starlette, uvicorn and the SDK load only when the server runs, not for every leanloop command.
-    import uvicorn  # noqa: PLC0415
-
     from leanloop.emulator.app import create_app  # noqa: PLC0415
-    from leanloop.emulator.serving import quiet_dropped_connections  # noqa: PLC0415
+    from leanloop.emulator.serving import bind, serve  # noqa: PLC0415
 
-    app = create_app(models, latency=latency, faults=faults, api_key=api_key, seed=seed, log_limit=1000)
-    quiet_dropped_connections()
-    uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="off", ws="none")
+    app = create_app(models, latency=latency, faults=faults, api_key=api_key, seed=fault_seed, log_limit=1000)
+    try:
+        sock, url = bind(host, port)
+    except OSError as error:
+        _fail(f"cannot listen on {host}:{port}: {error.strerror or error}")
+    with sock:
+        typer.echo(f"leanloop emulator on {url} ({len(CATALOG)} models, {source}, time scale {time_scale})")
+        typer.echo(f'  anthropic.Anthropic(base_url="{url}", api_key="any-key")')
+        serve(app, sock)
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"leanloop emulator: {message}", err=True)
+    raise typer.Exit(code=2)

@@ -18,9 +18,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, cast
 
-import yaml
-
 from leanloop.emulator.policies import Reply, assistant_turns, content_blocks, finisher, messages_of
+from leanloop.emulator.scenario import read_data
 from leanloop.errors import ConfigError
 
 __all__ = ["ReplayPolicy", "load_trajectory", "replies_from_stream", "turns_from_messages"]
@@ -58,20 +57,11 @@ def turns_from_messages(messages: Sequence[Mapping[str, Any]]) -> list[Reply]:
 def load_trajectory(path: str | Path) -> list[Reply]:
     """The recorded assistant turns in ``path`` (formats in the module docstring)."""
     path = Path(path)
+    data = read_data(path, "trajectory")
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ConfigError(f"cannot read trajectory {path}: {error.strerror}") from None
-    try:
-        if path.suffix == ".jsonl":
-            data: Any = [json.loads(line) for line in text.splitlines() if line.strip()]
-        elif path.suffix == ".json":
-            data = json.loads(text)
-        else:
-            data = yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as error:
-        raise ConfigError(f"trajectory {path} cannot be parsed: {error}") from None
-    turns = _turns(data)
+        turns = _turns(data)
+    except (LookupError, TypeError, ValueError) as error:  # a recording with parts of the wrong shape
+        raise ConfigError(f"trajectory {path} is not a recording leanloop can read: {error!r}") from None
     if not turns:
         raise ConfigError(f"no assistant turns found in {path}")
     return turns

@@ -42,7 +42,16 @@ from leanloop.emulator.faults import Faults
 from leanloop.emulator.policies import Reply, block_text, content_blocks, finisher, messages_of, tool_results
 from leanloop.errors import ConfigError, UsageError
 
-__all__ = ["EXAMPLE_SCENARIO", "Branch", "Condition", "Scenario", "ScenarioExhausted", "Step", "load_scenario"]
+__all__ = [
+    "EXAMPLE_SCENARIO",
+    "Branch",
+    "Condition",
+    "Scenario",
+    "ScenarioExhausted",
+    "Step",
+    "load_scenario",
+    "read_data",
+]
 
 EXAMPLE_SCENARIO = Path(__file__).with_name("example_scenario.yaml")
 AfterLast = Literal["finish", "repeat", "error"]
@@ -174,29 +183,54 @@ class Scenario:
 
 
 def load_scenario(path: str | Path) -> Scenario:
-    """Read a scenario from a ``.yaml``/``.yml`` or ``.json`` file."""
+    """Read a scenario from a ``.yaml``/``.yml`` or ``.json`` file. Raises a one-line ``ConfigError`` naming it."""
     path = Path(path)
+    data = read_data(path, "scenario")
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"scenario {path} must hold a mapping with 'steps'")
+    try:
+        return Scenario.from_mapping(cast(Mapping[str, Any], data))
+    except (TypeError, ValueError) as error:  # ConfigError is a ValueError; the others come from values of a wrong type
+        raise ConfigError(f"scenario {path}: {_one_line(error)}") from None
+
+
+def read_data(path: Path, what: str) -> Any:
+    """The JSON (``.json``), JSON Lines (``.jsonl``, a list) or YAML (any other suffix) in ``path``.
+
+    Raises a one-line ``ConfigError`` naming the file; ``what`` says what it is for (scenario, trajectory).
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
-        raise ConfigError(f"cannot read scenario {path}: {error.strerror}") from None
+        raise ConfigError(f"cannot read {what} {path}: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"{what} {path} is not UTF-8 text (byte {error.start} is {error.object[error.start]:#x})"
+        ) from None
     try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        if path.suffix == ".jsonl":
+            return [json.loads(line) for line in text.splitlines() if line.strip()]
+        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as error:
-        raise ConfigError(f"scenario {path} is not valid {path.suffix.lstrip('.') or 'YAML'}: {error}") from None
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"scenario {path} must hold a mapping with 'steps'")
-    return Scenario.from_mapping(cast(Mapping[str, Any], data))
+        kind = path.suffix.lstrip(".").upper() if path.suffix in (".json", ".jsonl") else "YAML"
+        raise ConfigError(f"{what} {path} is not valid {kind}: {_one_line(error)}") from None
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())
 
 
 def _step(name: str, index: int, data: Any) -> Step:
     where = f"scenario {name!r}, step {index + 1}"
     data = _mapping(where, data, _STEP_KEYS)
-    branches = tuple(_branch(where, b) for b in cast(list[Any], data.get("branches") or []))
+    branches = tuple(_branch(where, b) for b in _items(where, data, "branches"))
     reply = _reply(where, data) if {"text", "tool_calls", "content"} & set(data) else None
     if reply is None and not branches:
         raise ConfigError(f"{where}: give it text, tool_calls, content or branches")
-    return Step(data.get("id"), reply, branches, str(data.get("next", "next")))
+    step_id = data.get("id")
+    if step_id is not None and not isinstance(step_id, str):
+        raise ConfigError(f"{where}: id must be a string, got {type(step_id).__name__}")
+    return Step(step_id, reply, branches, str(data.get("next", "next")))
 
 
 def _branch(where: str, data: Any) -> Branch:
@@ -207,25 +241,38 @@ def _branch(where: str, data: Any) -> Branch:
 
 
 def _reply(where: str, data: Mapping[str, Any]) -> Reply:
-    content = [dict(cast(Mapping[str, Any], b)) for b in cast(list[Any], data.get("content") or [])]
+    content = [_mapping(f"{where}, content block", b) for b in _items(where, data, "content")]
     if data.get("text"):
         content.append({"type": "text", "text": str(data["text"])})
-    for raw in cast(list[Any], data.get("tool_calls") or []):
+    for raw in _items(where, data, "tool_calls"):
         call = _mapping(f"{where}, tool call", raw, {"name", "input", "id"})
         if "name" not in call:
             raise ConfigError(f"{where}: a tool call needs a name")
-        block: dict[str, Any] = {"type": "tool_use", "name": call["name"], "input": dict(call.get("input") or {})}
+        tool_input = _mapping(f"{where}, tool call input", call.get("input") or {})
+        block: dict[str, Any] = {"type": "tool_use", "name": call["name"], "input": tool_input}
         if call.get("id"):
             block["id"] = call["id"]
         content.append(block)
-    return Reply(content, data.get("stop_reason"))
+    stop_reason = data.get("stop_reason")
+    if stop_reason is not None and not isinstance(stop_reason, str):
+        raise ConfigError(f"{where}: stop_reason must be a string, got {type(stop_reason).__name__}")
+    return Reply(content, stop_reason)
 
 
-def _mapping(where: str, data: Any, known: set[str]) -> dict[str, Any]:
+def _items(where: str, data: Mapping[str, Any], key: str) -> list[Any]:
+    """The list under ``key`` (empty when absent)."""
+    items: object = data.get(key) or []
+    if not isinstance(items, list):
+        raise ConfigError(f"{where}: {key} must be a list, got {type(items).__name__}")
+    return cast(list[Any], items)
+
+
+def _mapping(where: str, data: Any, known: set[str] | None = None) -> dict[str, Any]:
+    """``data`` as a dict; with ``known``, one holding no other keys."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}")
     mapping = dict(cast(Mapping[str, Any], data))
-    unknown = set(mapping) - known
+    unknown = set(mapping) - known if known is not None else set[str]()
     if unknown:
-        raise ConfigError(f"{where} has unknown keys {sorted(unknown)}; known: {sorted(known)}")
+        raise ConfigError(f"{where} has unknown keys {sorted(unknown)}; known: {sorted(known or ())}")
     return mapping

@@ -7,7 +7,8 @@ token is visible in-process, the client's read timeout applies (``httpx2.ReadTim
 drops mid-stream surfaces as ``httpx2.RemoteProtocolError``, exactly as over a socket.
 
 ``serve_in_thread(app)`` runs the same app under uvicorn on a loopback port, for the synchronous client and for
-anything that wants a real URL.
+anything that wants a real URL. ``bind`` then ``serve`` run it in the foreground, as ``leanloop emulator`` does: the
+port is bound first, so its number (even for port 0) is known and a busy port fails before anything is announced.
 """
 
 from __future__ import annotations
@@ -28,7 +29,14 @@ from starlette.types import ASGIApp
 
 from leanloop.emulator.app import ConnectionDropped
 
-__all__ = ["StreamingASGITransport", "async_client", "quiet_dropped_connections", "serve_in_thread"]
+__all__ = [
+    "StreamingASGITransport",
+    "async_client",
+    "bind",
+    "quiet_dropped_connections",
+    "serve",
+    "serve_in_thread",
+]
 
 _END = object()
 
@@ -189,16 +197,36 @@ def quiet_dropped_connections() -> None:
         logger.addFilter(_FILTER)
 
 
+def bind(host: str, port: int) -> tuple[socket.socket, str]:
+    """A TCP socket bound to ``host:port`` (port 0: a free one) and its base URL. Raises ``OSError`` (port in use)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # not to share a port: Linux refuses a live one
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    shown = f"[{host}]" if ":" in host else host
+    return sock, f"http://{shown}:{sock.getsockname()[1]}"
+
+
+def _server(app: ASGIApp) -> uvicorn.Server:
+    quiet_dropped_connections()
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", ws="none", http="h11", loop="asyncio")
+    return uvicorn.Server(config)
+
+
+def serve(app: ASGIApp, sock: socket.socket) -> None:
+    """Serve ``app`` on the bound ``sock`` (see ``bind``) in this thread until interrupted (Ctrl-C, SIGTERM)."""
+    with contextlib.suppress(KeyboardInterrupt):
+        _server(app).run(sockets=[sock])
+
+
 @contextlib.contextmanager
 def serve_in_thread(app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> Generator[str]:
     """Serve ``app`` under uvicorn in a daemon thread; yields the base URL. Port 0 picks a free port."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    bound_port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", ws="none", http="h11", loop="asyncio")
-    server = uvicorn.Server(config)
-    quiet_dropped_connections()
+    sock, url = bind(host, port)
+    server = _server(app)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="leanloop-emulator", daemon=True)
     thread.start()
     try:
@@ -206,7 +234,7 @@ def serve_in_thread(app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> Gen
             if not thread.is_alive():
                 raise RuntimeError("the emulator server thread stopped before it started")
             time.sleep(0.005)
-        yield f"http://{host}:{bound_port}"
+        yield url
     finally:
         server.should_exit = True
         thread.join(timeout=10)
