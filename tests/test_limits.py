@@ -105,7 +105,8 @@ async def test_settled_wakes_a_waiting_run_when_a_call_settles() -> None:
 
 def test_by_default_the_worst_case_assumes_the_cache_misses() -> None:
     read = estimate(if_missed="0.03")  # $0.01 with the predicted cache reads, $0.03 if the cache missed
-    assert isinstance(Spend(Budget(usd=0.0305)).check_before_call(read), Halt)
+    halt = Spend(Budget(usd=0.0305)).check_before_call(read)
+    assert isinstance(halt, Halt) and "Budget(strict=False) would send it" in halt.reason
     assert isinstance(Spend(Budget(usd=0.0305, strict=True)).check_before_call(read), Halt)
     trusting = Spend(Budget(usd=0.0305, strict=False)).check_before_call(read)
     assert isinstance(trusting, Go)  # trusts the predicted reads: may overshoot if the cache was evicted

@@ -285,11 +285,18 @@ class Spend:
             return f"{self.usage.output_tokens:,} of max_output_tokens={b.max_output_tokens:,} used"
         held = f" and ${self._in_flight.usd:.4f} held by calls in flight" if self._held else ""
         worst = "if the cache missed" if b.strict else "with the predicted cache reads"
-        return (
+        reason = (
             f"spent ${self.cost.total:.4f}{held} of usd={b.usd:g}; the next call's prompt alone could cost "
             f"${prompt_usd:.4f} {worst} (about {estimate.prompt_tokens:,} tokens), leaving no room for an answer of "
             f"{b.min_output_tokens} tokens"
         )
+        left = Decimal(str(b.usd)) - self.cost.total - self._in_flight.usd - estimate.prompt_usd
+        if b.strict and left >= min(b.min_output_tokens, estimate.max_tokens) * estimate.output_usd_per_token:
+            reason += (
+                f" (with the predicted cache reads it would cost ${estimate.prompt_usd:.4f}: Budget(strict=False) "
+                "would send it, and overshoot if the cache was evicted)"
+            )
+        return reason
 
     def record_call(self, go: Go | None, usage: Usage, cost: Cost) -> None:
         """Add a finished call and release its reservation (``go`` is None for calls made outside the check)."""
