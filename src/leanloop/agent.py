@@ -254,9 +254,7 @@ class Agent:
         self._client = client
         self._own_client: tuple[object, anthropic.AsyncAnthropic] | None = None
         self._linted: tuple[str, list[str]] = ("", [])
-        self._logged: set[str] = set()
-        self._last_call: SentCall | None = None  # the latest call of any run: the next run's first call checks it
-        self._token_scale: float | None = None  # the largest real/estimated prompt token ratio seen so far
+        self._memory = _Memory()
 
     def lint_findings(self) -> list[str]:
         """Volatile content (clock times, dates, UUIDs, random ids) in the system prompt and tool definitions."""
@@ -271,14 +269,6 @@ class Agent:
         if key != self._linted[0]:  # the system prompt may be a list the caller edits between runs
             self._linted = (key, [str(f) for where, text in texts for f in lint_volatile(text, where)])
         return list(self._linted[1])
-
-    def _warn(self, message: str) -> None:
-        """Log a warning once per Agent (1,000 runs with the same volatile prompt are one log line, not 1,000).
-        Numbers are ignored when comparing: a prompt's size or a timestamp changes from run to run."""
-        key = re.sub(r"\d[\d,.:]*", "#", message)
-        if key not in self._logged:
-            self._logged.add(key)
-            logger.warning("leanloop: %s", message)
 
     @property
     def client(self) -> anthropic.AsyncAnthropic:
@@ -323,7 +313,12 @@ class Agent:
         spend: Spend | None = None,
     ) -> RunResult:
         """``run()`` for code that is not async. Called inside a running event loop (a Jupyter cell, an async web
-        framework), the run goes on a worker thread with a loop of its own, and this call blocks until it ends."""
+        framework), the run goes on a worker thread with a loop of its own, and this call blocks until it ends.
+
+        Each call runs on a new event loop. Without ``client=`` the Agent makes an SDK client for it and closes it
+        after; a real ``AsyncAnthropic`` you pass keeps connections that belong to the loop that opened them, so
+        give ``run_sync`` a client per call, or none (the emulator's in-process clients work on any loop).
+        """
 
         async def main() -> RunResult:
             try:
@@ -349,7 +344,8 @@ class Agent:
         spend: Spend | None = None,
     ) -> AsyncIterator[Event]:
         """Run, yielding events as they happen; the last one is ``Finished`` with the ``RunResult``."""
-        run = _Run(self, task, history, resume, spend or Spend(budget or self.budget))
+        spend = spend or Spend(budget or self.budget)
+        run = _Run(self, self._memory, task=task, history=history, resume=resume, spend=spend)
         stop: StopRun | None = None
         try:
             for message in run.lint():
@@ -420,6 +416,24 @@ class Agent:
         run.add_tool_results([outcomes[index] for index in range(len(uses))])
 
 
+@dataclass
+class _Memory:
+    """What an Agent's runs pass on to the next: the latest call (a new run's first call is checked against its
+    tools + system prefix), the largest real/estimated prompt token ratio seen, and the warnings already logged."""
+
+    last_call: SentCall | None = None
+    token_scale: float | None = None
+    logged: set[str] = field(default_factory=set[str])
+
+    def warn(self, message: str) -> None:
+        """Log a warning once per Agent (1,000 runs with the same volatile prompt are one log line, not 1,000).
+        Numbers are ignored when comparing: a prompt's size or a timestamp changes from run to run."""
+        key = re.sub(r"\d[\d,.:]*", "#", message)
+        if key not in self.logged:
+            self.logged.add(key)
+            logger.warning("leanloop: %s", message)
+
+
 class _OutOfTime(Exception):
     """The run's max_wall_seconds ran out during a model call."""
 
@@ -488,6 +502,8 @@ class _Run:
     def __init__(
         self,
         agent: Agent,
+        memory: _Memory,
+        *,
         task: Any,
         history: Sequence[Mapping[str, Any]] | None,
         resume: RunState | None,
@@ -503,6 +519,7 @@ class _Run:
                 f"Budget(usd=...) needs a price for model {agent.model!r}: add it to a price override file"
             )
         self.agent = agent
+        self.memory = memory
         self.spend = spend
         self.client = agent.client
         self.model = agent.model
@@ -536,8 +553,8 @@ class _Run:
         self.pauses = 0
         self.nudged = False
         self.previous: SentCall | None = resume.last_call if resume else None  # this conversation's last call
-        self.shared: SentCall | None = None if resume else agent._last_call  # pyright: ignore[reportPrivateUsage]
-        self.token_scale = (resume.token_scale if resume else None) or agent._token_scale  # pyright: ignore[reportPrivateUsage]
+        self.shared: SentCall | None = None if resume else memory.last_call
+        self.token_scale = (resume.token_scale if resume else None) or memory.token_scale
         self.print_blocks: list[object] = []
         self.prints: list[BlockPrint] = []
         self.started = time.perf_counter()
@@ -564,7 +581,7 @@ class _Run:
         found = self.agent.lint_findings()
         self.notices += found
         for message in found:
-            self.agent._warn(message)  # pyright: ignore[reportPrivateUsage]
+            self.memory.warn(message)
         return found
 
     def next_request(self, max_tokens: int) -> Built:
@@ -588,7 +605,7 @@ class _Run:
         self.turn_recorded = False
         self.notices += built.notices
         for notice in built.notices:
-            self.agent._warn(notice)  # pyright: ignore[reportPrivateUsage]
+            self.memory.warn(notice)
         return built, decision
 
     def _estimate(self, built: Built, max_tokens: int) -> CallEstimate:
@@ -653,7 +670,7 @@ class _Run:
         if usage.prompt_tokens and prompt.total_tokens:  # keep the largest ratio seen: never assume fewer tokens
             ratio = max(1.0, usage.prompt_tokens / prompt.total_tokens)
             self.token_scale = max(self.token_scale or 1.0, ratio)
-            self.agent._token_scale = max(self.agent._token_scale or 1.0, ratio)  # pyright: ignore[reportPrivateUsage]
+            self.memory.token_scale = max(self.memory.token_scale or 1.0, ratio)
         miss = None if failed else self._verify(SentCall(prompt, usage, call.started_wall, time.time()))
         record = CallRecord(
             model=prompt.model,
@@ -681,7 +698,7 @@ class _Run:
     def _verify(self, sent: SentCall) -> CacheMiss | None:
         """Did this call read what was cached before it (by this conversation, or by the agent's previous run)?"""
         previous, shared, self.previous, self.shared = self.previous, self.shared, sent, None
-        self.agent._last_call = sent  # pyright: ignore[reportPrivateUsage]
+        self.memory.last_call = sent
         if not self.agent.cache.enabled:
             return None
         if previous is not None:
