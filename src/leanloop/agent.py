@@ -37,12 +37,12 @@ from leanloop.cachesim import CacheSim, Plan
 from leanloop.checks import check_agent_arguments, tools_by_name
 from leanloop.errors import BudgetExceeded, ConfigError, RunError
 from leanloop.explain import CacheMiss, lint_volatile
-from leanloop.history import answer_pending_tools, append_user, check_start, merge_assistant
 from leanloop.limits import Budget, CallEstimate, Go, Halt, LoopGuard, Spend, Wait, estimate_call
 from leanloop.pricing import Cost, Pricing, default_pricing
 from leanloop.request import Built, CachePolicy, RequestBuilder
 from leanloop.tools import DEFAULT_MAX_RESULT_TOKENS, ToolOutcome, ToolUse, iter_tools
 from leanloop.trace import BlockPrint, CallRecord, ToolCall, TraceWriter
+from leanloop.transcript import answer_pending_tools, append_user, check_start, merge_assistant
 from leanloop.turn import Finish, NextStep, Nudge, Resend, Retry, RunTools, StopRun, Turn, TurnBuilder, next_step
 from leanloop.usage import Usage
 from leanloop.verify import SentCall, check_next_call, check_shared_prefix
