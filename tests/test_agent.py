@@ -112,6 +112,19 @@ async def test_one_hour_ttl_from_environment(monkeypatch: pytest.MonkeyPatch) ->
     assert result.calls[0].usage.cache_write_5m_tokens == 0
 
 
+async def test_automatic_caching_counts_as_a_slot_and_works_with_one_hour(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENABLE_PROMPT_CACHING_1H", "1")
+    model = ScriptedModel(*[turn(call("lookup", key=str(i))) for i in range(3)], say("done"))
+    auto = {"cache_control": {"type": "ephemeral"}}
+    agent = Agent(MODEL, system=LONG_SYSTEM, tools=[lookup], client=model.client(), params=auto)
+    result = await agent.run("go")
+    assert result.ok, result.stop
+    for request in model.requests:
+        assert len(_marks(request)) <= 4  # the explicit marks and the top-level one
+        assert request["cache_control"] == {"type": "ephemeral"}
+    assert all(c.usage.cache_read_tokens > 0 for c in result.calls[1:])
+
+
 def _marks(value: Any) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     if isinstance(value, dict):

@@ -85,3 +85,37 @@ def test_demo_bad_input(args: list[str], message: str) -> None:
     result = runner.invoke(app, ["demo", *args])
     assert result.exit_code == 2
     assert message in result.output
+
+
+def test_demo_ledger_has_a_model_column() -> None:
+    result = runner.invoke(app, ["demo"], env={"COLUMNS": "140"})
+    assert result.exit_code == 0, result.output
+    header = next(line for line in result.output.splitlines() if "cache write" in line and "latency" in line)
+    assert header.split()[:2] == ["#", "model"]
+    assert "claude-sonnet-4-6" in result.output.split("The same task")[0].split("cache write", 1)[1]
+
+
+def test_demo_trace_into_a_missing_folder_is_one_line_and_creates_nothing(tmp_path: Path) -> None:
+    target = tmp_path / "missing" / "deeper" / "t.jsonl"
+    result = runner.invoke(app, ["demo", "--trace", str(target)])
+    assert result.exit_code == 2
+    assert "does not exist" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "missing").exists()
+
+
+def test_demo_says_which_input_the_incident_runs_on(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "api.log").write_text("2026-12-03T09:00:00Z ERROR boom\n" * 20)
+    data = _demo("--logs", str(logs))
+    incident = data["incident"]
+    assert isinstance(incident, dict)
+    assert "generated cluster snapshot" in incident["source"] and "payments/ledger-1549" in incident["source"]
+    text = runner.invoke(app, ["demo", "--logs", str(logs)], env={"COLUMNS": "140"}).output
+    assert "on the generated cluster snapshot" in text
+
+
+def test_demo_unknown_model_says_so() -> None:
+    result = runner.invoke(app, ["demo", "--model", "claude-nope-1"])
+    assert result.exit_code == 2
+    assert "unknown model 'claude-nope-1'" in result.output

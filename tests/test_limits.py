@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 
 import pytest
@@ -9,15 +10,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from leanloop.errors import ConfigError
-from leanloop.limits import Budget, CallEstimate, Go, Halt, LoopGuard, Spend
+from leanloop.limits import Budget, CallEstimate, Go, Halt, LoopGuard, Spend, Wait
 from leanloop.pricing import Cost
 from leanloop.usage import Usage
 
 PER_TOKEN = Decimal("0.000015")  # $15 / MTok output
 
 
-def estimate(prompt_usd: str = "0.01", max_tokens: int = 1000, prompt_tokens: int = 3000) -> CallEstimate:
-    return CallEstimate(prompt_tokens, Decimal(prompt_usd), Decimal(prompt_usd) * 3, PER_TOKEN, max_tokens)
+def estimate(
+    prompt_usd: str = "0.01", max_tokens: int = 1000, prompt_tokens: int = 3000, if_missed: str | None = None
+) -> CallEstimate:
+    """A call's worst case: its prompt costs ``if_missed`` if the cache misses (by default, the same)."""
+    missed = Decimal(if_missed or prompt_usd)
+    return CallEstimate(prompt_tokens, Decimal(prompt_usd), missed, PER_TOKEN, max_tokens)
 
 
 def test_room_is_lowered_to_what_is_left() -> None:
@@ -42,17 +47,69 @@ def test_reservations_stop_concurrent_runs_from_overshooting_together() -> None:
     granted = [d for d in decisions if isinstance(d, Go)]
     worst = sum((d.reserved_usd for d in granted), Decimal(0))
     assert worst <= Decimal("0.05")
-    assert isinstance(decisions[-1], Halt)
-    assert "held by calls in flight sharing this budget" in decisions[-1].reason
+    # what is left is only held by calls in flight, not spent: wait for them instead of stopping
+    assert isinstance(decisions[-1], Wait)
+    assert "calls in flight" in decisions[-1].reason
     for go in granted:
         spend.record_call(go, Usage(output_tokens=10), Cost(output=Decimal("0.001")))
+    assert spend.reserved_usd == 0
     assert isinstance(spend.check_before_call(estimate()), Go)
 
 
-def test_strict_mode_assumes_the_cache_misses() -> None:
-    normal = Spend(Budget(usd=0.0305)).check_before_call(estimate())
-    strict = Spend(Budget(usd=0.0305, strict=True)).check_before_call(estimate())
-    assert isinstance(normal, Go) and isinstance(strict, Halt)
+def test_truly_exhausted_is_a_halt_even_with_calls_in_flight() -> None:
+    spend = Spend(Budget(usd=0.03))
+    first = spend.check_before_call(estimate())
+    assert isinstance(first, Go)
+    spend.record_call(None, Usage(output_tokens=10), Cost(output=Decimal("0.02")))  # another run spent it
+    decision = spend.check_before_call(estimate())
+    assert isinstance(decision, Halt) and decision.cap == "usd"  # even if the call in flight cost nothing
+
+
+def test_a_reservation_is_freed_exactly_once() -> None:
+    spend = Spend(Budget(usd=0.05))
+    go = spend.check_before_call(estimate())
+    other = spend.check_before_call(estimate())
+    assert isinstance(go, Go) and isinstance(other, Go)
+    spend.release(go)
+    spend.release(go)  # twice: no-op
+    spend.record_call(go, Usage(), Cost())  # after release: counts the call, frees nothing more
+    assert spend.reserved_usd == other.reserved_usd
+    spend.record_call(other, Usage(), Cost())
+    spend.release(other)
+    assert spend.reserved_usd == 0
+
+
+def test_token_caps_count_calls_in_flight_too() -> None:
+    spend = Spend(Budget(max_input_tokens=5000, max_iterations=3))
+    first = spend.check_before_call(estimate(prompt_tokens=3000))
+    assert isinstance(first, Go)
+    assert isinstance(spend.check_before_call(estimate(prompt_tokens=3000)), Wait)  # 6,000 if both ran
+    spend.record_call(first, Usage(input_tokens=3000), Cost())
+    assert isinstance(spend.check_before_call(estimate(prompt_tokens=3000)), Halt)
+
+
+@pytest.mark.anyio
+async def test_settled_wakes_a_waiting_run_when_a_call_settles() -> None:
+    spend = Spend(Budget(usd=0.03))
+    go = spend.check_before_call(estimate())
+    wait = spend.check_before_call(estimate())
+    assert isinstance(go, Go) and isinstance(wait, Wait)
+    waiter = asyncio.ensure_future(spend.settled(wait.since))
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    spend.record_call(go, Usage(output_tokens=10), Cost(output=Decimal("0.0001")))
+    await asyncio.wait_for(waiter, 1)
+    assert isinstance(spend.check_before_call(estimate()), Go)
+    await spend.settled(wait.since)  # already settled since then: returns at once
+
+
+def test_by_default_the_worst_case_assumes_the_cache_misses() -> None:
+    read = estimate(if_missed="0.03")  # $0.01 with the predicted cache reads, $0.03 if the cache missed
+    halt = Spend(Budget(usd=0.0305)).check_before_call(read)
+    assert isinstance(halt, Halt) and "Budget(strict=False) would send it" in halt.reason
+    assert isinstance(Spend(Budget(usd=0.0305, strict=True)).check_before_call(read), Halt)
+    trusting = Spend(Budget(usd=0.0305, strict=False)).check_before_call(read)
+    assert isinstance(trusting, Go)  # trusts the predicted reads: may overshoot if the cache was evicted
 
 
 def test_iteration_input_output_and_tool_caps() -> None:
@@ -150,3 +207,18 @@ def test_loop_guard_resets_on_success_or_a_different_error() -> None:
 def test_budget_rejects_nan_fractions_and_strings(bad: dict[str, object]) -> None:
     with pytest.raises(ConfigError, match=next(iter(bad))):
         Budget(**bad)  # type: ignore[arg-type]
+
+
+def test_estimate_call_scales_the_tokens_and_prices_a_miss_at_the_write_rate() -> None:
+    from leanloop.limits import estimate_call
+    from leanloop.pricing import ModelPrices
+
+    prices = ModelPrices(*(Decimal(v) for v in ("3", "15", "3.75", "6", "0.3")))
+    predicted = Usage(input_tokens=100, cache_read_tokens=900)
+    worst = estimate_call(1000, predicted, prices, max_tokens=100, token_scale=1.3, longest_ttl="1h")
+    assert worst.prompt_tokens == 1300
+    assert worst.prompt_usd_if_missed == Decimal(1300 * 6) / 1_000_000  # written at the 1h rate
+    assert worst.prompt_usd == (100 * Decimal(3) + 900 * Decimal("0.3")) * Decimal("1.3") / 1_000_000
+    assert estimate_call(1000, predicted, prices, max_tokens=100).prompt_usd_if_missed == Decimal("0.00375")
+    unmarked = estimate_call(1000, predicted, prices, max_tokens=100, longest_ttl=None)
+    assert unmarked.prompt_usd_if_missed == Decimal("0.003")  # no breakpoint: nothing is written, input rate

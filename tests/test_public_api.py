@@ -34,6 +34,7 @@ EXPECTED = {
     "Tool",
     "ToolFinished",
     "ToolStarted",
+    "TurnDiscarded",
     "UnknownPriceError",
     "Usage",
     "UsageError",

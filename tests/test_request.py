@@ -51,16 +51,16 @@ def marks(kwargs: dict[str, Any]) -> list[tuple[str, str]]:
     found = []
     for i, t in enumerate(kwargs.get("tools", [])):
         if "cache_control" in t:
-            found.append((f"tools.{i}", t["cache_control"]["ttl"]))
+            found.append((f"tools.{i}", t["cache_control"].get("ttl", "5m")))
     system = kwargs.get("system")
     for i, b in enumerate(system if isinstance(system, list) else []):
         if "cache_control" in b:
-            found.append((f"system.{i}", b["cache_control"]["ttl"]))
+            found.append((f"system.{i}", b["cache_control"].get("ttl", "5m")))
     for m, message in enumerate(kwargs["messages"]):
         content = message["content"]
         for k, b in enumerate(content if isinstance(content, list) else []):
             if "cache_control" in b:
-                found.append((f"messages.{m}.content.{k}", b["cache_control"]["ttl"]))
+                found.append((f"messages.{m}.content.{k}", b["cache_control"].get("ttl", "5m")))
     return found
 
 
@@ -157,3 +157,51 @@ def test_bad_input_is_named() -> None:
     bad = [{"type": "text", "text": "x", "cache_control": {"type": "ephemeral", "ttl": "2h"}}]
     with pytest.raises(ConfigError, match="would be rejected by the API"):
         builder(system=bad).build(conversation(0), max_tokens=10)
+
+
+def test_automatic_caching_takes_a_slot_and_the_rolling_place() -> None:
+    system = [
+        {"type": "text", "text": SYSTEM[: len(SYSTEM) // 2], "cache_control": {"type": "ephemeral"}},
+        {"type": "text", "text": SYSTEM, "cache_control": {"type": "ephemeral"}},
+    ]
+    auto = {"cache_control": {"type": "ephemeral"}}
+    b = builder(system=system, tools=[tool("a", 3000)], params=auto)
+    messages = conversation(1)
+    b.build(messages, max_tokens=100)
+    for t in range(9):  # a turn that would also want an intermediate mark
+        messages.append({"role": "assistant", "content": [{"type": "text", "text": f"thinking {t}"}]})
+        messages.append({"role": "user", "content": [{"type": "text", "text": f"more {t}"}]})
+    built = b.build(messages, max_tokens=100)
+    assert len(built.breakpoints) == 4  # two of the caller's, automatic caching's, and one of ours
+    ours = [path for path, _ in marks(built.kwargs) if path not in ("system.0", "system.1")]
+    assert len(ours) == 1 and ours[0] != f"messages.{len(messages) - 1}.content.0"  # the last block is auto's
+    assert built.kwargs["cache_control"] == {"type": "ephemeral"}
+    assert built.breakpoints[-1] == (f"messages.{len(messages) - 1}.content.0", "5m")
+
+
+def test_automatic_caching_with_one_hour_everywhere_does_not_conflict(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENABLE_PROMPT_CACHING_1H", "TRUE")
+    built = builder(params={"cache_control": {"type": "ephemeral"}}).build(conversation(2), max_tokens=100)
+    assert marks(built.kwargs) == [("system.0", "1h")]  # ours 1h, before auto's 5m on the last block
+    assert built.breakpoints == (("system.0", "1h"), ("messages.4.content.0", "5m"))
+    one_hour_auto = {"cache_control": {"type": "ephemeral", "ttl": "1h"}}
+    monkeypatch.delenv("ENABLE_PROMPT_CACHING_1H")
+    lifted = builder(params=one_hour_auto).build(conversation(2), max_tokens=100)
+    assert lifted.breakpoints == (("system.0", "1h"), ("messages.4.content.0", "1h"))
+
+
+def test_prefix_and_conversation_can_have_their_own_ttl() -> None:
+    built = builder(tools=[tool("a", 3000)], cache=CachePolicy(prefix_ttl="1h", ttl="5m")).build(
+        conversation(2), max_tokens=100
+    )
+    assert marks(built.kwargs) == [("tools.0", "1h"), ("system.0", "1h"), ("messages.4.content.0", "5m")]
+    with pytest.raises(ConfigError, match="1h breakpoints must come before 5m ones"):
+        CachePolicy(prefix_ttl="5m", ttl="1h")
+    with pytest.raises(ConfigError, match="prefix_ttl"):
+        CachePolicy(prefix_ttl="2h")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", ["1", "true", "TRUE", "yes", "on", " On "])
+def test_one_hour_switch_accepts_the_usual_spellings(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("ENABLE_PROMPT_CACHING_1H", value)
+    assert CachePolicy(prefix_ttl="5m").effective_ttl() == CachePolicy().effective_prefix_ttl() == "1h"

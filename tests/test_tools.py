@@ -180,3 +180,73 @@ async def test_hung_sync_tools_do_not_starve_later_calls() -> None:
         assert fast.content == "fast"  # 80 threads still hang, yet a new call runs at once
     finally:
         release.set()
+
+
+async def test_the_runs_wall_time_caps_every_tools_own_timeout() -> None:
+    async def slow() -> str:
+        """Slow."""
+        await asyncio.sleep(1)
+        return "late"
+
+    tools = {"slow": tool(timeout=30)(slow)}
+    started = time.perf_counter()
+    [outcome] = await run_tools([ToolUse("1", "slow", {})], tools, seconds=60, max_seconds=0.05)
+    assert outcome.is_error and outcome.content == "timed out after 0.05 s"
+    assert time.perf_counter() - started < 0.5
+
+
+async def test_error_results_are_capped_with_the_full_text_kept() -> None:
+    def noisy() -> str:
+        """Noisy."""
+        raise ValueError("SELECT * FROM orders WHERE id = 1;\n" * 5000)
+
+    [outcome] = await run_tools([ToolUse("1", "noisy", {})], {"noisy": as_tool(noisy)}, max_result_tokens=500)
+    assert outcome.is_error and outcome.truncated
+    assert isinstance(outcome.content, str) and "tokens cut from the middle" in outcome.content
+    assert outcome.full_text is not None and outcome.full_text.count("SELECT") == 5000
+    assert outcome.error == outcome.full_text  # the loop guard compares the whole error
+
+
+async def test_content_blocks_are_kept_as_blocks_and_their_text_is_capped() -> None:
+    def document() -> list[dict[str, object]]:
+        """A document and a note."""
+        return [
+            {"type": "text", "text": "page " * 20_000},
+            {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "hi"}},
+        ]
+
+    [outcome] = await run_tools([ToolUse("1", "document", {})], {"document": as_tool(document)}, max_result_tokens=200)
+    assert isinstance(outcome.content, list)
+    assert [b["type"] for b in outcome.content] == ["text", "document"]
+    assert "tokens cut from the middle" in outcome.content[0]["text"]
+    assert outcome.truncated and outcome.full_text is not None and outcome.full_text.count("page") == 20_000
+    assert outcome.to_block()["content"][1]["source"]["data"] == "hi"
+
+
+async def test_iter_tools_yields_each_call_as_it_finishes_and_cancels_the_rest_when_closed() -> None:
+    from leanloop.tools import iter_tools
+
+    cancelled: list[float] = []
+
+    async def nap(seconds: float) -> str:
+        """Nap.
+
+        Args:
+            seconds: How long.
+        """
+        try:
+            await asyncio.sleep(seconds)
+        except asyncio.CancelledError:
+            cancelled.append(seconds)
+            raise
+        return str(seconds)
+
+    tools = {"nap": as_tool(nap)}
+    uses = [ToolUse(str(i), "nap", {"seconds": s}) for i, s in enumerate([0.3, 0.01, 5.0])]
+    finished = iter_tools(uses, tools)
+    first = await anext(finished)
+    assert first[0] == 1 and first[1].content == "0.01"
+    second = await anext(finished)
+    assert second[0] == 0
+    await finished.aclose()
+    assert cancelled == [5.0]

@@ -10,7 +10,7 @@ import httpx2
 import pytest
 import yaml
 
-from leanloop.turn import Finish, Resend, Retry, RunTools, StopRun, Turn, TurnBuilder, next_step
+from leanloop.turn import Finish, Nudge, Resend, Retry, RunTools, StopRun, Turn, TurnBuilder, next_step
 from leanloop.usage import Usage
 
 pytestmark = pytest.mark.anyio
@@ -108,9 +108,18 @@ def test_next_step_table() -> None:
     assert step(_turn("max_tokens", use), max_tokens=50000) == Retry(64000)
     assert isinstance(step(_turn("max_tokens", use), retried=True), StopRun)
     assert step(_turn("max_tokens", use), lowered_by="usd") == StopRun(
-        "budget", "the turn was cut at max_tokens=1000, lowered by the usd cap"
+        "budget", "the turn was cut at max_tokens=1000, lowered by the usd cap", "usd"
     )
+    assert step(_turn("max_tokens", text, use)) == Retry(2000, "hi")  # the text the dropped turn streamed
     assert step(_turn("pause_turn", text)) == Resend()
     assert isinstance(step(_turn("pause_turn", text), pauses=3), StopRun)
     assert step(_turn("refusal", text)).reason == "refused"  # type: ignore[attr-defined]
     assert step(_turn(None, text)).reason == "error"  # type: ignore[attr-defined]
+
+
+def test_an_empty_end_turn_is_nudged_once_then_stops() -> None:
+    assert step(_turn("end_turn")) == Nudge()
+    assert step(_turn("end_turn", {"type": "text", "text": "  "})) == Nudge()
+    assert step(_turn("tool_use")) == Nudge()  # tool_use with no complete tool call and no text
+    stopped = step(_turn("end_turn"), nudged=True)
+    assert isinstance(stopped, StopRun) and stopped.reason == "error" and "empty end_turn" in stopped.detail

@@ -15,6 +15,7 @@ from leanloop.agent import (
     TextDelta,
     ToolFinished,
     ToolStarted,
+    TurnDiscarded,
 )
 from leanloop.errors import (
     BudgetExceeded,
@@ -59,6 +60,7 @@ __all__ = [
     "Tool",
     "ToolFinished",
     "ToolStarted",
+    "TurnDiscarded",
     "UnknownPriceError",
     "Usage",
     "UsageError",

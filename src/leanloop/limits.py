@@ -1,30 +1,51 @@
 """Hard limits: budgets checked *before* the call that would cross them, and a guard against repeated failures.
 
 ``Budget`` is the value you write; ``Spend`` counts a run (or several runs sharing one cap) against it. Before each
-call the agent hands ``Spend.check_before_call`` the worst case of that call: its prompt priced with the predicted
-cache read/write split, plus ``max_tokens`` of output. If that could cross a cap, ``max_tokens`` is lowered to what
-is left; if not even a minimal answer fits, the answer is a ``Halt`` and the call is never sent. The worst case is
-reserved until the call is recorded, so concurrent runs sharing a ``Spend`` cannot overshoot together.
+call the agent hands ``Spend.check_before_call`` the worst case of that call: every prompt token priced as if the
+cache missed (at the write rate of the request's longest breakpoint TTL; at the input rate when it has no
+breakpoint), plus ``max_tokens`` of output. If that could cross a cap, ``max_tokens`` is lowered to what is left; if
+not even a minimal answer fits, the answer is a ``Halt`` and the call is never sent. The worst case is reserved
+until the call settles, so concurrent runs sharing a ``Spend`` cannot overshoot together; a run whose call only
+fits once other runs' calls in flight settle gets ``Wait``, and the agent waits for them instead of stopping.
 
-The guarantee holds against the predicted cache behaviour. ``Budget(strict=True)`` assumes every prompt token is
-written instead (nothing read), for a hard ceiling even if the API evicts the cache early.
+``Budget(usd=X)`` is a ceiling, not a target: spend never exceeds X, even if the API evicts the cache early or
+counts more tokens than estimated. What the guarantee assumes:
+
+- the prompt has at most ``token_scale`` times the tokens leanloop estimates: 1.3x until the first call of an
+  agent has shown the real count, then the largest real/estimated ratio seen (the estimator is within about 10 %
+  on ordinary text; a tokenizer that counts more than 1.3x on the first call could overshoot it);
+- the prices are those ``leanloop.pricing`` bills with (genai-prices or your override file), for the request as
+  sent: its prompt-size tier, ``speed="fast"`` and ``inference_geo="us"`` from ``Agent(params=...)``;
+- output never exceeds ``max_tokens`` (the API's guarantee; thinking counts in it);
+- nothing is billed outside the usage the API reports: server tools such as web search ($10 per 1,000 searches)
+  are not priced or capped, nor are beta features billed apart (compaction iterations).
+
+``Budget(strict=False)`` trusts the predicted cache split instead (prompt tokens the mirror expects to be read are
+priced as reads): it uses the last few cents of a budget, but a cache evicted early can take spend over it by up
+to one call's prompt written instead of read.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import itertools
 import json
 import math
+import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
 from leanloop.errors import ConfigError
-from leanloop.pricing import Cost
+from leanloop.pricing import Cost, ModelPrices
 from leanloop.usage import Usage
 
-__all__ = ["Budget", "CallEstimate", "Go", "Halt", "LoopGuard", "Spend"]
+__all__ = ["Budget", "CallEstimate", "Go", "Halt", "LoopGuard", "Spend", "Wait", "estimate_call"]
+
+_PER_MTOK = Decimal(1_000_000)
 
 
 @dataclass(frozen=True)
@@ -33,7 +54,8 @@ class Budget:
 
     ``max_iterations`` (model calls) is capped at 50 unless you say otherwise (None lifts it): a loop with no cap at
     all is the runaway this library exists to prevent. ``min_output_tokens`` is the smallest answer worth paying for:
-    below it the run stops instead of calling.
+    below it the run stops instead of calling. ``strict`` (the default) prices each call's prompt as if the cache
+    missed, so ``usd`` is a hard ceiling; ``strict=False`` trusts the predicted cache reads (see the module doc).
     """
 
     usd: float | None = None
@@ -43,7 +65,7 @@ class Budget:
     max_tool_calls: int | None = None
     max_wall_seconds: float | None = None
     min_output_tokens: int = 64
-    strict: bool = False
+    strict: bool = True
 
     def __post_init__(self) -> None:
         for name in ("usd", "max_wall_seconds"):
@@ -62,7 +84,8 @@ class Budget:
 
 @dataclass(frozen=True, slots=True)
 class CallEstimate:
-    """The worst case of the next call, as the agent predicts it."""
+    """The worst case of the next call, as the agent predicts it: its prompt (tokens, USD with the predicted cache
+    split and USD if the cache missed entirely) and what each output token would cost."""
 
     prompt_tokens: int
     prompt_usd: Decimal
@@ -71,13 +94,50 @@ class CallEstimate:
     max_tokens: int
 
 
+def estimate_call(
+    prompt_tokens: int,
+    predicted: Usage,
+    prices: ModelPrices,
+    *,
+    max_tokens: int,
+    token_scale: float = 1.0,
+    longest_ttl: str | None = "5m",
+) -> CallEstimate:
+    """The worst case of a call whose prompt the estimator put at ``prompt_tokens``.
+
+    ``predicted`` is the cache simulator's split of that prompt; ``token_scale`` how far the real count may exceed
+    the estimate; ``longest_ttl`` the longest TTL among the request's breakpoints (a miss is written at that rate;
+    None: the request has no breakpoint, so nothing can be written). ``prices`` must be those of the request as it
+    will be billed (tier, batch, fast mode, data residency).
+    """
+    tokens = math.ceil(prompt_tokens * token_scale)
+    scale = Decimal(repr(token_scale))
+    predicted_usd = (
+        predicted.input_tokens * prices.input
+        + predicted.cache_write_5m_tokens * prices.cache_write_5m
+        + predicted.cache_write_1h_tokens * prices.cache_write_1h
+        + predicted.cache_read_tokens * prices.cache_read
+    ) * scale
+    write_rate = {"5m": prices.cache_write_5m, "1h": prices.cache_write_1h}.get(longest_ttl or "", prices.input)
+    worst_rate = max(prices.input, write_rate)
+    return CallEstimate(
+        prompt_tokens=tokens,
+        prompt_usd=predicted_usd / _PER_MTOK,
+        prompt_usd_if_missed=tokens * worst_rate / _PER_MTOK,
+        output_usd_per_token=prices.output / _PER_MTOK,
+        max_tokens=max_tokens,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Go:
-    """Send the call with this ``max_tokens``. ``lowered_by`` names the cap that lowered it, if any."""
+    """Send the call with this ``max_tokens``. ``lowered_by`` names the cap that lowered it, if any. The call's
+    worst case stays reserved (``ticket``) until ``Spend.record_call`` or ``Spend.release``."""
 
     max_tokens: int
     reserved_usd: Decimal
     lowered_by: str | None = None
+    ticket: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +148,52 @@ class Halt:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """Calls in flight on this shared ``Spend`` hold what the call needs (not spent yet): ``await
+    spend.settled(wait.since)`` and check again. Only runs sharing a Spend ever get it."""
+
+    cap: str
+    reason: str
+    since: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """What calls in flight have reserved: their worst case in USD, prompt tokens and output tokens, and how many."""
+
+    usd: Decimal = Decimal(0)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    calls: int = 0
+
+    def __add__(self, other: _Held) -> _Held:
+        return _Held(
+            self.usd + other.usd,
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.calls + other.calls,
+        )
+
+    def __sub__(self, other: _Held) -> _Held:
+        return _Held(
+            self.usd - other.usd,
+            self.input_tokens - other.input_tokens,
+            self.output_tokens - other.output_tokens,
+            self.calls - other.calls,
+        )
+
+
+_NOTHING = _Held()
+
+
 class Spend:
-    """What a run has used, against its ``Budget``. Share one ``Spend`` between runs to cap them together."""
+    """What a run has used, against its ``Budget``. Share one ``Spend`` between runs to cap them together: its caps
+    are then totals, each call's worst case is held until the call settles, and a run whose call only fits once the
+    calls in flight settle gets ``Wait`` instead of ``Halt`` (the agent waits, then checks again).
+
+    Safe to share between threads (each with its own event loop).
+    """
 
     def __init__(self, budget: Budget | None = None, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.budget = budget or Budget()
@@ -99,73 +203,145 @@ class Spend:
         self.tool_calls = 0
         self._clock = clock
         self._started = clock()
-        self._reserved = Decimal(0)
+        self._lock = threading.Lock()
+        self._tickets = itertools.count(1)
+        self._held: dict[int, _Held] = {}
+        self._in_flight = _NOTHING
+        self._settles = 0
+        self._waiters: list[asyncio.Future[None]] = []
 
     @property
     def elapsed_s(self) -> float:
         return self._clock() - self._started
 
-    def _common_halt(self) -> Halt | None:
+    @property
+    def reserved_usd(self) -> Decimal:
+        """USD held by calls in flight (their worst case, not spent yet)."""
+        return self._in_flight.usd
+
+    def _wall_halt(self) -> Halt | None:
         b = self.budget
-        if b.max_iterations is not None and self.iterations >= b.max_iterations:
-            return Halt("max_iterations", f"reached max_iterations={b.max_iterations}")
         if b.max_wall_seconds is not None and self.elapsed_s >= b.max_wall_seconds:
             return Halt("max_wall_seconds", f"ran {self.elapsed_s:.1f} s of max_wall_seconds={b.max_wall_seconds:g}")
         return None
 
-    def check_before_call(self, estimate: CallEstimate) -> Go | Halt:
+    def check_before_call(self, estimate: CallEstimate) -> Go | Halt | Wait:
         """Decide the next call and reserve its worst case. Pure arithmetic; no I/O."""
-        halt = self._common_halt()
+        halt = self._wall_halt()
         if halt is not None:
             return halt
         b = self.budget
-        if b.max_input_tokens is not None and self.usage.prompt_tokens + estimate.prompt_tokens > b.max_input_tokens:
-            return Halt(
-                "max_input_tokens",
-                f"the next prompt ({estimate.prompt_tokens:,} tokens) would bring input to "
-                f"{self.usage.prompt_tokens + estimate.prompt_tokens:,} > max_input_tokens={b.max_input_tokens:,}",
-            )
-        room, lowered_by = estimate.max_tokens, None
-        if b.max_output_tokens is not None and b.max_output_tokens - self.usage.output_tokens < room:
-            room, lowered_by = max(0, b.max_output_tokens - self.usage.output_tokens), "max_output_tokens"
         prompt_usd = estimate.prompt_usd_if_missed if b.strict else estimate.prompt_usd
+        minimum = min(b.min_output_tokens, estimate.max_tokens)
+        with self._lock:
+            room, cap = self._fit(estimate, prompt_usd, self._in_flight)
+            if self._held:
+                alone = self._fit(estimate, prompt_usd, _NOTHING)
+                if alone != (room, cap) and alone[0] >= minimum:
+                    held = f"${self._in_flight.usd:.4f}, {len(self._held)} calls"
+                    reason = f"calls in flight on this shared budget hold what the next call needs ({held})"
+                    return Wait(cap or "usd", reason, self._settles)
+            if room < minimum:
+                capped = cap or "usd"
+                return Halt(capped, self._halt_reason(capped, estimate, prompt_usd))
+            held = _Held(prompt_usd + room * estimate.output_usd_per_token, estimate.prompt_tokens, room, 1)
+            ticket = next(self._tickets)
+            self._held[ticket] = held
+            self._in_flight += held
+        return Go(room, held.usd, cap, ticket)
+
+    def _fit(self, estimate: CallEstimate, prompt_usd: Decimal, held: _Held) -> tuple[int, str | None]:
+        """Output tokens the call may use with ``held`` in flight, and the cap that set that (None: max_tokens)."""
+        b = self.budget
+        if b.max_iterations is not None and self.iterations + held.calls >= b.max_iterations:
+            return 0, "max_iterations"
+        used_input = self.usage.prompt_tokens + held.input_tokens
+        if b.max_input_tokens is not None and used_input + estimate.prompt_tokens > b.max_input_tokens:
+            return 0, "max_input_tokens"
+        room, cap = estimate.max_tokens, None
+        if b.max_output_tokens is not None:
+            left = b.max_output_tokens - self.usage.output_tokens - held.output_tokens
+            if left < room:
+                room, cap = max(0, left), "max_output_tokens"
         if b.usd is not None:
-            left = Decimal(str(b.usd)) - self.cost.total - self._reserved - prompt_usd
-            affordable = math.floor(left / estimate.output_usd_per_token) if estimate.output_usd_per_token else room
+            left_usd = Decimal(str(b.usd)) - self.cost.total - held.usd - prompt_usd
+            per_token = estimate.output_usd_per_token
+            affordable = math.floor(left_usd / per_token) if per_token else (room if left_usd >= 0 else -1)
             if affordable < room:
-                room, lowered_by = max(0, affordable), "usd"
-        if room < min(b.min_output_tokens, estimate.max_tokens):
-            cap = lowered_by or "usd"
-            return Halt(cap, self._halt_reason(cap, estimate, prompt_usd))
-        reserved = prompt_usd + room * estimate.output_usd_per_token
-        self._reserved += reserved
-        return Go(room, reserved, lowered_by)
+                room, cap = max(0, affordable), "usd"
+        return room, cap
 
     def _halt_reason(self, cap: str, estimate: CallEstimate, prompt_usd: Decimal) -> str:
+        b = self.budget
+        if cap == "max_iterations":
+            return f"reached max_iterations={b.max_iterations}"
+        if cap == "max_input_tokens":
+            total = self.usage.prompt_tokens + self._in_flight.input_tokens + estimate.prompt_tokens
+            return (
+                f"the next prompt (about {estimate.prompt_tokens:,} tokens) would bring input to {total:,} > "
+                f"max_input_tokens={b.max_input_tokens:,}"
+            )
         if cap == "max_output_tokens":
-            return f"{self.usage.output_tokens:,} of max_output_tokens={self.budget.max_output_tokens:,} used"
-        held = f" and ${self._reserved:.4f} held by calls in flight sharing this budget" if self._reserved else ""
-        return (
-            f"spent ${self.cost.total:.4f}{held} of usd={self.budget.usd:g}; the next call's prompt alone would cost "
-            f"${prompt_usd:.4f} ({estimate.prompt_tokens:,} tokens), leaving no room for an answer of "
-            f"{self.budget.min_output_tokens} tokens"
+            return f"{self.usage.output_tokens:,} of max_output_tokens={b.max_output_tokens:,} used"
+        held = f" and ${self._in_flight.usd:.4f} held by calls in flight" if self._held else ""
+        worst = "if the cache missed" if b.strict else "with the predicted cache reads"
+        reason = (
+            f"spent ${self.cost.total:.4f}{held} of usd={b.usd:g}; the next call's prompt alone could cost "
+            f"${prompt_usd:.4f} {worst} (about {estimate.prompt_tokens:,} tokens), leaving no room for an answer of "
+            f"{b.min_output_tokens} tokens"
         )
+        left = Decimal(str(b.usd)) - self.cost.total - self._in_flight.usd - estimate.prompt_usd
+        if b.strict and left >= min(b.min_output_tokens, estimate.max_tokens) * estimate.output_usd_per_token:
+            reason += (
+                f" (with the predicted cache reads it would cost ${estimate.prompt_usd:.4f}: Budget(strict=False) "
+                "would send it, and overshoot if the cache was evicted)"
+            )
+        return reason
 
     def record_call(self, go: Go | None, usage: Usage, cost: Cost) -> None:
         """Add a finished call and release its reservation (``go`` is None for calls made outside the check)."""
-        if go is not None:
-            self._reserved -= go.reserved_usd
-        self.usage += usage
-        self.cost += cost
-        self.iterations += 1
+        with self._lock:
+            self._free(go)
+            self.usage += usage
+            self.cost += cost
+            self.iterations += 1
+        self._wake()
 
     def release(self, go: Go) -> None:
-        """Release the reservation of a call that failed before any usage was reported."""
-        self._reserved -= go.reserved_usd
+        """Release the reservation of a call that was not billed. Releasing twice, or after ``record_call``, is a
+        no-op: a reservation is freed exactly once."""
+        with self._lock:
+            freed = self._free(go)
+        if freed:
+            self._wake()
+
+    def _free(self, go: Go | None) -> bool:
+        held = self._held.pop(go.ticket, None) if go is not None else None
+        if held is None:
+            return False
+        self._in_flight -= held
+        self._settles += 1
+        return True
+
+    def _wake(self) -> None:
+        with self._lock:
+            waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            with contextlib.suppress(RuntimeError):  # that run's loop is gone: nobody is waiting any more
+                waiter.get_loop().call_soon_threadsafe(_resolve, waiter)
+
+    async def settled(self, since: int) -> None:
+        """Return once a call in flight has settled (been recorded or released) after ``Wait.since``."""
+        future = asyncio.get_running_loop().create_future()
+        with self._lock:
+            if self._settles != since or not self._held:
+                return
+            self._waiters.append(future)
+        await future
 
     def check_tool_calls(self, count: int) -> Halt | None:
-        halt = self._common_halt() if self.budget.max_wall_seconds is not None else None
-        if halt is not None and halt.cap == "max_wall_seconds":
+        halt = self._wall_halt()
+        if halt is not None:
             return halt
         cap = self.budget.max_tool_calls
         if cap is not None and self.tool_calls + count > cap:
@@ -173,11 +349,17 @@ class Spend:
         return None
 
     def record_tool_calls(self, count: int) -> None:
-        self.tool_calls += count
+        with self._lock:
+            self.tool_calls += count
 
     def remaining_wall_s(self) -> float | None:
         cap = self.budget.max_wall_seconds
         return None if cap is None else max(0.0, cap - self.elapsed_s)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _call_key(name: str, arguments: Mapping[str, Any]) -> str:
@@ -206,6 +388,14 @@ class LoopGuard:
     def __post_init__(self) -> None:
         if self.repeats < 1:
             raise ConfigError(f"LoopGuard(repeats={self.repeats!r}): must be at least 1")
+
+    def fresh(self) -> LoopGuard:
+        """A guard with the same settings and no history: what each new run starts from."""
+        return replace(self, _failures={})
+
+    def copy(self) -> LoopGuard:
+        """A guard with the same settings and history, that changes independently (a resumed run's)."""
+        return replace(self, _failures={key: replace(record) for key, record in self._failures.items()})
 
     def observe(self, name: str, arguments: Mapping[str, Any], error: str | None) -> str | None:
         """Record a finished call. Returns the notice for the model when this call has now failed too often."""

@@ -271,9 +271,21 @@ class Pricing:
         prompt_tokens: int = 0,
         batch: bool = False,
         speed: str | None = None,
+        inference_geo: str | None = None,
         at: datetime | None = None,
     ) -> ModelPrices | None:
-        """Per-MTok prices for one request of ``prompt_tokens`` total input tokens, or None if the model is unknown."""
+        """Per-MTok prices for one request of ``prompt_tokens`` total input tokens, or None if the model is unknown.
+
+        ``speed="fast"`` and ``inference_geo="us"`` give the rates ``cost`` bills a usage reporting them at.
+        """
+        prices = self._base_prices(model, prompt_tokens=prompt_tokens, batch=batch, speed=speed, at=at)
+        if prices is None or inference_geo != "us":
+            return prices
+        return ModelPrices(*(getattr(prices, f.name) * _US_GEO_MULTIPLIER for f in fields(ModelPrices)))
+
+    def _base_prices(
+        self, model: str, *, prompt_tokens: int, batch: bool, speed: str | None, at: datetime | None
+    ) -> ModelPrices | None:
         override = self.overrides.get(model) or self.overrides.get(_strip_date(model))
         if override is not None:
             if not batch:

@@ -10,8 +10,10 @@ volatile is added. Breakpoints (at most 4, counting the caller's own):
 4. the last tool definition.
 
 A breakpoint whose prefix is below the model's minimum cacheable length is not placed (the API would silently
-ignore it), and the builder says so once. The TTL is the policy's, 1h with ``ENABLE_PROMPT_CACHING_1H=1``; TTLs
-are kept non-increasing (1h before 5m) around the caller's own breakpoints.
+ignore it), and the builder says so once. TTLs come from the policy: ``prefix_ttl`` for tools and system, ``ttl``
+for the conversation's marks; ``ENABLE_PROMPT_CACHING_1H=1`` makes them all 1h. TTLs are kept non-increasing (1h
+before 5m) around the caller's own breakpoints. Top-level automatic caching (``params={"cache_control": ...}``)
+takes one of the 4 slots and is the rolling breakpoint: leanloop then marks only the earlier blocks.
 """
 
 from __future__ import annotations
@@ -24,26 +26,31 @@ from typing import Any, cast
 from leanloop.cachesim import MAX_BREAKPOINTS, TTL, Prompt, PromptBuilder, canonical_json, min_cacheable_tokens
 from leanloop.errors import ConfigError, InvalidRequestError
 from leanloop.tokens import TokenCounter
-from leanloop.tools import Tool
+from leanloop.tools import Tool, sorted_json
 
-__all__ = ["Built", "CachePolicy", "RequestBuilder", "sorted_json"]
+__all__ = ["Built", "CachePolicy", "RequestBuilder", "one_hour_everywhere", "sorted_json"]
 
 
-def sorted_json(value: Any) -> Any:
-    """``value`` with every dict's keys sorted, recursively: the same data always serialises to the same bytes."""
-    if isinstance(value, Mapping):
-        items = cast(Mapping[str, Any], value)
-        return {k: sorted_json(items[k]) for k in sorted(items)}
-    if isinstance(value, list | tuple):
-        return [sorted_json(v) for v in cast(Sequence[Any], value)]
-    return value
+_TRUE = ("1", "true", "yes", "on")
+
+
+def one_hour_everywhere() -> bool:
+    """``ENABLE_PROMPT_CACHING_1H`` is set to a true value (as in Claude Code)."""
+    return os.environ.get("ENABLE_PROMPT_CACHING_1H", "").strip().lower() in _TRUE
 
 
 @dataclass(frozen=True)
 class CachePolicy:
-    """Where leanloop puts breakpoints and for how long. ``enabled=False`` sends none at all."""
+    """Where leanloop puts breakpoints and for how long. ``enabled=False`` sends none at all.
+
+    ``ttl`` is for the conversation's marks (the rolling one and intermediate ones); ``prefix_ttl`` for the marks
+    on tools and system, which every run of the agent shares (None: the same as ``ttl``). ``prefix_ttl="1h",
+    ttl="5m"`` keeps the shared prefix warm across gaps between runs while each conversation pays the cheaper 5m
+    write; the reverse would put a 1h mark after a 5m one, which the API rejects.
+    """
 
     ttl: TTL = "5m"
+    prefix_ttl: TTL | None = None
     tools: bool = True
     system: bool = True
     conversation: bool = True
@@ -54,14 +61,25 @@ class CachePolicy:
     enabled: bool = True
 
     def __post_init__(self) -> None:
-        if self.ttl not in ("5m", "1h"):
-            raise ConfigError(f"CachePolicy(ttl={self.ttl!r}): must be '5m' or '1h'")
+        for name in ("ttl", "prefix_ttl"):
+            value = getattr(self, name)
+            if value not in ("5m", "1h") and not (name == "prefix_ttl" and value is None):
+                raise ConfigError(f"CachePolicy({name}={value!r}): must be '5m' or '1h'")
+        if self.prefix_ttl == "5m" and self.ttl == "1h":
+            raise ConfigError(
+                "CachePolicy(prefix_ttl='5m', ttl='1h'): 1h breakpoints must come before 5m ones, and tools + system "
+                "come first; use prefix_ttl='1h' (or the same TTL for both)"
+            )
         if not 1 <= self.intermediate_after <= 20:
             raise ConfigError(f"CachePolicy(intermediate_after={self.intermediate_after}): must be 1..20")
 
     def effective_ttl(self) -> TTL:
-        """``ENABLE_PROMPT_CACHING_1H=1`` (as in Claude Code) switches every breakpoint to 1h."""
-        return "1h" if os.environ.get("ENABLE_PROMPT_CACHING_1H", "") in ("1", "true", "yes") else self.ttl
+        """The conversation marks' TTL; ``ENABLE_PROMPT_CACHING_1H=1`` (as in Claude Code) makes it 1h."""
+        return "1h" if one_hour_everywhere() else self.ttl
+
+    def effective_prefix_ttl(self) -> TTL:
+        """The tools and system marks' TTL; ``ENABLE_PROMPT_CACHING_1H=1`` makes it 1h."""
+        return "1h" if one_hour_everywhere() else (self.prefix_ttl or self.ttl)
 
 
 @dataclass(frozen=True)
@@ -133,15 +151,20 @@ class RequestBuilder:
 
     def _choose(self, prompt: Prompt, own: Sequence[tuple[int, TTL | None]], model: str) -> tuple[_Marks, list[str]]:
         assert self.cache is not None
-        ttl = self.cache.effective_ttl()
+        rolling_ttl, prefix_ttl = self.cache.effective_ttl(), self.cache.effective_prefix_ttl()
         minimum = min_cacheable_tokens(model)
         floor = minimum * self.cache.min_length_margin
         tokens, positions, blocks = prompt.prefix_tokens, prompt.positions, prompt.blocks
         marks = _Marks({i: (cast(TTL, t), False) for i, t in own})
         slots = MAX_BREAKPOINTS - len(own)
         notices: list[str] = []
+        if prompt.auto_ttl is not None:  # automatic caching takes a slot, on the last block that can carry a mark
+            slots -= 1
+            target = _last_eligible(prompt, len(blocks) - 1, stop=-1)
+            if target is not None:
+                marks.by_index.setdefault(target, (prompt.auto_ttl, False))  # for TTL order; never written by us
 
-        def place(index: int | None) -> None:
+        def place(index: int | None, ttl: TTL) -> None:
             nonlocal slots
             if index is None or slots <= 0 or index in marks.by_index or tokens[index] < floor:
                 return
@@ -151,7 +174,7 @@ class RequestBuilder:
         head = next(i for i, b in enumerate(blocks) if b.path == "settings")  # tools + system come before it
         last = _last_eligible(prompt, len(blocks) - 1, stop=head)
         if self.cache.conversation and last is not None:
-            place(last)
+            place(last, rolling_ttl)
             if last not in marks.by_index and tokens[last] < floor and not self._warned_minimum:
                 self._warned_minimum = True
                 notices.append(
@@ -159,16 +182,16 @@ class RequestBuilder:
                     f"({minimum:,}): nothing is cached until the conversation grows past it"
                 )
         if self.cache.system:
-            place(next((i for i in range(head - 1, -1, -1) if blocks[i].path.startswith("system.")), None))
+            place(next((i for i in range(head - 1, -1, -1) if blocks[i].path.startswith("system.")), None), prefix_ttl)
         previous = self._last_rolling_position
         if last is not None and previous is not None and positions[last] - previous > self.cache.intermediate_after:
             target = previous + self.cache.intermediate_after
             index = last
             while index > head and positions[index] > target:
                 index -= 1
-            place(_last_eligible(prompt, index, stop=head))
+            place(_last_eligible(prompt, index, stop=head), rolling_ttl)
         if self.cache.tools:
-            place(next((i for i in range(head - 1, -1, -1) if blocks[i].path.startswith("tools.")), None))
+            place(next((i for i in range(head - 1, -1, -1) if blocks[i].path.startswith("tools.")), None), prefix_ttl)
         if last is not None and last in marks.by_index:
             self._last_rolling_position = positions[last]
         return _ordered(marks), notices

@@ -11,8 +11,9 @@ billing, budgets, tools) at $0 and offline:
     result = await agent.run("Why is checkout failing?")
     model.assert_done()
 
-A ``ScriptedModel`` fails loudly: a call after its last step is answered with an API error naming the request
-(the run stops with ``stop.reason == "error"``) and ``assert_done`` raises; so does a step that was never used.
+A ``ScriptedModel`` fails loudly: a call after its last step, or a step whose own check fails, is answered with an
+API error naming the request (the run stops with ``stop.reason == "error"``) and ``assert_done`` raises; so does a
+step that was never used. A ``FunctionModel`` records its function's failures the same way.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from leanloop.emulator.serving import async_client
 
 __all__ = ["FunctionModel", "ScriptedModel", "UnexpectedCall", "call", "emulated_client", "say", "turn"]
 
-Step = Reply | str | Mapping[str, Any] | Callable[[Mapping[str, Any]], Reply]
+Step = Reply | str | Mapping[str, Any] | Callable[[Mapping[str, Any]], "Reply | str | Mapping[str, Any]"]
 _ids = itertools.count(1)
 
 
@@ -60,7 +61,7 @@ def _as_reply(step: Step, request: Mapping[str, Any]) -> Reply:
         return say(step)
     if isinstance(step, Mapping):
         return turn(cast(Mapping[str, Any], step))
-    return step(request)
+    return _as_reply(step(request), request)
 
 
 def emulated_client(
@@ -74,41 +75,70 @@ def emulated_client(
     return async_client(create_app(models, **kwargs), max_retries=0)
 
 
-class ScriptedModel:
+def _ending(request: Mapping[str, Any]) -> str:
+    messages: list[Any] = list(request.get("messages") or [])
+    return str(messages[-1] if messages else None)[:300]
+
+
+class _Recorder:
+    """Requests seen and failures, shared by both doubles: a failure is answered with an API error (the run stops
+    with ``stop.reason == "error"``) and kept, so ``assert_done`` fails even when the run's result is not checked."""
+
+    def __init__(self) -> None:
+        self.requests: list[Mapping[str, Any]] = []
+        self.failures: list[str] = []
+
+    def __call__(self, request: Mapping[str, Any]) -> Reply:  # pragma: no cover - each double defines it
+        raise NotImplementedError
+
+    def _answer(self, request: Mapping[str, Any], step: Step) -> Reply:
+        try:
+            return _as_reply(step, request)
+        except Exception as error:
+            self.failures.append(
+                f"request #{len(self.requests)} failed in the model double: {type(error).__name__}: {error} "
+                f"(the request ended with {_ending(request)})"
+            )
+            raise
+
+    def assert_done(self) -> None:
+        """Raise if a request failed inside the double (an assertion or exception of a step or function)."""
+        if self.failures:
+            kind = UnexpectedCall if any("unexpected call" in f for f in self.failures) else AssertionError
+            raise kind("; ".join(self.failures))
+
+    def client(self, model: str = "claude-sonnet-4-6", **kwargs: Any) -> anthropic.AsyncAnthropic:
+        """A client whose ``model`` is this double (``kwargs`` go to ``create_app``)."""
+        return emulated_client({model: self}, **kwargs)
+
+
+class ScriptedModel(_Recorder):
     """Answers with ``steps`` in order. A step is a ``Reply``, text, a tool call, or a function of the request."""
 
     def __init__(self, *steps: Step) -> None:
+        super().__init__()
         self.steps = list(steps)
-        self.requests: list[Mapping[str, Any]] = []
-        self.failures: list[str] = []
 
     def __call__(self, request: Mapping[str, Any]) -> Reply:
         self.requests.append(request)
         if len(self.requests) > len(self.steps):
-            messages: list[Any] = list(request.get("messages") or [])
-            last: object = messages[-1] if messages else None
             failure = (
                 f"unexpected call #{len(self.requests)}: the script has {len(self.steps)} steps; "
-                f"the request ended with {str(last)[:300]}"
+                f"the request ended with {_ending(request)}"
             )
             self.failures.append(failure)
             raise UnexpectedCall(failure)
-        return _as_reply(self.steps[len(self.requests) - 1], request)
+        return self._answer(request, self.steps[len(self.requests) - 1])
 
     @property
     def unused(self) -> int:
         return max(0, len(self.steps) - len(self.requests))
 
     def assert_done(self) -> None:
-        """Raise if the model was called too often or if some steps were never used."""
-        if self.failures:
-            raise UnexpectedCall("; ".join(self.failures))
+        """Raise if the model was called too often, if a step failed, or if some steps were never used."""
+        super().assert_done()
         if self.unused:
             raise AssertionError(f"{self.unused} of {len(self.steps)} scripted steps were never used")
-
-    def client(self, model: str = "claude-sonnet-4-6", **kwargs: Any) -> anthropic.AsyncAnthropic:
-        """A client whose ``model`` is this script (``kwargs`` go to ``create_app``)."""
-        return emulated_client({model: self}, **kwargs)
 
     def __enter__(self) -> ScriptedModel:
         return self
@@ -118,16 +148,14 @@ class ScriptedModel:
             self.assert_done()
 
 
-class FunctionModel:
-    """Answers with ``function(request)``: a ``Reply``, text, or a tool call."""
+class FunctionModel(_Recorder):
+    """Answers with ``function(request)``: a ``Reply``, text, or a tool call. ``assert_done`` raises if the function
+    failed on some request."""
 
     def __init__(self, function: Callable[[Mapping[str, Any]], Reply | str | Mapping[str, Any]]) -> None:
+        super().__init__()
         self.function = function
-        self.requests: list[Mapping[str, Any]] = []
 
     def __call__(self, request: Mapping[str, Any]) -> Reply:
         self.requests.append(request)
-        return _as_reply(self.function(request), request)
-
-    def client(self, model: str = "claude-sonnet-4-6", **kwargs: Any) -> anthropic.AsyncAnthropic:
-        return emulated_client({model: self}, **kwargs)
+        return self._answer(request, self.function)

@@ -18,7 +18,7 @@ import json
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast, overload
 
@@ -31,15 +31,28 @@ from leanloop.tokens import count_text
 __all__ = [
     "DEFAULT_MAX_RESULT_TOKENS",
     "Tool",
+    "ToolContent",
     "ToolOutcome",
     "ToolUse",
     "as_tool",
     "cap_text",
+    "iter_tools",
     "run_tools",
+    "sorted_json",
     "tool",
 ]
 
 DEFAULT_MAX_RESULT_TOKENS = 8000
+
+
+def sorted_json(value: Any) -> Any:
+    """``value`` with every dict's keys sorted, recursively: the same data always serialises to the same bytes."""
+    if isinstance(value, Mapping):
+        items = cast(Mapping[str, Any], value)
+        return {k: sorted_json(items[k]) for k in sorted(items)}
+    if isinstance(value, list | tuple):
+        return [sorted_json(v) for v in cast(Sequence[Any], value)]
+    return value
 
 
 def _json(value: Any) -> str:
@@ -249,13 +262,18 @@ class ToolUse:
     input: Mapping[str, Any]
 
 
+ToolContent = str | list[dict[str, Any]]
+_BLOCK_TYPES = frozenset({"text", "image", "document", "search_result"})
+
+
 @dataclass(frozen=True, slots=True)
 class ToolOutcome:
-    """What one call produced. ``content`` is what the model sees; ``full_text`` the uncut output when it was cut;
+    """What one call produced. ``content`` is what the model sees: text, or content blocks (text, image, document,
+    search_result) when the tool returned a list of them. ``full_text`` is the uncut output when it was cut;
     ``error`` the error text when the call failed (the loop guard compares it)."""
 
     use: ToolUse
-    content: str
+    content: ToolContent
     is_error: bool
     duration_s: float
     error: str | None = None
@@ -266,7 +284,8 @@ class ToolOutcome:
         return self.full_text is not None
 
     def to_block(self) -> dict[str, Any]:
-        block: dict[str, Any] = {"type": "tool_result", "tool_use_id": self.use.id, "content": self.content}
+        content = self.content if isinstance(self.content, str) else [dict(b) for b in self.content]
+        block: dict[str, Any] = {"type": "tool_result", "tool_use_id": self.use.id, "content": content}
         if self.is_error:
             block["is_error"] = True
         return block
@@ -288,6 +307,32 @@ def cap_text(text: str, max_tokens: int) -> tuple[str, bool]:
         "range if you need the missing part ...]\n\n"
     )
     return head + note + tail, True
+
+
+def _content_blocks(value: Any) -> list[dict[str, Any]] | None:
+    """``value`` as tool_result content blocks, if it is a non-empty list of them (else None: it is data)."""
+    if not isinstance(value, list) or not value:
+        return None
+    items = cast(list[Any], value)
+    if not all(isinstance(b, Mapping) and cast(Mapping[str, Any], b).get("type") in _BLOCK_TYPES for b in items):
+        return None
+    return [cast(dict[str, Any], sorted_json(b)) for b in items]
+
+
+def _cap_content(value: Any, max_tokens: int) -> tuple[ToolContent, str | None]:
+    """What the model sees of a tool's return value, and the full text when it had to be cut."""
+    blocks = _content_blocks(value)
+    if blocks is None:
+        text = _as_text(value)
+        shown, cut = cap_text(text, max_tokens)
+        return shown, text if cut else None
+    texts = [b for b in blocks if b.get("type") == "text" and isinstance(b.get("text"), str)]
+    share = max(1, max_tokens // max(1, len(texts)))
+    cut_any = False
+    for block in texts:
+        block["text"], cut = cap_text(block["text"], share)
+        cut_any = cut_any or cut
+    return blocks, _json(value) if cut_any else None
 
 
 def _as_text(value: Any) -> str:
@@ -313,7 +358,13 @@ def _describe_error(error: BaseException) -> str:
 
 
 async def _run_one(
-    use: ToolUse, tools: Mapping[str, Tool], limit: asyncio.Semaphore, seconds: float, max_tokens: int
+    use: ToolUse,
+    tools: Mapping[str, Tool],
+    *,
+    limit: asyncio.Semaphore,
+    seconds: float,
+    max_tokens: int,
+    max_seconds: float | None,
 ) -> ToolOutcome:
     started = time.perf_counter()
     found = tools.get(use.name)
@@ -321,20 +372,60 @@ async def _run_one(
         known = ", ".join(sorted(n for n, t in tools.items() if t.handler is not None))
         error = f"unknown tool {use.name!r}; available: {known}"
         return ToolOutcome(use, error, True, 0.0, error=error)
+    timeout = found.timeout or seconds
+    if max_seconds is not None:  # the run's wall-time cap wins over any tool's own timeout
+        timeout = max(0.001, min(timeout, max_seconds))
+    cap = found.max_result_tokens or max_tokens
     async with limit:
         try:
-            async with asyncio.timeout(found.timeout or seconds):
+            async with asyncio.timeout(timeout):
                 value = await found.invoke(use.input)
         except asyncio.CancelledError:
             raise
         except Exception as error:
-            message = _describe_error(error)
-            if isinstance(error, TimeoutError):
-                message = f"timed out after {found.timeout or seconds:g} s"
-            return ToolOutcome(use, message, True, time.perf_counter() - started, error=message)
-    text = _as_text(value)
-    shown, cut = cap_text(text, found.max_result_tokens or max_tokens)
-    return ToolOutcome(use, shown, False, time.perf_counter() - started, full_text=text if cut else None)
+            message = f"timed out after {timeout:g} s" if isinstance(error, TimeoutError) else _describe_error(error)
+            shown, cut = cap_text(message, cap)  # stack traces and echoed bodies can be as big as any output
+            duration = time.perf_counter() - started
+            return ToolOutcome(use, shown, True, duration, error=message, full_text=message if cut else None)
+    content, full = _cap_content(value, cap)
+    return ToolOutcome(use, content, False, time.perf_counter() - started, full_text=full)
+
+
+async def iter_tools(
+    uses: Sequence[ToolUse],
+    tools: Mapping[str, Tool],
+    *,
+    max_concurrency: int = 16,
+    seconds: float = 60.0,
+    max_result_tokens: int = DEFAULT_MAX_RESULT_TOKENS,
+    max_seconds: float | None = None,
+) -> AsyncGenerator[tuple[int, ToolOutcome]]:
+    """Run every call at once and yield ``(index in uses, outcome)`` as each one finishes.
+
+    Each call gets ``seconds`` (or its tool's own timeout), never more than ``max_seconds``. Closing the iterator,
+    or cancelling its consumer, cancels every call still running.
+    """
+    limits: dict[str, Any] = {
+        "limit": asyncio.Semaphore(max_concurrency),
+        "seconds": seconds,
+        "max_tokens": max_result_tokens,
+        "max_seconds": max_seconds,
+    }
+    if len(uses) == 1:  # the common turn: no task needed (and cancellation reaches the call directly)
+        yield 0, await _run_one(uses[0], tools, **limits)
+        return
+    tasks = {asyncio.ensure_future(_run_one(u, tools, **limits)): index for index, u in enumerate(uses)}
+    pending = set(tasks)
+    try:
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in sorted(done, key=tasks.__getitem__):
+                yield tasks[task], task.result()
+    finally:
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
 
 
 async def run_tools(
@@ -344,14 +435,22 @@ async def run_tools(
     max_concurrency: int = 16,
     seconds: float = 60.0,
     max_result_tokens: int = DEFAULT_MAX_RESULT_TOKENS,
+    max_seconds: float | None = None,
 ) -> list[ToolOutcome]:
     """Run every call at once (up to ``max_concurrency``, each within ``seconds``); results in ``uses`` order.
 
     Cancelling the caller cancels every call still running.
     """
-    limit = asyncio.Semaphore(max_concurrency)
-    if len(uses) == 1:  # the common turn: no task group needed (and cancellation reaches the call directly)
-        return [await _run_one(uses[0], tools, limit, seconds, max_result_tokens)]
-    async with asyncio.TaskGroup() as group:
-        tasks = [group.create_task(_run_one(u, tools, limit, seconds, max_result_tokens)) for u in uses]
-    return [task.result() for task in tasks]
+    outcomes: dict[int, ToolOutcome] = {}
+    finished = iter_tools(
+        uses,
+        tools,
+        max_concurrency=max_concurrency,
+        seconds=seconds,
+        max_result_tokens=max_result_tokens,
+        max_seconds=max_seconds,
+    )
+    async with contextlib.aclosing(finished):
+        async for index, outcome in finished:
+            outcomes[index] = outcome
+    return [outcomes[index] for index in range(len(uses))]

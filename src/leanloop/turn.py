@@ -17,7 +17,7 @@ from leanloop.request import sorted_json
 from leanloop.tools import ToolUse
 from leanloop.usage import Usage
 
-__all__ = ["Finish", "Resend", "Retry", "RunTools", "StopRun", "Turn", "TurnBuilder", "next_step"]
+__all__ = ["Finish", "Nudge", "Resend", "Retry", "RunTools", "StopRun", "Turn", "TurnBuilder", "next_step"]
 
 
 @dataclass
@@ -157,9 +157,11 @@ class RunTools:
 
 @dataclass(frozen=True, slots=True)
 class Retry:
-    """Send the same request again with more room: the turn was cut by max_tokens."""
+    """Send the same request again with more room: the turn was cut by max_tokens. ``discarded`` is the text the
+    cut turn streamed, which is dropped with it."""
 
     max_tokens: int
+    discarded: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,12 +170,18 @@ class Resend:
 
 
 @dataclass(frozen=True, slots=True)
+class Nudge:
+    """The model ended its turn with nothing in it: ask it once to continue (resending as is would not help)."""
+
+
+@dataclass(frozen=True, slots=True)
 class StopRun:
     reason: str
     detail: str
+    cap: str | None = None
 
 
-NextStep = Finish | RunTools | Retry | Resend | StopRun
+NextStep = Finish | RunTools | Retry | Resend | Nudge | StopRun
 
 
 def next_step(  # noqa: PLR0911 - one return per stop reason reads as the table it is
@@ -185,19 +193,25 @@ def next_step(  # noqa: PLR0911 - one return per stop reason reads as the table 
     pauses: int,
     max_pauses: int,
     model_max_tokens: int,
+    nudged: bool = False,
 ) -> NextStep:
     """Map a finished turn to the loop's next move. Pure."""
     reason = turn.stop_reason
-    if reason in ("end_turn", "stop_sequence"):
-        return Finish(turn.text)
-    if reason == "tool_use":
-        uses = turn.tool_uses
-        return RunTools(uses) if uses else Finish(turn.text)
+    if reason in ("end_turn", "stop_sequence", "tool_use"):
+        uses = turn.tool_uses if reason == "tool_use" else []
+        if uses:
+            return RunTools(uses)
+        if turn.text.strip():
+            return Finish(turn.text)
+        if nudged:
+            return StopRun("error", "the model ended its turn without an answer twice in a row (an empty end_turn)")
+        return Nudge()
     if reason == "max_tokens":
         if lowered_by is not None:
-            return StopRun("budget", f"the turn was cut at max_tokens={max_tokens}, lowered by the {lowered_by} cap")
+            detail = f"the turn was cut at max_tokens={max_tokens}, lowered by the {lowered_by} cap"
+            return StopRun("budget", detail, lowered_by)
         if not retried and max_tokens < model_max_tokens:
-            return Retry(min(max_tokens * 2, model_max_tokens))
+            return Retry(min(max_tokens * 2, model_max_tokens), turn.text)
         return StopRun("error", f"the turn exceeded max_tokens={max_tokens}" + (" twice" if retried else ""))
     if reason == "pause_turn":
         if pauses >= max_pauses:

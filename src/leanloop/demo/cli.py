@@ -22,7 +22,7 @@ from rich.table import Table
 from leanloop.agent import CallFinished, Event, Notice, TextDelta, ToolStarted
 from leanloop.demo.run import DemoReport, RunSummary, run_demo
 from leanloop.errors import ConfigError
-from leanloop.pricing import Cost
+from leanloop.pricing import Cost, default_pricing
 from leanloop.trace import CallRecord
 from leanloop.usage import Usage
 
@@ -30,21 +30,16 @@ __all__ = ["demo", "ledger_table"]
 
 
 def ledger_table(calls: list[CallRecord], title: str = "Ledger") -> Table:
-    """The per-iteration ledger: iteration, (model,) input, cache write, cache read, output, cost, latency; totals.
-
-    The model column appears when the calls used more than one model (else the title says it).
-    """
+    """The per-iteration ledger: iteration, model, input, cache write, cache read, output, cost, latency; totals."""
     table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left")
-    several = len({c.model for c in calls}) > 1
-    columns = ["#", "model"] if several else ["#"]
-    for column in [*columns, "input", "cache write", "cache read", "output", "cost", "latency"]:
+    for column in ["#", "model", "input", "cache write", "cache read", "output", "cost", "latency"]:
         table.add_column(column, justify="left" if column == "model" else "right")
     for call in calls:
         u = call.usage
         latency = f"{call.latency_s:.2f} s" if call.latency_s is not None else "-"
-        head = [str(call.iteration), call.model] if several else [str(call.iteration)]
         table.add_row(
-            *head,
+            str(call.iteration),
+            call.model,
             f"{u.input_tokens:,}",
             f"{u.cache_write_tokens:,}",
             f"{u.cache_read_tokens:,}",
@@ -58,7 +53,8 @@ def ledger_table(calls: list[CallRecord], title: str = "Ledger") -> Table:
         latency = sum(c.latency_s or 0.0 for c in calls)
         table.add_section()
         table.add_row(
-            *(["total", ""] if several else ["total"]),
+            "total",
+            "",
             f"{total.input_tokens:,}",
             f"{total.cache_write_tokens:,}",
             f"{total.cache_read_tokens:,}",
@@ -161,6 +157,8 @@ def _render(report: DemoReport, console: Console) -> None:
     console.print(_incident(report))
     ratio = report.incident["leanloop"].cost.total / report.incident["naive"].cost.total
     console.print(f"  the guard stopped the incident at {ratio:.1%} of the naive loop's cost", highlight=False)
+    if report.incident_source != report.source:
+        console.print(f"  the incident runs on the {report.incident_source}", markup=False, highlight=False)
 
 
 def demo(
@@ -179,6 +177,14 @@ def demo(
     """Triage logs with a Claude agent: the ledger, the same task naive and cached, and a runaway incident."""
     if logs is not None and not logs.is_dir():
         raise typer.BadParameter(f"{logs} is not a directory", param_hint="--logs")
+    if trace is not None and not trace.parent.is_dir():
+        raise typer.BadParameter(f"the folder {trace.parent} does not exist: create it first", param_hint="--trace")
+    if default_pricing().prices(model) is None:
+        raise typer.BadParameter(
+            f"unknown model {model!r}: genai-prices has no price for it (a new model can be priced in a file named "
+            "by LEANLOOP_PRICES)",
+            param_hint="--model",
+        )
     live = bool(os.environ.get("ANTHROPIC_API_KEY", "").strip()) and not emulator
     console = Console(stderr=as_json)
     where = "the emulator (no API key needed)"

@@ -116,6 +116,7 @@ class DemoReport:
     ledger: list[CallRecord] = field(default_factory=list[CallRecord])
     runs: dict[str, RunSummary] = field(default_factory=dict[str, RunSummary])
     incident: dict[str, RunSummary] = field(default_factory=dict[str, RunSummary])
+    incident_source: str = ""
 
     @property
     def floor_usd(self) -> Decimal:
@@ -133,7 +134,11 @@ class DemoReport:
             "cost_vs_floor": float(self.result.cost.total / self.floor_usd) if self.floor_usd else None,
             "runs": {name: run.to_dict() for name, run in self.runs.items()},
             "incident": {
-                name: {k: v for k, v in run.to_dict().items() if k != "calls"} for name, run in self.incident.items()
+                "source": self.incident_source,
+                **{
+                    name: {k: v for k, v in run.to_dict().items() if k != "calls"}
+                    for name, run in self.incident.items()
+                },
             },
             "leanloop_vs_naive": _ratio(leanloop, self.runs["naive"]),
             "incident_leanloop_vs_naive": _ratio(self.incident["leanloop"], self.incident["naive"]),
@@ -215,6 +220,11 @@ async def run_demo(
             )
 
         report.incident = await _incident(model, snapshot)
+        # The incident needs a log the agent may not read: it always runs on the generated snapshot.
+        unreadable = f"{snapshot.unreadable.namespace}/{snapshot.unreadable.pod}"
+        report.incident_source = f"{_describe(snapshot)}, where {unreadable} cannot be read"
+        if logs is None:
+            report.source = report.incident_source
         return report
 
 

@@ -1,0 +1,60 @@
+"""leanloop.testing: the doubles fail loudly, and assert_done reports every failure with the request it was on."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from leanloop.agent import Agent
+from leanloop.testing import FunctionModel, ScriptedModel, UnexpectedCall, call, say, turn
+
+pytestmark = pytest.mark.anyio
+MODEL = "claude-sonnet-4-6"
+
+
+def lookup(key: str) -> str:
+    """Look up a key.
+
+    Args:
+        key: What to look up.
+    """
+    return f"{key} = 42"
+
+
+def expects_the_result(request: Mapping[str, Any]) -> Any:
+    last = request["messages"][-1]["content"][0]
+    assert last["content"] == "a = 7", f"expected the tool's result, got {last['content']!r}"
+    return say("done")
+
+
+async def test_a_scripted_step_whose_own_check_fails_makes_assert_done_fail() -> None:
+    model = ScriptedModel(turn(call("lookup", key="a")), expects_the_result)
+    result = await Agent(MODEL, tools=[lookup], client=model.client()).run("go")
+    assert result.stop.reason == "error"
+    with pytest.raises(AssertionError, match=r"request #2 failed.*expected the tool's result, got 'a = 42'"):
+        model.assert_done()
+
+
+async def test_a_function_model_records_its_failures_and_has_assert_done() -> None:
+    def model(request: Mapping[str, Any]) -> Any:
+        if len(request["messages"]) > 1:
+            raise ValueError("no second call expected")
+        return call("lookup", key="a")
+
+    double = FunctionModel(model)
+    result = await Agent(MODEL, tools=[lookup], client=double.client()).run("go")
+    assert result.stop.reason == "error"
+    with pytest.raises(AssertionError, match=r"request #2 failed in the model double: ValueError: no second call"):
+        double.assert_done()
+    healthy = FunctionModel(lambda request: say("fine"))
+    assert (await Agent(MODEL, client=healthy.client()).run("go")).ok
+    healthy.assert_done()
+
+
+async def test_an_unexpected_call_is_still_an_unexpected_call() -> None:
+    model = ScriptedModel(turn(call("lookup", key="a")))
+    await Agent(MODEL, tools=[lookup], client=model.client()).run("go")
+    with pytest.raises(UnexpectedCall, match="unexpected call #2"):
+        model.assert_done()
