@@ -278,6 +278,12 @@ def test_fifth_breakpoint_is_rejected_with_the_api_message() -> None:
     )
     with pytest.raises(InvalidRequestError, match="Found 5"):
         _ = auto.breakpoints
+    marked_last = [{"role": "user", "content": _marked(1)}]
+    on_the_same_block = prompt_from_request(_request(_marked(3), marked_last, cache_control={"type": "ephemeral"}))
+    with pytest.raises(InvalidRequestError, match="Found 5"):  # 4 explicit markers: no slot left for it
+        _ = on_the_same_block.breakpoints
+    three = prompt_from_request(_request(_marked(2), marked_last, cache_control={"type": "ephemeral"}))
+    assert len(three.breakpoints) == 3  # it merges with the marker on its block
 
 
 def test_one_hour_after_five_minutes_is_rejected() -> None:
@@ -295,6 +301,24 @@ def test_unknown_ttl_and_type_are_rejected() -> None:
         )
     with pytest.raises(InvalidRequestError, match="Input should be 'ephemeral'"):
         prompt_from_request(_request([{"type": "text", "text": "x", "cache_control": {"type": "persistent"}}], []))
+
+
+def test_top_level_cache_control_errors_name_the_field_once() -> None:
+    with pytest.raises(InvalidRequestError, match=r"^cache_control\.ephemeral\.ttl: Input should be '5m' or '1h'$"):
+        prompt_from_request(_request("sys", [], cache_control={"type": "ephemeral", "ttl": "2h"}))
+    with pytest.raises(InvalidRequestError, match=r"^cache_control\.type: Input should be 'ephemeral'$"):
+        prompt_from_request(_request("sys", [], cache_control={"type": "forever"}))
+
+
+def test_extra_keys_in_cache_control_are_rejected_as_the_api_does() -> None:
+    with pytest.raises(
+        InvalidRequestError, match=r"^system\.0\.cache_control\.ephemeral\.extra: Extra inputs are not permitted$"
+    ):
+        prompt_from_request(
+            _request([{"type": "text", "text": "x", "cache_control": {"type": "ephemeral", "extra": 1}}], [])
+        )
+    with pytest.raises(InvalidRequestError, match=r"^cache_control\.ephemeral\.scope: Extra inputs"):
+        prompt_from_request(_request("sys", [], cache_control={"type": "ephemeral", "ttl": "5m", "scope": "org"}))
 
 
 def test_custom_token_counter_is_used() -> None:

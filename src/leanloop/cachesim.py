@@ -245,7 +245,9 @@ class Prompt:
                         f"cache_control: the top-level cache_control ttl='{self.auto_ttl}' conflicts with "
                         f"ttl='{own}' on {self.blocks[target].path}, the block it applies to"
                     )
-            explicit += 1 if target is None or self.blocks[target].ttl is None else 0
+            # It takes a slot even when it lands on a block already marked with its ttl: the API answers 400 "if 4
+            # explicit markers already exist" (API-FACTS 1.1), whichever block they are on.
+            explicit += 1
         if explicit > MAX_BREAKPOINTS:
             raise InvalidRequestError(
                 f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. Found {explicit}."
@@ -420,15 +422,23 @@ class CacheSim:
 # From an API request to a Prompt
 
 
-def _cache_ttl(path: str, block: Mapping[str, Any]) -> TTL | None:
-    mark = block.get("cache_control")
+_CACHE_CONTROL_KEYS = frozenset({"type", "ttl"})
+
+
+def _cache_ttl(where: str, mark: Any) -> TTL | None:
+    """The ttl of a ``cache_control`` value found at ``where`` (``system.0.cache_control``, or ``cache_control``
+    for the top-level one); None when there is none. Raises the API's 400 for a value it rejects."""
     if mark is None:
         return None
     if not isinstance(mark, Mapping) or mark.get("type") != "ephemeral":  # pyright: ignore[reportUnknownMemberType]
-        raise InvalidRequestError(f"{path}.cache_control.type: Input should be 'ephemeral'")
-    ttl = cast(Mapping[str, Any], mark).get("ttl", "5m")
+        raise InvalidRequestError(f"{where}.type: Input should be 'ephemeral'")
+    mark = cast(Mapping[str, Any], mark)
+    extra = next((key for key in mark if key not in _CACHE_CONTROL_KEYS), None)
+    if extra is not None:
+        raise InvalidRequestError(f"{where}.ephemeral.{extra}: Extra inputs are not permitted")
+    ttl = mark.get("ttl", "5m")
     if ttl not in TTL_SECONDS:
-        raise InvalidRequestError(f"{path}.cache_control.ephemeral.ttl: Input should be '5m' or '1h'")
+        raise InvalidRequestError(f"{where}.ephemeral.ttl: Input should be '5m' or '1h'")
     return cast(TTL, ttl)
 
 
@@ -509,8 +519,7 @@ class PromptBuilder:
             self._chains.extend(new)
             self._seen.append(messages[index])
             self._ends.append(len(self._blocks))
-        auto = request.get("cache_control")
-        auto_ttl = _cache_ttl("cache_control", {"cache_control": auto}) if auto is not None else None
+        auto_ttl = _cache_ttl("cache_control", request.get("cache_control"))
         prompt = Prompt(model=model, blocks=tuple(self._blocks), auto_ttl=auto_ttl)
         prompt.__dict__["_chains"] = self._chains.copy()
         return prompt
@@ -548,7 +557,7 @@ def _make_block(path: str, section: str, block: Mapping[str, Any], tokens: int, 
         path=path,
         fingerprint=block_fingerprint(section, canonical),
         tokens=tokens,
-        ttl=_cache_ttl(path, block),
+        ttl=_cache_ttl(f"{path}.cache_control", block.get("cache_control")),
         run=kind if kind in ("tool_use", "tool_result") else None,
         message=message,
         auto_eligible=kind not in ("thinking", "redacted_thinking"),
