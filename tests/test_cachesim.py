@@ -2,23 +2,34 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from leanloop import cachesim
+from leanloop.analyze.estimate import PRESETS, estimate
 from leanloop.cachesim import (
+    DEFAULT_MIN_CACHEABLE_TOKENS,
     TTL,
     Block,
     CacheSim,
     Prompt,
     PromptBuilder,
+    UnknownMinimumWarning,
     block_fingerprint,
     min_cacheable_tokens,
     prompt_from_request,
+    register_min_cacheable_tokens,
 )
-from leanloop.errors import InvalidRequestError
+from leanloop.emulator import Emulator, create_app
+from leanloop.errors import ConfigError, InvalidRequestError
+from leanloop.pricing import PriceOverrides, default_pricing
+from leanloop.request import CachePolicy, RequestBuilder
 
 MODEL = "claude-sonnet-4-6"  # minimum cacheable length 2,048 tokens
 
@@ -62,13 +73,76 @@ def test_minimum_depends_on_model_and_is_not_monotonic() -> None:
     assert min_cacheable_tokens("claude-haiku-4-5-20251001") == 4096
     assert min_cacheable_tokens("claude-sonnet-5-5") == 512
     assert min_cacheable_tokens("claude-sonnet-5") == 1024
-    assert min_cacheable_tokens("some-future-model") == 1024
+    assert min_cacheable_tokens("claude-3-5-sonnet-latest") == 1024  # a suffix that is not a new version
 
 
 def test_minimum_table_is_extensible() -> None:
     sim = CacheSim(min_tokens={"my-model": 100})
     result = sim.request(prompt(block("system", 150, "5m"), model="my-model"), start=0)
     assert result.usage.cache_write_tokens == 150
+
+
+@pytest.fixture
+def registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A fresh process-wide table of minimums and warnings for one test."""
+    monkeypatch.setattr(cachesim, "_registered", {})
+    monkeypatch.setattr(cachesim, "_warned", set())
+    cachesim._default_minimum.cache_clear()  # pyright: ignore[reportPrivateUsage]
+    yield
+    cachesim._default_minimum.cache_clear()  # pyright: ignore[reportPrivateUsage]
+
+
+def test_an_unknown_model_gets_the_conservative_default_and_one_warning_naming_it(registry: None) -> None:
+    with pytest.warns(UnknownMinimumWarning, match=r"'claude-opus-6'.*4,096.*register_min_cacheable_tokens"):
+        assert min_cacheable_tokens("claude-opus-6") == DEFAULT_MIN_CACHEABLE_TOKENS == 4096
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert min_cacheable_tokens("claude-opus-6") == 4096  # warned once
+        assert CacheSim().min_tokens("claude-opus-6") == 4096
+    with pytest.warns(UnknownMinimumWarning, match="claude-opus-4-9"):  # a new minor version is a new model
+        min_cacheable_tokens("claude-opus-4-9")
+
+
+def test_a_registered_minimum_is_read_everywhere(registry: None) -> None:
+    register_min_cacheable_tokens("claude-opus-6", 1024)
+    register_min_cacheable_tokens("claude-sonnet-4-6", 1024)  # measured by the user: overrides the built-in 2,048
+    assert min_cacheable_tokens("claude-opus-6-20270101") == 1024
+    assert CacheSim().min_tokens("claude-sonnet-4-6") == 1024
+    long_system = "You triage incidents from logs and answer precisely. " * 150  # ~1,350 tokens
+    request = {"model": "claude-sonnet-4-6", "system": [{"type": "text", "text": long_system}], "messages": []}
+    request["system"][0]["cache_control"] = {"type": "ephemeral"}
+    written = CacheSim().request(prompt_from_request(request), start=0).usage.cache_write_tokens
+    assert written > 1024  # cached now, below the built-in 2,048
+    assert estimate(PRESETS["five-step"]).min_cacheable_tokens == 1024  # estimate
+    assert Emulator.of(create_app({})).cache.min_tokens("claude-opus-6") == 1024  # the emulator bills with it
+    built = RequestBuilder(model="claude-opus-6", system=long_system, tools=[], cache=CachePolicy()).build(
+        [{"role": "user", "content": "hi"}], max_tokens=10
+    )
+    assert built.breakpoints  # the agent's planner places a breakpoint it would not place below 4,096
+
+
+def test_the_price_override_file_sets_minimums_for_the_process(
+    registry: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prices = tmp_path / "prices.toml"
+    prices.write_text("[claude-sonnet-4-6]\nmin_cacheable_tokens = 1024\n\n[my-model]\ninput = 1\noutput = 2\n")
+    monkeypatch.setenv("LEANLOOP_PRICES", str(prices))
+    default_pricing.cache_clear()
+    try:
+        assert min_cacheable_tokens("claude-sonnet-4-6") == 1024  # read before anything was priced
+        assert "claude-sonnet-4-6" not in default_pricing().overrides  # no prices given: genai-prices prices it
+        assert "my-model" in default_pricing().overrides
+    finally:
+        default_pricing.cache_clear()
+    prices.write_text("[claude-opus-6]\nmin_cacheable_tokens = 0\n")
+    with pytest.raises(ConfigError, match=r"prices\.toml: .*'min_cacheable_tokens' is 0: a whole number > 0"):
+        PriceOverrides.load(prices)
+
+
+@pytest.mark.parametrize("bad", [0, -5, 1.5, True, "1024"])
+def test_a_bad_minimum_is_named(registry: None, bad: object) -> None:
+    with pytest.raises(ConfigError, match=r"minimum cacheable length for 'my-model' must be a whole number > 0"):
+        register_min_cacheable_tokens("my-model", bad)  # type: ignore[arg-type]
 
 
 def _conversation(turns: int, *, mark_last: bool = True, run: str | None = None) -> list[Block]:

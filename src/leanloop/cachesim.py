@@ -9,7 +9,9 @@ The rules (API-FACTS section 1, DESIGN "The cache rules"):
 - A breakpoint reads the longest existing entry at its own block or at most ``lookback`` (20) positions before it.
   A run of consecutive tool_use blocks counts as one position, and so does a run of tool_result blocks.
 - Each breakpoint after the read point whose prefix reaches the model's minimum cacheable length is written;
-  shorter prefixes are silently not cached.
+  shorter prefixes are silently not cached. The minimums are one process-wide table (``min_cacheable_tokens``;
+  change it with ``register_min_cacheable_tokens`` or a price override file); a model it does not know is assumed
+  to need ``DEFAULT_MIN_CACHEABLE_TOKENS`` (4,096, the largest), with one warning naming it.
 - Entries live 5 minutes or 1 hour from the start of the request that wrote or last read them (reads refresh).
 - Entries are scoped per model. A new entry is readable only once its writer's response has started streaming, so
   concurrent identical requests all pay the write.
@@ -27,16 +29,19 @@ import hashlib
 import json
 import operator
 import re
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
+from types import MappingProxyType
 from typing import Any, Literal, cast
 
-from leanloop.errors import InvalidRequestError
+from leanloop.errors import ConfigError, InvalidRequestError, UnknownModelWarning
 from leanloop.tokens import TRAILING_PROMPT_TOKENS, Estimator, TokenCounter
 from leanloop.usage import Usage
 
 __all__ = [
+    "DEFAULT_MIN_CACHEABLE_TOKENS",
     "LOOKBACK_POSITIONS",
     "MAX_BREAKPOINTS",
     "MIN_CACHEABLE_TOKENS",
@@ -48,10 +53,12 @@ __all__ = [
     "Plan",
     "Prompt",
     "PromptBuilder",
+    "UnknownMinimumWarning",
     "block_fingerprint",
     "canonical_json",
     "min_cacheable_tokens",
     "prompt_from_request",
+    "register_min_cacheable_tokens",
 ]
 
 TTL = Literal["5m", "1h"]
@@ -59,59 +66,114 @@ TTL_SECONDS: dict[str, float] = {"5m": 300.0, "1h": 3600.0}
 MAX_BREAKPOINTS = 4
 LOOKBACK_POSITIONS = 20
 
-# Minimum cacheable prompt length per model (API-FACTS 1.3). Not monotonic across generations. Keys match the model
-# id with any date suffix removed, exactly or as the longest prefix. Extend it with ``CacheSim(min_tokens=...)``
-# (lookups in this table are memoised: do not edit it in place).
-MIN_CACHEABLE_TOKENS: dict[str, int] = {
-    "claude-opus-5-5": 512,
-    "claude-sonnet-5-5": 512,  # secondary sources only
-    "claude-haiku-5-5": 512,  # secondary sources only
-    "claude-opus-5": 512,
-    "claude-fable-5": 512,
-    "claude-mythos-5": 512,
-    "claude-sonnet-5": 1024,
-    "claude-opus-4-8": 1024,
-    "claude-opus-4-7": 2048,
-    "claude-opus-4-6": 4096,
-    "claude-opus-4-5": 4096,
-    "claude-haiku-4-5": 4096,
-    # The official skill says 1024; SDK issue #1194 and orq.ai observe caching only from 2048. 2048 is the safe floor.
-    "claude-sonnet-4-6": 2048,
-    "claude-sonnet-4-5": 1024,
-    "claude-opus-4-1": 1024,
-    "claude-opus-4": 1024,
-    "claude-sonnet-4": 1024,
-    "claude-mythos-preview": 2048,
-    "claude-3-7-sonnet": 1024,
-    "claude-3-5-sonnet": 1024,
-    "claude-3-5-haiku": 2048,
-    "claude-3-haiku": 2048,
-    "claude-3-opus": 1024,
-}
-_DEFAULT_MIN_TOKENS = 1024
+# Minimum cacheable prompt length per model (API-FACTS 1.3), as documented. Not monotonic across generations. Keys
+# match the model id with any date suffix removed, exactly or as the longest prefix followed by a suffix that is not
+# a new version number ("claude-3-5-sonnet-latest" is Claude 3.5 Sonnet; "claude-opus-4-9" is not Opus 4). Change
+# or extend it for the whole process with ``register_min_cacheable_tokens`` or a price override file.
+MIN_CACHEABLE_TOKENS: Mapping[str, int] = MappingProxyType(
+    {
+        "claude-opus-5-5": 512,
+        "claude-sonnet-5-5": 512,  # secondary sources only
+        "claude-haiku-5-5": 512,  # secondary sources only
+        "claude-opus-5": 512,
+        "claude-fable-5": 512,
+        "claude-mythos-5": 512,
+        "claude-sonnet-5": 1024,
+        "claude-opus-4-8": 1024,
+        "claude-opus-4-7": 2048,
+        "claude-opus-4-6": 4096,
+        "claude-opus-4-5": 4096,
+        "claude-haiku-4-5": 4096,
+        # The official skill says 1024; SDK issue #1194 and orq.ai observe caching only from 2048: the safe floor.
+        "claude-sonnet-4-6": 2048,
+        "claude-sonnet-4-5": 1024,
+        "claude-opus-4-1": 1024,
+        "claude-opus-4": 1024,
+        "claude-sonnet-4": 1024,
+        "claude-mythos-preview": 2048,
+        "claude-3-7-sonnet": 1024,
+        "claude-3-5-sonnet": 1024,
+        "claude-3-5-haiku": 2048,
+        "claude-3-haiku": 2048,
+        "claude-3-opus": 1024,
+    }
+)
+# A model no table knows is assumed to need the largest minimum any Claude model has: leanloop then never counts on
+# a cache write the API may not make (budgets and estimates stay on the safe side), at the price of not placing
+# breakpoints on shorter prefixes until the model is registered. The first lookup warns, naming the model.
+DEFAULT_MIN_CACHEABLE_TOKENS = 4096
 _DATE_SUFFIX = re.compile(r"-\d{8}$")
+_NEW_VERSION = re.compile(r"\d{1,2}(?:-|$)")
+_registered: dict[str, int] = {}  # the process-wide additions and changes, by model key
+_warned: set[str] = set()
+
+
+class UnknownMinimumWarning(UnknownModelWarning):
+    """A model's minimum cacheable length is not known: ``DEFAULT_MIN_CACHEABLE_TOKENS`` is assumed."""
 
 
 def _model_key(model: str) -> str:
     return _DATE_SUFFIX.sub("", model.strip().lower())
 
 
+def register_min_cacheable_tokens(model: str, tokens: int) -> None:
+    """Set ``model``'s minimum cacheable prefix (tokens) for the whole process: the agent's breakpoint planner,
+    its budget mirror, ``estimate``, ``whatif`` and the emulator all read it. Also from a price override file
+    (``min_cacheable_tokens = 1024`` in the model's table)."""
+    count = cast(object, tokens)  # checked as an object: callers may pass anything
+    if isinstance(count, bool) or not isinstance(count, int) or count <= 0:
+        raise ConfigError(f"minimum cacheable length for {model!r} must be a whole number > 0, got {tokens!r}")
+    if not isinstance(model, str) or not model.strip():  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise ConfigError(f"minimum cacheable length: the model id is empty ({model!r})")
+    _registered[_model_key(model)] = tokens
+    _default_minimum.cache_clear()
+
+
 def min_cacheable_tokens(model: str, table: Mapping[str, int] | None = None) -> int:
-    """The model's minimum cacheable prefix in tokens (1024 for a model the table does not know)."""
-    return _default_minimum(model) if table is None else _minimum(model, table)
+    """The model's minimum cacheable prefix in tokens: from ``table`` if given, else from the registered and
+    built-in ones; ``DEFAULT_MIN_CACHEABLE_TOKENS`` (with a warning, once per model) for a model none knows."""
+    if table is not None:
+        found = _minimum(model, table)
+        if found is not None:
+            return found
+    return _default_minimum(model)
 
 
 @lru_cache(maxsize=512)
 def _default_minimum(model: str) -> int:
-    return _minimum(model, MIN_CACHEABLE_TOKENS)
+    _load_override_file()
+    found = _minimum(model, _registered)
+    if found is None:
+        found = _minimum(model, MIN_CACHEABLE_TOKENS)
+    if found is not None:
+        return found
+    if model not in _warned:
+        _warned.add(model)
+        warnings.warn(
+            f"the minimum cacheable length of model {model!r} is not known: assuming {DEFAULT_MIN_CACHEABLE_TOKENS:,} "
+            "tokens, the largest of any Claude model. Set it with leanloop.cachesim.register_min_cacheable_tokens() "
+            "or min_cacheable_tokens in a price override file (LEANLOOP_PRICES).",
+            UnknownMinimumWarning,
+            stacklevel=4,
+        )
+    return DEFAULT_MIN_CACHEABLE_TOKENS
 
 
-def _minimum(model: str, table: Mapping[str, int]) -> int:
+def _load_override_file() -> None:
+    """The price override file (``LEANLOOP_PRICES``) may set minimums; loading the default pricing registers them."""
+    from leanloop.pricing import default_pricing  # noqa: PLC0415 - pricing imports this module
+
+    default_pricing()
+
+
+def _minimum(model: str, table: Mapping[str, int]) -> int | None:
     key = _model_key(model)
     if key in table:
         return table[key]
-    best = max((k for k in table if key.startswith(k + "-")), key=len, default=None)
-    return table[best] if best is not None else _DEFAULT_MIN_TOKENS
+    best = max(
+        (k for k in table if key.startswith(k + "-") and not _NEW_VERSION.match(key, len(k) + 1)), key=len, default=None
+    )
+    return table[best] if best is not None else None
 
 
 def canonical_json(value: Any) -> str:
@@ -306,8 +368,9 @@ class CacheSim:
     """
 
     def __init__(self, *, min_tokens: Mapping[str, int] | None = None, lookback: int = LOOKBACK_POSITIONS) -> None:
-        self._min_tokens = {**MIN_CACHEABLE_TOKENS, **(min_tokens or {})}
-        self._min_by_model: dict[str, int] = {}
+        """``min_tokens`` adds or changes minimum cacheable lengths for this cache only, on top of the
+        process-wide table (``register_min_cacheable_tokens``)."""
+        self._min_tokens = {_model_key(model): tokens for model, tokens in (min_tokens or {}).items()}
         self._lookback = lookback
         self._entries: dict[bytes, _Entry] = {}
         self._purge_at = 1024
@@ -319,10 +382,7 @@ class CacheSim:
         return True
 
     def min_tokens(self, model: str) -> int:
-        known = self._min_by_model.get(model)
-        if known is None:
-            known = self._min_by_model[model] = min_cacheable_tokens(model, self._min_tokens)
-        return known
+        return min_cacheable_tokens(model, self._min_tokens) if self._min_tokens else _default_minimum(model)
 
     def predict(self, prompt: Prompt, *, start: float) -> CacheResult:
         return self.plan(prompt, start=start).result

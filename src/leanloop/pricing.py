@@ -31,7 +31,8 @@ from typing import Any
 from genai_prices import data_snapshot
 from genai_prices.types import ModelPrice, TieredPrices, calc_unit_price
 
-from leanloop.errors import ConfigError, UnknownPriceError
+from leanloop.cachesim import register_min_cacheable_tokens
+from leanloop.errors import ConfigError, UnknownModelWarning, UnknownPriceError
 from leanloop.usage import Usage
 
 __all__ = [
@@ -53,10 +54,6 @@ _US_GEO_MULTIPLIER = Decimal("1.1")  # inference_geo="us" data residency (API-FA
 # is used only for a model genai-prices does not know (priced by an override file): Anthropic's published fee,
 # "$10 per 1,000 searches" (https://platform.claude.com/docs/en/about-claude/pricing, API-FACTS 2).
 WEB_SEARCH_USD_PER_1000_UNLISTED_MODEL = Decimal(10)
-
-
-class UnknownModelWarning(UserWarning):
-    """A model has no price in genai-prices nor in the override table: its cost is reported as unknown."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +82,12 @@ class ModelPrices:
         values.setdefault("cache_write_1h", base * 2)
         values.setdefault("cache_read", base * Decimal("0.1"))
         return cls(**values)
+
+
+def _min_cacheable(model: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"price override for {model!r}: 'min_cacheable_tokens' is {value!r}: a whole number > 0")
+    return value
 
 
 def _override_price(model: str, name: str, value: Any) -> Decimal:
@@ -194,11 +197,29 @@ class Cost:
 
 
 class PriceOverrides(dict[str, ModelPrices]):
-    """Model id -> ``ModelPrices``; wins over genai-prices. Ids match exactly or without a date suffix."""
+    """Model id -> ``ModelPrices``; wins over genai-prices. Ids match exactly or without a date suffix.
+
+    A model's table may also set ``min_cacheable_tokens`` (alone, or with prices): ``min_cacheable`` holds those,
+    and the default pricing (``LEANLOOP_PRICES``) registers them for the whole process (``cachesim``).
+    """
+
+    min_cacheable: dict[str, int]
+
+    def __init__(self, prices: Mapping[str, ModelPrices] | None = None, min_cacheable: Mapping[str, int] | None = None):
+        super().__init__(prices or {})
+        self.min_cacheable = dict(min_cacheable or {})
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Mapping[str, Any]]) -> PriceOverrides:
-        return cls({model: ModelPrices.from_mapping(model, prices) for model, prices in data.items()})
+        prices: dict[str, ModelPrices] = {}
+        minimums: dict[str, int] = {}
+        for model, table in data.items():
+            rest = {k: v for k, v in table.items() if k != "min_cacheable_tokens"}
+            if "min_cacheable_tokens" in table:
+                minimums[model] = _min_cacheable(model, table["min_cacheable_tokens"])
+            if rest or "min_cacheable_tokens" not in table:
+                prices[model] = ModelPrices.from_mapping(model, rest)
+        return cls(prices, minimums)
 
     @classmethod
     def load(cls, path: str | Path) -> PriceOverrides:
@@ -214,8 +235,7 @@ class PriceOverrides(dict[str, ModelPrices]):
         try:
             data = json.loads(text) if suffix == ".json" else tomllib.loads(text)
         except (json.JSONDecodeError, tomllib.TOMLDecodeError) as error:
-            kind = "JSON" if suffix == ".json" else "TOML"
-            raise ConfigError(f"price override file {path} is not valid {kind}: {error}") from None
+            raise ConfigError(f"price override file {path} is not valid {path.suffix[1:] or 'TOML'}: {error}") from None
         if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):  # pyright: ignore[reportUnknownVariableType]
             raise ConfigError(f"price override file {path}: expected a table per model id, e.g. [claude-x] input = 3")
         try:
@@ -377,9 +397,13 @@ def context_window(model: str) -> int | None:
 
 @lru_cache(maxsize=1)
 def default_pricing() -> Pricing:
-    """genai-prices plus the override file named by ``LEANLOOP_PRICES``, if set."""
+    """genai-prices plus the override file named by ``LEANLOOP_PRICES``, if set (its minimum cacheable lengths are
+    registered for the process)."""
     path = os.environ.get("LEANLOOP_PRICES")
-    return Pricing(PriceOverrides.load(path) if path else None)
+    overrides = PriceOverrides.load(path) if path else PriceOverrides()
+    for model, tokens in overrides.min_cacheable.items():
+        register_min_cacheable_tokens(model, tokens)
+    return Pricing(overrides)
 
 
 def cost(model: str, usage: Any, *, batch: bool = False, at: datetime | None = None) -> Cost:

@@ -36,13 +36,20 @@ def _text(source: Any, name: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _tier(source: Any) -> str | None:
+    """``service_tier``, None for the standard tier (the usual case, priced as such)."""
+    tier = _text(source, "service_tier")
+    return None if tier == "standard" else tier
+
+
 @dataclass(frozen=True, slots=True)
 class Usage:
     """One call's tokens, split the way they are billed, and its server tool requests.
 
     ``split_estimated`` is True when the source gave only ``cache_creation_input_tokens`` without the 5m/1h
     breakdown: the writes are then counted as 5m (the cheaper rate) and the cost is marked as estimated.
-    ``service_tier`` is ``"batch"`` for Batch API results (priced at the batch rate); ``web_search_requests``
+    ``service_tier`` is ``"batch"`` for Batch API results (priced at the batch rate), None for the standard tier;
+    ``web_search_requests``
     comes from ``server_tool_use`` (billed per search, not per token).
     """
 
@@ -112,7 +119,7 @@ class Usage:
             split_estimated=estimated,
             speed=_text(source, "speed"),
             inference_geo=_text(source, "inference_geo"),
-            service_tier=_text(source, "service_tier"),
+            service_tier=_tier(source),
             web_search_requests=(
                 _count(server_tools, "web_search_requests", "usage.server_tool_use") if server_tools is not None else 0
             ),
@@ -169,6 +176,6 @@ class Usage:
             split_estimated=bool(data.get("split_estimated", False)),
             speed=_text(data, "speed"),
             inference_geo=_text(data, "inference_geo"),
-            service_tier=_text(data, "service_tier"),
+            service_tier=_tier(data),
             web_search_requests=_count(data, "web_search_requests"),
         )
