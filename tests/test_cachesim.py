@@ -220,6 +220,21 @@ def test_expiry_and_refresh_on_read(ttl: TTL, seconds: float) -> None:
     assert expired.usage.cache_write_tokens == 5000
 
 
+def test_a_read_refreshes_the_entry_for_its_own_ttl_not_the_readers() -> None:
+    # SKILL-PC: "A cache read refreshes the entry's timer at no additional cost, on either TTL."
+    sim = CacheSim()
+    one_hour, five_minutes = prompt(block("system", 5000, "1h")), prompt(block("system", 5000, "5m"))
+    sim.request(one_hour, start=0)
+    assert sim.request(five_minutes, start=3000).usage.cache_read_tokens == 5000  # a 5m breakpoint reads the 1h entry
+    later = sim.request(one_hour, start=3700)  # 12 minutes after that read: the entry lives to 3000 + 3600
+    assert (later.usage.cache_read_tokens, later.usage.cache_write_tokens) == (5000, 0)
+    sim = CacheSim()
+    sim.request(five_minutes, start=0)
+    assert sim.request(one_hour, start=100).usage.cache_read_tokens == 5000  # a 1h breakpoint reads the 5m entry
+    expired = sim.request(five_minutes, start=401)  # the 5m entry was refreshed for 5 minutes, not an hour
+    assert (expired.usage.cache_read_tokens, expired.usage.cache_write_tokens) == (0, 5000)
+
+
 def test_entry_expires_exactly_at_ttl_from_request_start() -> None:
     sim = CacheSim()
     p = prompt(block("system", 5000, "5m"))

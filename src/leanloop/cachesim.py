@@ -12,7 +12,10 @@ The rules (API-FACTS section 1, DESIGN "The cache rules"):
   shorter prefixes are silently not cached. The minimums are one process-wide table (``min_cacheable_tokens``;
   change it with ``register_min_cacheable_tokens`` or a price override file); a model it does not know is assumed
   to need ``DEFAULT_MIN_CACHEABLE_TOKENS`` (4,096, the largest), with one warning naming it.
-- Entries live 5 minutes or 1 hour from the start of the request that wrote or last read them (reads refresh).
+- Entries live 5 minutes or 1 hour from the start of the request that wrote or last read them. A read refreshes
+  an entry for its own ttl, whatever the ttl of the breakpoint that read it: a 1h entry read through a 5m
+  breakpoint lives another hour, a 5m entry read through a 1h breakpoint another 5 minutes (SKILL-PC, "A cache
+  read refreshes the entry's timer at no additional cost, on either TTL"; API-FACTS 1.1).
 - Entries are scoped per model. A new entry is readable only once its writer's response has started streaming, so
   concurrent identical requests all pay the write.
 - ``input_tokens`` is what follows the last cache point, including the few tokens that open the assistant turn.
@@ -308,7 +311,8 @@ class Prompt:
                         f"ttl='{own}' on {self.blocks[target].path}, the block it applies to"
                     )
             # It takes a slot even when it lands on a block already marked with its ttl: the API answers 400 "if 4
-            # explicit markers already exist" (API-FACTS 1.1), whichever block they are on.
+            # explicit markers already exist" (API-FACTS 1.1; SKILL-PC: "all 4 slots already taken by explicit
+            # markers"), whichever block they are on. With fewer, a same-ttl marker there makes it a no-op.
             explicit += 1
         if explicit > MAX_BREAKPOINTS:
             raise InvalidRequestError(
@@ -352,7 +356,9 @@ class _Entry:
 
 @dataclass(slots=True)
 class Plan:
-    """What a request will do to the cache, decided at ``start``; ``CacheSim.apply`` carries it out."""
+    """What a request will do to the cache, decided at ``start``; ``CacheSim.apply`` carries it out.
+
+    ``refreshed`` holds the entries read, each with its own ttl (the one it is refreshed for)."""
 
     result: CacheResult
     start: float
@@ -404,9 +410,10 @@ class CacheSim:
         for key, tokens, ttl in plan.writes:
             old = self._entries.get(key)
             expires = start + TTL_SECONDS[ttl]
-            if old is not None and old.expires_at > start:
+            if old is not None and old.expires_at > start:  # written again before it became readable
                 old.expires_at = max(old.expires_at, expires)
                 old.readable_at = min(old.readable_at, readable_at)
+                old.ttl = ttl if TTL_SECONDS[ttl] > TTL_SECONDS[old.ttl] else old.ttl
             else:
                 self._entries[key] = _Entry(tokens, ttl, expires, readable_at)
         if len(self._entries) >= self._purge_at:
@@ -440,10 +447,10 @@ class CacheSim:
         hashes, tokens = prompt.prefix_hashes, prompt.prefix_tokens
         read_index: int | None = None
         refreshed: list[tuple[bytes, TTL]] = []
-        for index, ttl in breakpoints:
+        for index, _ in breakpoints:
             hit = self._lookup(prompt, index, start)
             if hit is not None:
-                refreshed.append((hashes[hit], ttl))
+                refreshed.append((hashes[hit], self._entries[hashes[hit]].ttl))  # the entry's own ttl
                 read_index = hit if read_index is None else max(read_index, hit)
         minimum = self.min_tokens(prompt.model)
         read = tokens[read_index] if read_index is not None else 0
