@@ -489,8 +489,11 @@ def _chains(p: Prompt) -> tuple[list[bytes], list[int], list[int], list[str]]:
     return p.prefix_hashes, p.prefix_tokens, p.positions, [b.path for b in p.blocks]
 
 
-@given(st.lists(st.sampled_from(["user", "tool_turn", "edit_last", "drop_last", "new_system"]), max_size=12))
-@settings(max_examples=60, deadline=None)
+OPERATIONS = ["user", "tool_turn", "edit_last", "drop_last", "new_system", "move_mark", "grow_last", "retext_last"]
+
+
+@given(st.lists(st.sampled_from(OPERATIONS), max_size=12))
+@settings(max_examples=80, deadline=None)
 def test_incremental_builder_matches_a_fresh_build(operations: list[str]) -> None:
     builder = PromptBuilder()
     system = "You are terse. " * 10
@@ -509,13 +512,71 @@ def test_incremental_builder_matches_a_fresh_build(operations: list[str]) -> Non
             messages.pop()
         elif operation == "new_system":
             system += " More."
+        else:
+            _edit_in_place(messages, operation, step)
         request = {
             "model": MODEL,
             "system": system,
             "tools": [{"name": "f", "input_schema": {}}],
             "messages": list(messages),
         }
-        assert _chains(builder.build(request)) == _chains(prompt_from_request(request))
+        built, fresh = builder.build(request), prompt_from_request(request)
+        assert _chains(built) == _chains(fresh)
+        assert built.breakpoints == fresh.breakpoints
+
+
+def _fresh_and_incremental(builder: PromptBuilder, messages: list[dict[str, Any]]) -> tuple[Prompt, Prompt]:
+    request = {"model": MODEL, "system": "You are terse.", "messages": messages}
+    return builder.build(request), prompt_from_request(request)
+
+
+def test_moving_a_breakpoint_in_place_is_seen() -> None:
+    builder = PromptBuilder()
+    mark = {"type": "ephemeral"}
+    messages: list[dict[str, Any]] = [
+        {"role": "user", "content": [{"type": "text", "text": LONG, "cache_control": mark}]}
+    ]
+    builder.build({"model": MODEL, "system": "You are terse.", "messages": messages})
+    del messages[0]["content"][0]["cache_control"]  # naive user code moves the rolling breakpoint in place
+    messages.append({"role": "assistant", "content": [{"type": "text", "text": "ok"}]})
+    messages.append({"role": "user", "content": [{"type": "text", "text": "and?", "cache_control": mark}]})
+    incremental, fresh = _fresh_and_incremental(builder, messages)
+    assert incremental.breakpoints == fresh.breakpoints == [(len(fresh.blocks) - 1, "5m")]
+    messages[-1]["content"][0]["cache_control"]["ttl"] = "1h"  # the mark itself edited in place
+    incremental, fresh = _fresh_and_incremental(builder, messages)
+    assert incremental.breakpoints == fresh.breakpoints == [(len(fresh.blocks) - 1, "1h")]
+
+
+def test_editing_the_last_message_in_place_is_seen() -> None:
+    builder = PromptBuilder()
+    messages: list[dict[str, Any]] = [{"role": "user", "content": [{"type": "text", "text": LONG}]}]
+    builder.build({"model": MODEL, "system": "You are terse.", "messages": messages})
+    messages[0]["content"].append({"type": "text", "text": "more " * 500})  # a block appended in place
+    incremental, fresh = _fresh_and_incremental(builder, messages)
+    assert _chains(incremental) == _chains(fresh)
+    messages[0]["content"][1]["text"] = "less"  # a field reassigned in place
+    incremental, fresh = _fresh_and_incremental(builder, messages)
+    assert _chains(incremental) == _chains(fresh)
+    messages[0]["content"] = "a string now"  # the content replaced
+    incremental, fresh = _fresh_and_incremental(builder, messages)
+    assert _chains(incremental) == _chains(fresh)
+
+
+def _edit_in_place(messages: list[dict[str, Any]], operation: str, step: int) -> None:
+    """What naive user code does to the messages it already sent: the last one's blocks, edited in place."""
+    last = messages[-1]
+    if isinstance(last["content"], str):
+        last["content"] = [{"type": "text", "text": last["content"]}]
+    blocks: list[dict[str, Any]] = last["content"]
+    if operation == "move_mark":
+        for message in messages:
+            for block in message["content"] if isinstance(message["content"], list) else []:
+                block.pop("cache_control", None)
+        blocks[-1]["cache_control"] = {"type": "ephemeral"}
+    elif operation == "grow_last" and blocks[-1].get("type") == "text":
+        blocks.append({"type": "text", "text": f"more {step}"})
+    elif operation == "retext_last" and blocks[-1].get("type") == "text":
+        blocks[-1]["text"] = f"retexted {step}"
 
 
 def test_with_marks_keeps_chains_and_sets_breakpoints() -> None:

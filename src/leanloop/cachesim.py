@@ -538,7 +538,14 @@ class PromptBuilder:
     Messages are remembered by identity: a message object seen at the same index last time is not serialised,
     hashed or counted again, so the work per request is proportional to what is new. Tools, system and settings
     are re-used while they compare equal. ``prompt_from_request`` is the one-shot form.
+
+    In-place edits are caught where user code makes them: the newest ``RECHECKED`` messages and the last 4 messages that
+    carried a ``cache_control`` are compared, on each build, with what they were (content replaced or resized, a
+    block's field reassigned, its ``cache_control`` added, removed or changed), so moving a breakpoint in place
+    works. An in-place change deeper inside an older message (a nested list appended to) needs a new message object.
     """
+
+    RECHECKED = 2
 
     def __init__(self, counter: TokenCounter | None = None) -> None:
         self._counter = counter or _ESTIMATOR
@@ -547,6 +554,8 @@ class PromptBuilder:
         self._blocks: list[Block] = []
         self._head_size = 0
         self._seen: list[Mapping[str, Any]] = []  # the message objects already turned into blocks
+        self._shapes: list[tuple[Any, ...]] = []  # what each looked like then (``_shape``)
+        self._marked: list[int] = []  # the indexes of those that carried a cache_control
         self._ends: list[int] = []  # where each seen message's blocks end
         self._chains = _Chains(b"")
 
@@ -568,28 +577,43 @@ class PromptBuilder:
             self._model, self._head_key = model, head_key
             self._blocks = self._head_blocks(model, request)
             self._head_size = len(self._blocks)
-            self._seen, self._ends = [], []
+            self._seen, self._shapes, self._marked, self._ends = [], [], [], []
             self._chains = _Chains(_model_key(model).encode())
             self._chains.extend(self._blocks)
         messages = cast(Sequence[Mapping[str, Any]], request.get("messages") or [])
-        # Identity, compared at C speed: the first message that is not the object seen at its index last time.
-        same_flags = list(map(operator.is_, messages, self._seen))
-        same = same_flags.index(False) if False in same_flags else len(same_flags)
-        keep = self._ends[same - 1] if same else self._head_size
-        if keep < len(self._blocks):
+        same = self._unchanged(messages)
+        if same < len(self._seen):
+            keep = self._ends[same - 1] if same else self._head_size
             del self._blocks[keep:]
-            del self._seen[same:], self._ends[same:]
+            del self._seen[same:], self._shapes[same:], self._ends[same:]
+            self._marked = [i for i in self._marked if i < same]
             self._chains.truncate(self._blocks, keep)
         for index in range(same, len(messages)):
             new = self._message_blocks(model, messages[index], index)
             self._blocks.extend(new)
             self._chains.extend(new)
             self._seen.append(messages[index])
+            self._shapes.append(_shape(messages[index]))
+            if any(b.ttl is not None for b in new):
+                self._marked.append(index)
             self._ends.append(len(self._blocks))
         auto_ttl = _cache_ttl("cache_control", request.get("cache_control"))
         prompt = Prompt(model=model, blocks=tuple(self._blocks), auto_ttl=auto_ttl)
         prompt.__dict__["_chains"] = self._chains.copy()
         return prompt
+
+    def _unchanged(self, messages: Sequence[Mapping[str, Any]]) -> int:
+        """How many leading messages are the ones seen last time, unedited."""
+        # Identity, compared at C speed: the first message that is not the object seen at its index last time.
+        same_flags = list(map(operator.is_, messages, self._seen))
+        same = same_flags.index(False) if False in same_flags else len(same_flags)
+        recent = range(max(0, same - self.RECHECKED), same)
+        for index in sorted({*self._marked[-MAX_BREAKPOINTS:], *recent}):  # a valid request has at most 4 marks
+            if index >= same:
+                break
+            if _shape(messages[index]) != self._shapes[index]:
+                return index
+        return same
 
     def _head_blocks(self, model: str, request: Mapping[str, Any]) -> list[Block]:
         tools = [
@@ -615,6 +639,28 @@ class PromptBuilder:
             _make_block(f"messages.{index}.content.{k}", section, block, count, index)
             for k, (section, block, count) in enumerate(zip(sections, content, counts, strict=True))
         ]
+
+
+def _shape(message: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What an in-place edit of ``message`` changes: its role and content object, the content's length, each block
+    object with its length and field values, and a copy of its cache_control (edited in place, it is the same
+    object). Compared with ``==``, which is an identity check for objects that were not replaced."""
+    content = message.get("content")
+    shape: list[Any] = [message.get("role"), content]
+    if isinstance(content, list):
+        shape.append(len(cast(list[Any], content)))
+        for block in cast(list[Any], content):
+            if isinstance(block, Mapping):
+                fields = cast(Mapping[str, Any], block)
+                mark = fields.get("cache_control")
+                shape += [fields, len(fields), *fields.values(), _copy(mark)]
+            else:
+                shape.append(block)
+    return tuple(shape)
+
+
+def _copy(mark: Any) -> Any:
+    return dict(cast(Mapping[str, Any], mark)) if isinstance(mark, Mapping) else mark
 
 
 def _make_block(path: str, section: str, block: Mapping[str, Any], tokens: int, message: int | None) -> Block:
