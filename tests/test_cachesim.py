@@ -2,23 +2,34 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from leanloop import cachesim
+from leanloop.analyze.estimate import PRESETS, estimate
 from leanloop.cachesim import (
+    DEFAULT_MIN_CACHEABLE_TOKENS,
     TTL,
     Block,
     CacheSim,
     Prompt,
     PromptBuilder,
+    UnknownMinimumWarning,
     block_fingerprint,
     min_cacheable_tokens,
     prompt_from_request,
+    register_min_cacheable_tokens,
 )
-from leanloop.errors import InvalidRequestError
+from leanloop.emulator import Emulator, create_app
+from leanloop.errors import ConfigError, InvalidRequestError
+from leanloop.pricing import PriceOverrides, default_pricing
+from leanloop.request import CachePolicy, RequestBuilder
 
 MODEL = "claude-sonnet-4-6"  # minimum cacheable length 2,048 tokens
 
@@ -62,13 +73,76 @@ def test_minimum_depends_on_model_and_is_not_monotonic() -> None:
     assert min_cacheable_tokens("claude-haiku-4-5-20251001") == 4096
     assert min_cacheable_tokens("claude-sonnet-5-5") == 512
     assert min_cacheable_tokens("claude-sonnet-5") == 1024
-    assert min_cacheable_tokens("some-future-model") == 1024
+    assert min_cacheable_tokens("claude-3-5-sonnet-latest") == 1024  # a suffix that is not a new version
 
 
 def test_minimum_table_is_extensible() -> None:
     sim = CacheSim(min_tokens={"my-model": 100})
     result = sim.request(prompt(block("system", 150, "5m"), model="my-model"), start=0)
     assert result.usage.cache_write_tokens == 150
+
+
+@pytest.fixture
+def registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A fresh process-wide table of minimums and warnings for one test."""
+    monkeypatch.setattr(cachesim, "_registered", {})
+    monkeypatch.setattr(cachesim, "_warned", set())
+    cachesim._default_minimum.cache_clear()  # pyright: ignore[reportPrivateUsage]
+    yield
+    cachesim._default_minimum.cache_clear()  # pyright: ignore[reportPrivateUsage]
+
+
+def test_an_unknown_model_gets_the_conservative_default_and_one_warning_naming_it(registry: None) -> None:
+    with pytest.warns(UnknownMinimumWarning, match=r"'claude-opus-6'.*4,096.*register_min_cacheable_tokens"):
+        assert min_cacheable_tokens("claude-opus-6") == DEFAULT_MIN_CACHEABLE_TOKENS == 4096
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert min_cacheable_tokens("claude-opus-6") == 4096  # warned once
+        assert CacheSim().min_tokens("claude-opus-6") == 4096
+    with pytest.warns(UnknownMinimumWarning, match="claude-opus-4-9"):  # a new minor version is a new model
+        min_cacheable_tokens("claude-opus-4-9")
+
+
+def test_a_registered_minimum_is_read_everywhere(registry: None) -> None:
+    register_min_cacheable_tokens("claude-opus-6", 1024)
+    register_min_cacheable_tokens("claude-sonnet-4-6", 1024)  # measured by the user: overrides the built-in 2,048
+    assert min_cacheable_tokens("claude-opus-6-20270101") == 1024
+    assert CacheSim().min_tokens("claude-sonnet-4-6") == 1024
+    long_system = "You triage incidents from logs and answer precisely. " * 150  # ~1,350 tokens
+    request = {"model": "claude-sonnet-4-6", "system": [{"type": "text", "text": long_system}], "messages": []}
+    request["system"][0]["cache_control"] = {"type": "ephemeral"}
+    written = CacheSim().request(prompt_from_request(request), start=0).usage.cache_write_tokens
+    assert written > 1024  # cached now, below the built-in 2,048
+    assert estimate(PRESETS["five-step"]).min_cacheable_tokens == 1024  # estimate
+    assert Emulator.of(create_app({})).cache.min_tokens("claude-opus-6") == 1024  # the emulator bills with it
+    built = RequestBuilder(model="claude-opus-6", system=long_system, tools=[], cache=CachePolicy()).build(
+        [{"role": "user", "content": "hi"}], max_tokens=10
+    )
+    assert built.breakpoints  # the agent's planner places a breakpoint it would not place below 4,096
+
+
+def test_the_price_override_file_sets_minimums_for_the_process(
+    registry: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prices = tmp_path / "prices.toml"
+    prices.write_text("[claude-sonnet-4-6]\nmin_cacheable_tokens = 1024\n\n[my-model]\ninput = 1\noutput = 2\n")
+    monkeypatch.setenv("LEANLOOP_PRICES", str(prices))
+    default_pricing.cache_clear()
+    try:
+        assert min_cacheable_tokens("claude-sonnet-4-6") == 1024  # read before anything was priced
+        assert "claude-sonnet-4-6" not in default_pricing().overrides  # no prices given: genai-prices prices it
+        assert "my-model" in default_pricing().overrides
+    finally:
+        default_pricing.cache_clear()
+    prices.write_text("[claude-opus-6]\nmin_cacheable_tokens = 0\n")
+    with pytest.raises(ConfigError, match=r"prices\.toml: .*'min_cacheable_tokens' is 0: a whole number > 0"):
+        PriceOverrides.load(prices)
+
+
+@pytest.mark.parametrize("bad", [0, -5, 1.5, True, "1024"])
+def test_a_bad_minimum_is_named(registry: None, bad: object) -> None:
+    with pytest.raises(ConfigError, match=r"minimum cacheable length for 'my-model' must be a whole number > 0"):
+        register_min_cacheable_tokens("my-model", bad)  # type: ignore[arg-type]
 
 
 def _conversation(turns: int, *, mark_last: bool = True, run: str | None = None) -> list[Block]:
@@ -144,6 +218,21 @@ def test_expiry_and_refresh_on_read(ttl: TTL, seconds: float) -> None:
     expired = sim.request(p, start=4 * seconds)
     assert expired.usage.cache_read_tokens == 0
     assert expired.usage.cache_write_tokens == 5000
+
+
+def test_a_read_refreshes_the_entry_for_its_own_ttl_not_the_readers() -> None:
+    # SKILL-PC: "A cache read refreshes the entry's timer at no additional cost, on either TTL."
+    sim = CacheSim()
+    one_hour, five_minutes = prompt(block("system", 5000, "1h")), prompt(block("system", 5000, "5m"))
+    sim.request(one_hour, start=0)
+    assert sim.request(five_minutes, start=3000).usage.cache_read_tokens == 5000  # a 5m breakpoint reads the 1h entry
+    later = sim.request(one_hour, start=3700)  # 12 minutes after that read: the entry lives to 3000 + 3600
+    assert (later.usage.cache_read_tokens, later.usage.cache_write_tokens) == (5000, 0)
+    sim = CacheSim()
+    sim.request(five_minutes, start=0)
+    assert sim.request(one_hour, start=100).usage.cache_read_tokens == 5000  # a 1h breakpoint reads the 5m entry
+    expired = sim.request(five_minutes, start=401)  # the 5m entry was refreshed for 5 minutes, not an hour
+    assert (expired.usage.cache_read_tokens, expired.usage.cache_write_tokens) == (0, 5000)
 
 
 def test_entry_expires_exactly_at_ttl_from_request_start() -> None:
@@ -278,6 +367,12 @@ def test_fifth_breakpoint_is_rejected_with_the_api_message() -> None:
     )
     with pytest.raises(InvalidRequestError, match="Found 5"):
         _ = auto.breakpoints
+    marked_last = [{"role": "user", "content": _marked(1)}]
+    on_the_same_block = prompt_from_request(_request(_marked(3), marked_last, cache_control={"type": "ephemeral"}))
+    with pytest.raises(InvalidRequestError, match="Found 5"):  # 4 explicit markers: no slot left for it
+        _ = on_the_same_block.breakpoints
+    three = prompt_from_request(_request(_marked(2), marked_last, cache_control={"type": "ephemeral"}))
+    assert len(three.breakpoints) == 3  # it merges with the marker on its block
 
 
 def test_one_hour_after_five_minutes_is_rejected() -> None:
@@ -295,6 +390,24 @@ def test_unknown_ttl_and_type_are_rejected() -> None:
         )
     with pytest.raises(InvalidRequestError, match="Input should be 'ephemeral'"):
         prompt_from_request(_request([{"type": "text", "text": "x", "cache_control": {"type": "persistent"}}], []))
+
+
+def test_top_level_cache_control_errors_name_the_field_once() -> None:
+    with pytest.raises(InvalidRequestError, match=r"^cache_control\.ephemeral\.ttl: Input should be '5m' or '1h'$"):
+        prompt_from_request(_request("sys", [], cache_control={"type": "ephemeral", "ttl": "2h"}))
+    with pytest.raises(InvalidRequestError, match=r"^cache_control\.type: Input should be 'ephemeral'$"):
+        prompt_from_request(_request("sys", [], cache_control={"type": "forever"}))
+
+
+def test_extra_keys_in_cache_control_are_rejected_as_the_api_does() -> None:
+    with pytest.raises(
+        InvalidRequestError, match=r"^system\.0\.cache_control\.ephemeral\.extra: Extra inputs are not permitted$"
+    ):
+        prompt_from_request(
+            _request([{"type": "text", "text": "x", "cache_control": {"type": "ephemeral", "extra": 1}}], [])
+        )
+    with pytest.raises(InvalidRequestError, match=r"^cache_control\.ephemeral\.scope: Extra inputs"):
+        prompt_from_request(_request("sys", [], cache_control={"type": "ephemeral", "ttl": "5m", "scope": "org"}))
 
 
 def test_custom_token_counter_is_used() -> None:
@@ -376,8 +489,11 @@ def _chains(p: Prompt) -> tuple[list[bytes], list[int], list[int], list[str]]:
     return p.prefix_hashes, p.prefix_tokens, p.positions, [b.path for b in p.blocks]
 
 
-@given(st.lists(st.sampled_from(["user", "tool_turn", "edit_last", "drop_last", "new_system"]), max_size=12))
-@settings(max_examples=60, deadline=None)
+OPERATIONS = ["user", "tool_turn", "edit_last", "drop_last", "new_system", "move_mark", "grow_last", "retext_last"]
+
+
+@given(st.lists(st.sampled_from(OPERATIONS), max_size=12))
+@settings(max_examples=80, deadline=None)
 def test_incremental_builder_matches_a_fresh_build(operations: list[str]) -> None:
     builder = PromptBuilder()
     system = "You are terse. " * 10
@@ -396,13 +512,71 @@ def test_incremental_builder_matches_a_fresh_build(operations: list[str]) -> Non
             messages.pop()
         elif operation == "new_system":
             system += " More."
+        else:
+            _edit_in_place(messages, operation, step)
         request = {
             "model": MODEL,
             "system": system,
             "tools": [{"name": "f", "input_schema": {}}],
             "messages": list(messages),
         }
-        assert _chains(builder.build(request)) == _chains(prompt_from_request(request))
+        built, fresh = builder.build(request), prompt_from_request(request)
+        assert _chains(built) == _chains(fresh)
+        assert built.breakpoints == fresh.breakpoints
+
+
+def _fresh_and_incremental(builder: PromptBuilder, messages: list[dict[str, Any]]) -> tuple[Prompt, Prompt]:
+    request = {"model": MODEL, "system": "You are terse.", "messages": messages}
+    return builder.build(request), prompt_from_request(request)
+
+
+def test_moving_a_breakpoint_in_place_is_seen() -> None:
+    builder = PromptBuilder()
+    mark = {"type": "ephemeral"}
+    messages: list[dict[str, Any]] = [
+        {"role": "user", "content": [{"type": "text", "text": LONG, "cache_control": mark}]}
+    ]
+    builder.build({"model": MODEL, "system": "You are terse.", "messages": messages})
+    del messages[0]["content"][0]["cache_control"]  # naive user code moves the rolling breakpoint in place
+    messages.append({"role": "assistant", "content": [{"type": "text", "text": "ok"}]})
+    messages.append({"role": "user", "content": [{"type": "text", "text": "and?", "cache_control": mark}]})
+    incremental, fresh = _fresh_and_incremental(builder, messages)
+    assert incremental.breakpoints == fresh.breakpoints == [(len(fresh.blocks) - 1, "5m")]
+    messages[-1]["content"][0]["cache_control"]["ttl"] = "1h"  # the mark itself edited in place
+    incremental, fresh = _fresh_and_incremental(builder, messages)
+    assert incremental.breakpoints == fresh.breakpoints == [(len(fresh.blocks) - 1, "1h")]
+
+
+def test_editing_the_last_message_in_place_is_seen() -> None:
+    builder = PromptBuilder()
+    messages: list[dict[str, Any]] = [{"role": "user", "content": [{"type": "text", "text": LONG}]}]
+    builder.build({"model": MODEL, "system": "You are terse.", "messages": messages})
+    messages[0]["content"].append({"type": "text", "text": "more " * 500})  # a block appended in place
+    incremental, fresh = _fresh_and_incremental(builder, messages)
+    assert _chains(incremental) == _chains(fresh)
+    messages[0]["content"][1]["text"] = "less"  # a field reassigned in place
+    incremental, fresh = _fresh_and_incremental(builder, messages)
+    assert _chains(incremental) == _chains(fresh)
+    messages[0]["content"] = "a string now"  # the content replaced
+    incremental, fresh = _fresh_and_incremental(builder, messages)
+    assert _chains(incremental) == _chains(fresh)
+
+
+def _edit_in_place(messages: list[dict[str, Any]], operation: str, step: int) -> None:
+    """What naive user code does to the messages it already sent: the last one's blocks, edited in place."""
+    last = messages[-1]
+    if isinstance(last["content"], str):
+        last["content"] = [{"type": "text", "text": last["content"]}]
+    blocks: list[dict[str, Any]] = last["content"]
+    if operation == "move_mark":
+        for message in messages:
+            for block in message["content"] if isinstance(message["content"], list) else []:
+                block.pop("cache_control", None)
+        blocks[-1]["cache_control"] = {"type": "ephemeral"}
+    elif operation == "grow_last" and blocks[-1].get("type") == "text":
+        blocks.append({"type": "text", "text": f"more {step}"})
+    elif operation == "retext_last" and blocks[-1].get("type") == "text":
+        blocks[-1]["text"] = f"retexted {step}"
 
 
 def test_with_marks_keeps_chains_and_sets_breakpoints() -> None:

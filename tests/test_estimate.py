@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -49,10 +50,29 @@ def test_shared_system_prompt_is_read_across_runs() -> None:
 
 
 def test_table_output_mentions_the_minimum() -> None:
-    result = runner.invoke(app, ["estimate", "--preset", "five-step"], env={"COLUMNS": "160"})
+    result = runner.invoke(app, ["estimate", "--preset", "five-step"], env={"COLUMNS": "80"})
     assert result.exit_code == 0
     assert "$39.93" in result.output
     assert "2,048" in result.output
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        ["--preset", "five-step"],
+        ["--system", "20000", "--tools", "5000", "--history", "150000", "--output", "4000", "--iterations", "12"],
+    ],
+)
+def test_the_tables_are_whole_at_80_columns(shape: list[str]) -> None:
+    result = runner.invoke(app, ["estimate", *shape], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.output  # nothing cut
+    assert max(len(line) for line in result.output.splitlines()) <= 80
+    rows = [line.split() for line in result.output.splitlines() if line.strip().split(" ")[0].isdigit()]
+    assert len(rows) == (5 if "five-step" in shape else 12)
+    if "five-step" in shape:
+        assert rows[0] == ["1", "500", "100", "300", "900", "200", "$0.00570", "0", "0", "$0.00570"]
+        assert rows[4] == ["5", "500", "1,680", "300", "2,480", "250", "$0.01119", "300", "2,180", "$0.00553"]
 
 
 def test_custom_shape_with_growth() -> None:
@@ -87,6 +107,12 @@ def test_custom_shape_with_growth() -> None:
         (["--preset", "nope"], "unknown preset"),
         (["--history", "10,abc"], "comma-separated whole numbers"),
         (["--history", "10,-5"], "cannot be negative"),
+        (["--history", "10,1.5"], "comma-separated whole numbers"),
+        (["--runs-per-day", "inf"], "--runs-per-day"),
+        (["--runs-per-day", "nan"], "--runs-per-day"),
+        (["--runs-per-day", "-3"], "--runs-per-day"),
+        (["--system", "1.5"], "--system"),
+        (["--history", "2000000"], "context window of 1,000,000 tokens"),
     ],
 )
 def test_bad_input_is_named(args: list[str], message: str) -> None:
@@ -98,3 +124,22 @@ def test_bad_input_is_named(args: list[str], message: str) -> None:
 def test_workload_validation() -> None:
     with pytest.raises(ConfigError, match="one output per iteration"):
         Workload("claude-sonnet-4-6", 1, 1, (1, 2), (1,))
+    with pytest.raises(ConfigError, match=r"runs_per_day must be a finite number > 0, got inf"):
+        Workload("claude-sonnet-4-6", 1, 1, (1,), (1,), runs_per_day=float("inf"))
+    with pytest.raises(ConfigError, match=r"seconds_per_call must be a finite number >= 0, got nan"):
+        Workload("claude-sonnet-4-6", 1, 1, (1,), (1,), seconds_per_call=float("nan"))
+    with pytest.raises(ConfigError, match=r"system_tokens must be a whole number >= 0, got 1.5"):
+        Workload("claude-sonnet-4-6", 1.5, 1, (1,), (1,))  # type: ignore[arg-type]
+
+
+def test_a_shape_where_caching_never_pays_says_so() -> None:
+    result = estimate(Workload("claude-sonnet-4-6", 3000, 0, (100,), (100,), runs_per_day=10))
+    assert result.pays_from_prefix_tokens is None
+    assert any("never pays" in note for note in result.notes)
+
+
+def test_the_readme_shows_the_real_output() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    shown = readme.split("$ leanloop estimate --preset five-step\n", 1)[1].split("```", 1)[0]
+    result = runner.invoke(app, ["estimate", "--preset", "five-step"], env={"COLUMNS": "80"})
+    assert [line.rstrip() for line in result.output.splitlines()] == shown.splitlines()

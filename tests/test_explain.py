@@ -51,9 +51,47 @@ def test_timestamp_in_system_prompt_is_named_with_before_and_after() -> None:
     change = diff_prompts(a, b)
     assert change is not None
     assert (change.path, change.section, change.cause) == ("system.0", "system", "timestamp")
-    assert "12:03:07" in (change.before or "")
-    assert "12:04:15" in (change.after or "")
-    assert "system.0 changed (timestamp)" in change.describe()
+    assert (change.before, change.after) == ("…12:03:07", "…12:04:15")
+    assert change.describe() == "system.0 changed (timestamp): '…12:03:07' -> '…12:04:15'"
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "shown"),
+    [
+        # the README's example: the changed token whole, no cut digits, no JSON around it
+        ("Now: 12:03:07 UTC. Be brief.", "Now: 12:04:15 UTC. Be brief.", ("…12:03:07…", "…12:04:15…")),
+        ("Request 1764763387 received", "Request 1764763999 received", ("…1764763387…", "…1764763999…")),
+        ("You are careful and be nice to users.", "You are careful and be kind to users.", ("…nice…", "…kind…")),
+        ("abc", "abcdef", ("abc", "abcdef")),
+        (
+            "session sess_8fK2mQ9xLp3RtY7w ok",
+            "session sess_1aB2cD3eF4gH5iJ6 ok",
+            ("…sess_8fK2mQ9xLp3RtY7w…", "…sess_1aB2cD3eF4gH5iJ6…"),
+        ),
+    ],
+)
+def test_the_excerpt_is_the_changed_words(before: str, after: str, shown: tuple[str, str]) -> None:
+    change = diff_texts([("system.0", before)], [("system.0", after)])
+    assert change is not None
+    assert (change.before, change.after) == shown
+
+
+def test_the_excerpt_of_a_json_block_is_its_text_not_the_json() -> None:
+    def block(text: str) -> dict[str, object]:
+        return {"role": "user", "content": [{"type": "text", "text": text}, {"type": "text", "text": "tail"}]}
+
+    a = prompt_from_request(request(messages=[block("Deploy 2026-12-03T12:03:07Z done")]))
+    b = prompt_from_request(request(messages=[block("Deploy 2026-12-03T12:04:15Z done")]))
+    change = diff_prompts(a, b)
+    assert change is not None
+    assert (change.before, change.after) == ("…2026-12-03T12:03:07Z…", "…2026-12-03T12:04:15Z…")
+    assert '"' not in (change.before or "") + (change.after or "")
+
+
+def test_a_long_edit_is_shortened_in_the_middle() -> None:
+    change = diff_texts([("system.0", "a " + "x" * 300)], [("system.0", "a " + "y" * 300)])
+    assert change is not None
+    assert len(change.before or "") <= 61 and "…" in (change.before or "")
 
 
 def test_extension_is_not_a_change() -> None:
@@ -138,3 +176,42 @@ def test_lint_volatile_finds_what_changes() -> None:
     assert all(f.where == "system.0" for f in findings)
     assert lint_volatile("You are a careful log analyst. Use the tools; be brief.", "system.0") == []
     assert [f.kind for f in lint_volatile("Knowledge as of 2026-12-03.", "system.0")] == ["date"]
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "excerpt"),
+    [
+        ("Today is 12/03/2026, be brief.", "date", "12/03/2026"),
+        ("Report for 2026-12-03.", "date", "2026-12-03"),
+        ("Report for 2026/12/03.", "date", "2026/12/03"),
+        ("Report for 3 December 2026.", "date", "3 December 2026"),
+        ("The time is 14:35 now.", "timestamp", "14:35"),
+        ("The time is 2:35 pm.", "timestamp", "2:35 pm"),
+        ("Today is Thursday.", "date", "Today is Thursday"),
+        ("It's Monday, so be brief.", "date", "It's Monday"),
+        ("Thursday, December 3 2026 at the office", "date", "Thursday, December 3 2026"),
+    ],
+)
+def test_lint_finds_dates_clock_times_and_weekdays(text: str, kind: str, excerpt: str) -> None:
+    findings = lint_volatile(text, "system.0")
+    assert [(f.kind, f.excerpt) for f in findings] == [(kind, excerpt)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Connect to db-primary:5432 and retry.",
+        "Use a 16:9 aspect ratio.",
+        "Work on weekdays, never on Sunday.",
+        "The repo is at commit 3f2b1c9e0d8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c.",  # a git SHA is content, not volatile
+        "Image digest sha256:" + "a1b2c3d4" * 8,
+    ],
+)
+def test_lint_leaves_stable_content_alone(text: str) -> None:
+    assert lint_volatile(text, "system.0") == []
+
+
+def test_a_git_sha_that_changes_is_still_named() -> None:
+    before = "Repo at 3f2b1c9e0d8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c."
+    after = "Repo at 9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b."
+    assert classify_change(before, after) == "random id"

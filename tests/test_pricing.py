@@ -94,6 +94,44 @@ def test_batch_before_the_price_data_knew_batch_rates_is_still_half() -> None:
     )
 
 
+def test_batch_results_are_priced_as_batch_from_their_service_tier() -> None:
+    usage = {"input_tokens": 1000, "output_tokens": 1000, "service_tier": "batch"}
+    assert cost("claude-opus-5-5", usage).total == Decimal("0.012")
+    assert cost("claude-sonnet-4-6", {"input_tokens": 1000, "service_tier": "batch"}).total == Decimal("0.0015")
+    assert cost("claude-opus-5-5", {**usage, "service_tier": "standard"}).total == Decimal("0.024")
+
+
+def test_fast_mode_in_batch_is_priced_at_the_batch_rate_as_genai_prices_resolves_it() -> None:
+    # The Batch API has no fast mode (API-FACTS 3.2); genai-prices resolves batch + fast to the batch prices.
+    fast = {"input_tokens": 1000, "output_tokens": 1000, "speed": "fast"}
+    assert cost("claude-opus-5-5", fast, batch=True).total == Decimal("0.012")
+    assert cost("claude-opus-5-5", {**fast, "service_tier": "batch"}).total == Decimal("0.012")
+    theirs = genai_prices.calc_price(
+        genai_prices.Usage(input_tokens=1000, output_tokens=1000),
+        "claude-opus-5-5",
+        provider_id="anthropic",
+        price_context={"processing": "batch", "speed": "fast"},
+    )
+    assert theirs.total_price == Decimal("0.012")
+
+
+def test_web_searches_are_billed_per_request_from_genai_prices() -> None:
+    usage = {"input_tokens": 1000, "output_tokens": 100, "server_tool_use": {"web_search_requests": 3}}
+    result = cost("claude-sonnet-4-6", usage)
+    assert result.web_search == Decimal("0.03")  # $10 per 1,000 searches
+    assert result.total == Decimal("0.003") + Decimal("0.0015") + Decimal("0.03")
+    assert cost("claude-sonnet-4-6", usage, batch=True).web_search == Decimal("0.03")  # no batch rate for searches
+    assert Cost.from_dict(result.to_dict()) == result
+    assert (result + result).web_search == Decimal("0.06")
+    assert "web_search_usd" not in cost("claude-sonnet-4-6", {"input_tokens": 1}).to_dict()
+
+
+def test_web_searches_on_a_model_only_the_override_file_knows_use_the_published_fee() -> None:
+    pricing = Pricing(PriceOverrides.from_mapping({"my-model": {"input": 1, "output": 2}}))
+    result = pricing.cost("my-model", {"input_tokens": 0, "server_tool_use": {"web_search_requests": 100}})
+    assert result.web_search == Decimal("1")
+
+
 def test_fast_mode_and_us_geo() -> None:
     usage = {"input_tokens": 1000, "output_tokens": 1000}
     assert cost("claude-opus-5-5", {**usage, "speed": "fast"}).total == Decimal("0.048")
@@ -147,7 +185,11 @@ def test_overrides_load_from_toml_and_json(tmp_path: Path) -> None:
         ("[m]\noutput = 1\n", "needs 'input'"),
         ("[m]\ninput = 'x'\noutput = 1\n", "not a number"),
         ("[m]\ninput = 1\noutput = 1\ncolour = 2\n", "unknown keys"),
-        ("[m]\ninput = -1\noutput = 1\n", "negative"),
+        ("[m]\ninput = -1\noutput = 1\n", "'input' is -1: prices must be finite numbers >= 0"),
+        ("[m]\ninput = nan\noutput = 1\n", "'input' is nan: prices must be finite numbers >= 0"),
+        ("[m]\ninput = 1\noutput = inf\n", "'output' is inf: prices must be finite"),
+        ("[m]\ninput = 1\noutput = 1\ncache_read = -inf\n", "'cache_read' is -inf"),
+        ("[m]\ninput = true\noutput = 1\n", "'input' is True: prices must be"),
         ("not toml [", "not valid"),
         ("m = 3\n", "a table per model id"),
     ],
@@ -157,6 +199,16 @@ def test_bad_override_files_name_the_problem(tmp_path: Path, content: str, messa
     path.write_text(content)
     with pytest.raises(ConfigError, match=message):
         PriceOverrides.load(path)
+
+
+def test_override_file_format_comes_from_its_extension_in_any_case(tmp_path: Path) -> None:
+    upper = tmp_path / "PRICES.JSON"
+    upper.write_text(json.dumps({"my-model": {"input": 2, "output": 8}}))
+    assert PriceOverrides.load(upper)["my-model"].input == 2
+    yaml_file = tmp_path / "prices.yaml"
+    yaml_file.write_text("my-model:\n  input: 2\n")
+    with pytest.raises(ConfigError, match=r"prices\.yaml: YAML is not supported: use TOML \(\.toml\) or JSON"):
+        PriceOverrides.load(yaml_file)
 
 
 def test_missing_override_file_names_it(tmp_path: Path) -> None:

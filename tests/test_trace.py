@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -106,3 +108,161 @@ def test_redact_removes_any_embedded_key(value: object) -> None:
     key = "sk-ant-api03-SECRETSECRET123"
     wrapped = {"payload": value, "note": f"prefix {key} suffix", "api_key": key}
     assert "SECRETSECRET123" not in json.dumps(redact(wrapped))
+
+
+def _written(path: Path, records: list[CallRecord]) -> list[CallRecord]:
+    with TraceWriter(path) as writer:
+        for r in records:
+            writer.write_call(r)
+    return records
+
+
+def _damage(path: Path, line: int) -> None:
+    lines = path.read_text().splitlines(keepends=True)
+    lines[line - 1] = lines[line - 1][:40] + "\x00garbage\n"
+    path.write_text("".join(lines))
+
+
+def test_a_damaged_middle_line_keeps_every_later_call_with_its_cost(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    records = _written(path, [record(i, prints(3 + i)) for i in range(6)])
+    _damage(path, 3)
+    trace = read_trace(path)
+    assert [r.iteration for r in trace.records] == [0, 1, 3, 4, 5]
+    assert [r.cost for r in trace.records] == [r.cost for r in records if r.iteration != 2]
+    assert [r.usage for r in trace.records] == [r.usage for r in records if r.iteration != 2]
+    assert trace.records[:2] == records[:2]
+    # the calls after the gap cannot know their prefix fingerprint (it was a delta against the lost line)
+    assert all(r.prefix == () for r in trace.records[2:])
+    assert [p.line for p in trace.problems] == [3, 4]
+    assert "usage and cost are kept" in trace.problems[1].message
+
+
+def test_the_prefix_is_written_in_full_periodically_so_a_damaged_line_is_recovered_from(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    records = _written(path, [record(i, prints(2 + i)) for i in range(45)])
+    kept = [json.loads(line)["prefix_kept"] for line in path.read_text().splitlines()]
+    assert kept.count(0) == 3  # calls 1, 21, 41: a full prefix every 20 calls of a run
+    _damage(path, 5)
+    trace = read_trace(path)
+    assert len(trace.records) == 44
+    by_iteration = {r.iteration: r for r in trace.records}
+    assert all(by_iteration[i].prefix == () for i in range(5, 20))
+    assert all(by_iteration[i] == records[i] for i in range(20, 45))
+
+
+def test_a_damaged_line_of_one_run_leaves_other_runs_whole(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    with TraceWriter(path) as writer:
+        for i in range(4):
+            for run in ("a", "b"):
+                writer.write_call(replace(record(i, prints(2 + i)), run_id=run))
+    _damage(path, 3)  # run a, iteration 1
+    trace = read_trace(path)
+    assert all(r.prefix for r in trace.records if r.run_id == "b")
+    assert [r.iteration for r in trace.records if r.run_id == "b"] == [0, 1, 2, 3]
+
+
+def test_a_delta_against_a_longer_prefix_than_known_is_kept_without_prefix(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    with TraceWriter(path) as writer:
+        for i in range(3):
+            writer.write_call(record(i, prints(2 + i)))
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text(lines[0] + lines[2])  # the middle line went missing without a trace
+    trace = read_trace(path)
+    assert [(r.iteration, r.prefix == ()) for r in trace.records] == [(0, False), (2, True)]
+    [problem] = trace.problems
+    assert problem.line == 2
+
+
+def test_a_writer_appending_after_a_crash_starts_on_a_new_line(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    with TraceWriter(path) as writer:
+        writer.write_call(record(0, prints(2)))
+        writer.write_call(record(1, prints(3)))
+    line = json.dumps(record(2, prints(4)).to_dict())
+    with path.open("a") as file:
+        file.write(line[: len(line) // 2])  # the process died mid-line
+    with TraceWriter(path) as writer:  # the run resumes
+        writer.write_call(record(2, prints(4)))
+        writer.write_call(record(3, prints(5)))
+    trace = read_trace(path)
+    assert [r.iteration for r in trace.records] == [0, 1, 2, 3]
+    assert all(r.prefix for r in trace.records)
+    [problem] = trace.problems
+    assert (problem.line, problem.truncated) == (3, True)
+    assert "stopped mid-line" in problem.message
+
+
+# Keys in formats the old patterns did not know: a LiteLLM virtual key (sk- + 22), a gateway token, an Azure key,
+# a Google key, a Slack token, a JWT, a GitHub fine-grained token, a password.
+ODD_SECRETS = {
+    "litellm": "sk-" + "Qw3rTy" * 3 + "Ab12",
+    "gateway": "gw_live_" + "9f8e7d6c5b4a" * 3,
+    "azure": "0a1b2c3d4e5f" * 3,
+    "google": "AIza" + "Sy9-" * 8 + "abc",
+    "slack": "xoxb-" + "1234567890-" * 2 + "AbCdEfGhIjKl",
+    "jwt": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+    "github": "github_pat_" + "11ABCDEFG0" * 5,
+    "password": "correct-horse-battery",
+}
+
+
+def test_credential_named_keys_are_redacted_whatever_their_value_looks_like(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    with TraceWriter(path) as writer:
+        writer.write_event(
+            "event",
+            env={"ANTHROPIC_AUTH_TOKEN": ODD_SECRETS["gateway"], "OPENAI_API_KEY": ODD_SECRETS["litellm"]},
+            headers_seen={
+                "api-key": ODD_SECRETS["azure"],
+                "X-Goog-Api-Key": ODD_SECRETS["google"],
+                "Cookie": "session=" + ODD_SECRETS["password"],
+                "set-cookie": "sid=" + ODD_SECRETS["password"],
+                "Proxy-Authorization": "Digest username=u, response=" + ODD_SECRETS["azure"],
+            },
+            config={"password": ODD_SECRETS["password"], "client_secret": 12345678901234, "token": ["x", "y"]},
+            pairs=[("x-api-key", ODD_SECRETS["azure"])],
+            usage={"input_tokens": 1234, "max_tokens": 4096},
+        )
+    text = path.read_text()
+    for secret in ("9f8e7d6c5b4a", "Qw3rTy", "0a1b2c3d4e5f", "Sy9-", "correct-horse", "12345678901234", '"x"'):
+        assert secret not in text
+    line = json.loads(text)
+    assert line["usage"] == {"input_tokens": 1234, "max_tokens": 4096}  # token counts are not secrets
+    assert line["config"]["password"] == "[REDACTED]"
+
+
+def test_secrets_in_free_text_and_in_non_string_values_are_redacted(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    text_with_keys = " ".join(f"{name} key {value}." for name, value in ODD_SECRETS.items() if name != "password")
+    with TraceWriter(path) as writer:
+        writer.write_event(
+            "tool_output",
+            output=f"auth failed for {text_with_keys}\npassword={ODD_SECRETS['password']} "
+            f"Authorization: Bearer {ODD_SECRETS['gateway']}",
+            error=RuntimeError(f"bad key {ODD_SECRETS['litellm']}"),
+            raw=ODD_SECRETS["jwt"].encode(),
+            several={ODD_SECRETS["slack"]},
+        )
+    written = path.read_text()
+    for name, secret in ODD_SECRETS.items():
+        assert secret not in written, name
+    assert "auth failed for litellm key [REDACTED]" in written
+
+
+def test_the_processs_anthropic_credentials_are_redacted_wherever_they_appear(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "plainlookingvalue42")
+    monkeypatch.setenv("ANTHROPIC_AUTH_TOKEN", "another.plain.value")
+    path = tmp_path / "run.jsonl"
+    with TraceWriter(path, secrets=["my-gateway-credential"]) as writer:
+        writer.write_event("event", detail="configured with plainlookingvalue42 and another.plain.value")
+        writer.write_event("event", detail="client key my-gateway-credential")
+    text = path.read_text()
+    assert "plainlookingvalue42" not in text
+    assert "another.plain.value" not in text
+    assert "my-gateway-credential" not in text
+    assert redact("x plainlookingvalue42 y") == "x [REDACTED] y"

@@ -9,8 +9,13 @@ The rules (API-FACTS section 1, DESIGN "The cache rules"):
 - A breakpoint reads the longest existing entry at its own block or at most ``lookback`` (20) positions before it.
   A run of consecutive tool_use blocks counts as one position, and so does a run of tool_result blocks.
 - Each breakpoint after the read point whose prefix reaches the model's minimum cacheable length is written;
-  shorter prefixes are silently not cached.
-- Entries live 5 minutes or 1 hour from the start of the request that wrote or last read them (reads refresh).
+  shorter prefixes are silently not cached. The minimums are one process-wide table (``min_cacheable_tokens``;
+  change it with ``register_min_cacheable_tokens`` or a price override file); a model it does not know is assumed
+  to need ``DEFAULT_MIN_CACHEABLE_TOKENS`` (4,096, the largest), with one warning naming it.
+- Entries live 5 minutes or 1 hour from the start of the request that wrote or last read them. A read refreshes
+  an entry for its own ttl, whatever the ttl of the breakpoint that read it: a 1h entry read through a 5m
+  breakpoint lives another hour, a 5m entry read through a 1h breakpoint another 5 minutes (SKILL-PC, "A cache
+  read refreshes the entry's timer at no additional cost, on either TTL"; API-FACTS 1.1).
 - Entries are scoped per model. A new entry is readable only once its writer's response has started streaming, so
   concurrent identical requests all pay the write.
 - ``input_tokens`` is what follows the last cache point, including the few tokens that open the assistant turn.
@@ -27,16 +32,19 @@ import hashlib
 import json
 import operator
 import re
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
+from types import MappingProxyType
 from typing import Any, Literal, cast
 
-from leanloop.errors import InvalidRequestError
+from leanloop.errors import ConfigError, InvalidRequestError, UnknownModelWarning
 from leanloop.tokens import TRAILING_PROMPT_TOKENS, Estimator, TokenCounter
 from leanloop.usage import Usage
 
 __all__ = [
+    "DEFAULT_MIN_CACHEABLE_TOKENS",
     "LOOKBACK_POSITIONS",
     "MAX_BREAKPOINTS",
     "MIN_CACHEABLE_TOKENS",
@@ -48,10 +56,12 @@ __all__ = [
     "Plan",
     "Prompt",
     "PromptBuilder",
+    "UnknownMinimumWarning",
     "block_fingerprint",
     "canonical_json",
     "min_cacheable_tokens",
     "prompt_from_request",
+    "register_min_cacheable_tokens",
 ]
 
 TTL = Literal["5m", "1h"]
@@ -59,59 +69,114 @@ TTL_SECONDS: dict[str, float] = {"5m": 300.0, "1h": 3600.0}
 MAX_BREAKPOINTS = 4
 LOOKBACK_POSITIONS = 20
 
-# Minimum cacheable prompt length per model (API-FACTS 1.3). Not monotonic across generations. Keys match the model
-# id with any date suffix removed, exactly or as the longest prefix. Extend it with ``CacheSim(min_tokens=...)``
-# (lookups in this table are memoised: do not edit it in place).
-MIN_CACHEABLE_TOKENS: dict[str, int] = {
-    "claude-opus-5-5": 512,
-    "claude-sonnet-5-5": 512,  # secondary sources only
-    "claude-haiku-5-5": 512,  # secondary sources only
-    "claude-opus-5": 512,
-    "claude-fable-5": 512,
-    "claude-mythos-5": 512,
-    "claude-sonnet-5": 1024,
-    "claude-opus-4-8": 1024,
-    "claude-opus-4-7": 2048,
-    "claude-opus-4-6": 4096,
-    "claude-opus-4-5": 4096,
-    "claude-haiku-4-5": 4096,
-    # The official skill says 1024; SDK issue #1194 and orq.ai observe caching only from 2048. 2048 is the safe floor.
-    "claude-sonnet-4-6": 2048,
-    "claude-sonnet-4-5": 1024,
-    "claude-opus-4-1": 1024,
-    "claude-opus-4": 1024,
-    "claude-sonnet-4": 1024,
-    "claude-mythos-preview": 2048,
-    "claude-3-7-sonnet": 1024,
-    "claude-3-5-sonnet": 1024,
-    "claude-3-5-haiku": 2048,
-    "claude-3-haiku": 2048,
-    "claude-3-opus": 1024,
-}
-_DEFAULT_MIN_TOKENS = 1024
+# Minimum cacheable prompt length per model (API-FACTS 1.3), as documented. Not monotonic across generations. Keys
+# match the model id with any date suffix removed, exactly or as the longest prefix followed by a suffix that is not
+# a new version number ("claude-3-5-sonnet-latest" is Claude 3.5 Sonnet; "claude-opus-4-9" is not Opus 4). Change
+# or extend it for the whole process with ``register_min_cacheable_tokens`` or a price override file.
+MIN_CACHEABLE_TOKENS: Mapping[str, int] = MappingProxyType(
+    {
+        "claude-opus-5-5": 512,
+        "claude-sonnet-5-5": 512,  # secondary sources only
+        "claude-haiku-5-5": 512,  # secondary sources only
+        "claude-opus-5": 512,
+        "claude-fable-5": 512,
+        "claude-mythos-5": 512,
+        "claude-sonnet-5": 1024,
+        "claude-opus-4-8": 1024,
+        "claude-opus-4-7": 2048,
+        "claude-opus-4-6": 4096,
+        "claude-opus-4-5": 4096,
+        "claude-haiku-4-5": 4096,
+        # The official skill says 1024; SDK issue #1194 and orq.ai observe caching only from 2048: the safe floor.
+        "claude-sonnet-4-6": 2048,
+        "claude-sonnet-4-5": 1024,
+        "claude-opus-4-1": 1024,
+        "claude-opus-4": 1024,
+        "claude-sonnet-4": 1024,
+        "claude-mythos-preview": 2048,
+        "claude-3-7-sonnet": 1024,
+        "claude-3-5-sonnet": 1024,
+        "claude-3-5-haiku": 2048,
+        "claude-3-haiku": 2048,
+        "claude-3-opus": 1024,
+    }
+)
+# A model no table knows is assumed to need the largest minimum any Claude model has: leanloop then never counts on
+# a cache write the API may not make (budgets and estimates stay on the safe side), at the price of not placing
+# breakpoints on shorter prefixes until the model is registered. The first lookup warns, naming the model.
+DEFAULT_MIN_CACHEABLE_TOKENS = 4096
 _DATE_SUFFIX = re.compile(r"-\d{8}$")
+_NEW_VERSION = re.compile(r"\d{1,2}(?:-|$)")
+_registered: dict[str, int] = {}  # the process-wide additions and changes, by model key
+_warned: set[str] = set()
+
+
+class UnknownMinimumWarning(UnknownModelWarning):
+    """A model's minimum cacheable length is not known: ``DEFAULT_MIN_CACHEABLE_TOKENS`` is assumed."""
 
 
 def _model_key(model: str) -> str:
     return _DATE_SUFFIX.sub("", model.strip().lower())
 
 
+def register_min_cacheable_tokens(model: str, tokens: int) -> None:
+    """Set ``model``'s minimum cacheable prefix (tokens) for the whole process: the agent's breakpoint planner,
+    its budget mirror, ``estimate``, ``whatif`` and the emulator all read it. Also from a price override file
+    (``min_cacheable_tokens = 1024`` in the model's table)."""
+    count = cast(object, tokens)  # checked as an object: callers may pass anything
+    if isinstance(count, bool) or not isinstance(count, int) or count <= 0:
+        raise ConfigError(f"minimum cacheable length for {model!r} must be a whole number > 0, got {tokens!r}")
+    if not isinstance(model, str) or not model.strip():  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise ConfigError(f"minimum cacheable length: the model id is empty ({model!r})")
+    _registered[_model_key(model)] = tokens
+    _default_minimum.cache_clear()
+
+
 def min_cacheable_tokens(model: str, table: Mapping[str, int] | None = None) -> int:
-    """The model's minimum cacheable prefix in tokens (1024 for a model the table does not know)."""
-    return _default_minimum(model) if table is None else _minimum(model, table)
+    """The model's minimum cacheable prefix in tokens: from ``table`` if given, else from the registered and
+    built-in ones; ``DEFAULT_MIN_CACHEABLE_TOKENS`` (with a warning, once per model) for a model none knows."""
+    if table is not None:
+        found = _minimum(model, table)
+        if found is not None:
+            return found
+    return _default_minimum(model)
 
 
 @lru_cache(maxsize=512)
 def _default_minimum(model: str) -> int:
-    return _minimum(model, MIN_CACHEABLE_TOKENS)
+    _load_override_file()
+    found = _minimum(model, _registered)
+    if found is None:
+        found = _minimum(model, MIN_CACHEABLE_TOKENS)
+    if found is not None:
+        return found
+    if model not in _warned:
+        _warned.add(model)
+        warnings.warn(
+            f"the minimum cacheable length of model {model!r} is not known: assuming {DEFAULT_MIN_CACHEABLE_TOKENS:,} "
+            "tokens, the largest of any Claude model. Set it with leanloop.cachesim.register_min_cacheable_tokens() "
+            "or min_cacheable_tokens in a price override file (LEANLOOP_PRICES).",
+            UnknownMinimumWarning,
+            stacklevel=4,
+        )
+    return DEFAULT_MIN_CACHEABLE_TOKENS
 
 
-def _minimum(model: str, table: Mapping[str, int]) -> int:
+def _load_override_file() -> None:
+    """The price override file (``LEANLOOP_PRICES``) may set minimums; loading the default pricing registers them."""
+    from leanloop.pricing import default_pricing  # noqa: PLC0415 - pricing imports this module
+
+    default_pricing()
+
+
+def _minimum(model: str, table: Mapping[str, int]) -> int | None:
     key = _model_key(model)
     if key in table:
         return table[key]
-    best = max((k for k in table if key.startswith(k + "-")), key=len, default=None)
-    return table[best] if best is not None else _DEFAULT_MIN_TOKENS
+    best = max(
+        (k for k in table if key.startswith(k + "-") and not _NEW_VERSION.match(key, len(k) + 1)), key=len, default=None
+    )
+    return table[best] if best is not None else None
 
 
 def canonical_json(value: Any) -> str:
@@ -245,7 +310,10 @@ class Prompt:
                         f"cache_control: the top-level cache_control ttl='{self.auto_ttl}' conflicts with "
                         f"ttl='{own}' on {self.blocks[target].path}, the block it applies to"
                     )
-            explicit += 1 if target is None or self.blocks[target].ttl is None else 0
+            # It takes a slot even when it lands on a block already marked with its ttl: the API answers 400 "if 4
+            # explicit markers already exist" (API-FACTS 1.1; SKILL-PC: "all 4 slots already taken by explicit
+            # markers"), whichever block they are on. With fewer, a same-ttl marker there makes it a no-op.
+            explicit += 1
         if explicit > MAX_BREAKPOINTS:
             raise InvalidRequestError(
                 f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. Found {explicit}."
@@ -288,7 +356,9 @@ class _Entry:
 
 @dataclass(slots=True)
 class Plan:
-    """What a request will do to the cache, decided at ``start``; ``CacheSim.apply`` carries it out."""
+    """What a request will do to the cache, decided at ``start``; ``CacheSim.apply`` carries it out.
+
+    ``refreshed`` holds the entries read, each with its own ttl (the one it is refreshed for)."""
 
     result: CacheResult
     start: float
@@ -304,8 +374,9 @@ class CacheSim:
     """
 
     def __init__(self, *, min_tokens: Mapping[str, int] | None = None, lookback: int = LOOKBACK_POSITIONS) -> None:
-        self._min_tokens = {**MIN_CACHEABLE_TOKENS, **(min_tokens or {})}
-        self._min_by_model: dict[str, int] = {}
+        """``min_tokens`` adds or changes minimum cacheable lengths for this cache only, on top of the
+        process-wide table (``register_min_cacheable_tokens``)."""
+        self._min_tokens = {_model_key(model): tokens for model, tokens in (min_tokens or {}).items()}
         self._lookback = lookback
         self._entries: dict[bytes, _Entry] = {}
         self._purge_at = 1024
@@ -317,10 +388,7 @@ class CacheSim:
         return True
 
     def min_tokens(self, model: str) -> int:
-        known = self._min_by_model.get(model)
-        if known is None:
-            known = self._min_by_model[model] = min_cacheable_tokens(model, self._min_tokens)
-        return known
+        return min_cacheable_tokens(model, self._min_tokens) if self._min_tokens else _default_minimum(model)
 
     def predict(self, prompt: Prompt, *, start: float) -> CacheResult:
         return self.plan(prompt, start=start).result
@@ -342,9 +410,10 @@ class CacheSim:
         for key, tokens, ttl in plan.writes:
             old = self._entries.get(key)
             expires = start + TTL_SECONDS[ttl]
-            if old is not None and old.expires_at > start:
+            if old is not None and old.expires_at > start:  # written again before it became readable
                 old.expires_at = max(old.expires_at, expires)
                 old.readable_at = min(old.readable_at, readable_at)
+                old.ttl = ttl if TTL_SECONDS[ttl] > TTL_SECONDS[old.ttl] else old.ttl
             else:
                 self._entries[key] = _Entry(tokens, ttl, expires, readable_at)
         if len(self._entries) >= self._purge_at:
@@ -378,10 +447,10 @@ class CacheSim:
         hashes, tokens = prompt.prefix_hashes, prompt.prefix_tokens
         read_index: int | None = None
         refreshed: list[tuple[bytes, TTL]] = []
-        for index, ttl in breakpoints:
+        for index, _ in breakpoints:
             hit = self._lookup(prompt, index, start)
             if hit is not None:
-                refreshed.append((hashes[hit], ttl))
+                refreshed.append((hashes[hit], self._entries[hashes[hit]].ttl))  # the entry's own ttl
                 read_index = hit if read_index is None else max(read_index, hit)
         minimum = self.min_tokens(prompt.model)
         read = tokens[read_index] if read_index is not None else 0
@@ -420,15 +489,23 @@ class CacheSim:
 # From an API request to a Prompt
 
 
-def _cache_ttl(path: str, block: Mapping[str, Any]) -> TTL | None:
-    mark = block.get("cache_control")
+_CACHE_CONTROL_KEYS = frozenset({"type", "ttl"})
+
+
+def _cache_ttl(where: str, mark: Any) -> TTL | None:
+    """The ttl of a ``cache_control`` value found at ``where`` (``system.0.cache_control``, or ``cache_control``
+    for the top-level one); None when there is none. Raises the API's 400 for a value it rejects."""
     if mark is None:
         return None
     if not isinstance(mark, Mapping) or mark.get("type") != "ephemeral":  # pyright: ignore[reportUnknownMemberType]
-        raise InvalidRequestError(f"{path}.cache_control.type: Input should be 'ephemeral'")
-    ttl = cast(Mapping[str, Any], mark).get("ttl", "5m")
+        raise InvalidRequestError(f"{where}.type: Input should be 'ephemeral'")
+    mark = cast(Mapping[str, Any], mark)
+    extra = next((key for key in mark if key not in _CACHE_CONTROL_KEYS), None)
+    if extra is not None:
+        raise InvalidRequestError(f"{where}.ephemeral.{extra}: Extra inputs are not permitted")
+    ttl = mark.get("ttl", "5m")
     if ttl not in TTL_SECONDS:
-        raise InvalidRequestError(f"{path}.cache_control.ephemeral.ttl: Input should be '5m' or '1h'")
+        raise InvalidRequestError(f"{where}.ephemeral.ttl: Input should be '5m' or '1h'")
     return cast(TTL, ttl)
 
 
@@ -461,7 +538,14 @@ class PromptBuilder:
     Messages are remembered by identity: a message object seen at the same index last time is not serialised,
     hashed or counted again, so the work per request is proportional to what is new. Tools, system and settings
     are re-used while they compare equal. ``prompt_from_request`` is the one-shot form.
+
+    In-place edits are caught where user code makes them: the newest ``RECHECKED`` messages and the last 4 messages that
+    carried a ``cache_control`` are compared, on each build, with what they were (content replaced or resized, a
+    block's field reassigned, its ``cache_control`` added, removed or changed), so moving a breakpoint in place
+    works. An in-place change deeper inside an older message (a nested list appended to) needs a new message object.
     """
+
+    RECHECKED = 2
 
     def __init__(self, counter: TokenCounter | None = None) -> None:
         self._counter = counter or _ESTIMATOR
@@ -470,6 +554,8 @@ class PromptBuilder:
         self._blocks: list[Block] = []
         self._head_size = 0
         self._seen: list[Mapping[str, Any]] = []  # the message objects already turned into blocks
+        self._shapes: list[tuple[Any, ...]] = []  # what each looked like then (``_shape``)
+        self._marked: list[int] = []  # the indexes of those that carried a cache_control
         self._ends: list[int] = []  # where each seen message's blocks end
         self._chains = _Chains(b"")
 
@@ -491,29 +577,43 @@ class PromptBuilder:
             self._model, self._head_key = model, head_key
             self._blocks = self._head_blocks(model, request)
             self._head_size = len(self._blocks)
-            self._seen, self._ends = [], []
+            self._seen, self._shapes, self._marked, self._ends = [], [], [], []
             self._chains = _Chains(_model_key(model).encode())
             self._chains.extend(self._blocks)
         messages = cast(Sequence[Mapping[str, Any]], request.get("messages") or [])
-        # Identity, compared at C speed: the first message that is not the object seen at its index last time.
-        same_flags = list(map(operator.is_, messages, self._seen))
-        same = same_flags.index(False) if False in same_flags else len(same_flags)
-        keep = self._ends[same - 1] if same else self._head_size
-        if keep < len(self._blocks):
+        same = self._unchanged(messages)
+        if same < len(self._seen):
+            keep = self._ends[same - 1] if same else self._head_size
             del self._blocks[keep:]
-            del self._seen[same:], self._ends[same:]
+            del self._seen[same:], self._shapes[same:], self._ends[same:]
+            self._marked = [i for i in self._marked if i < same]
             self._chains.truncate(self._blocks, keep)
         for index in range(same, len(messages)):
             new = self._message_blocks(model, messages[index], index)
             self._blocks.extend(new)
             self._chains.extend(new)
             self._seen.append(messages[index])
+            self._shapes.append(_shape(messages[index]))
+            if any(b.ttl is not None for b in new):
+                self._marked.append(index)
             self._ends.append(len(self._blocks))
-        auto = request.get("cache_control")
-        auto_ttl = _cache_ttl("cache_control", {"cache_control": auto}) if auto is not None else None
+        auto_ttl = _cache_ttl("cache_control", request.get("cache_control"))
         prompt = Prompt(model=model, blocks=tuple(self._blocks), auto_ttl=auto_ttl)
         prompt.__dict__["_chains"] = self._chains.copy()
         return prompt
+
+    def _unchanged(self, messages: Sequence[Mapping[str, Any]]) -> int:
+        """How many leading messages are the ones seen last time, unedited."""
+        # Identity, compared at C speed: the first message that is not the object seen at its index last time.
+        same_flags = list(map(operator.is_, messages, self._seen))
+        same = same_flags.index(False) if False in same_flags else len(same_flags)
+        recent = range(max(0, same - self.RECHECKED), same)
+        for index in sorted({*self._marked[-MAX_BREAKPOINTS:], *recent}):  # a valid request has at most 4 marks
+            if index >= same:
+                break
+            if _shape(messages[index]) != self._shapes[index]:
+                return index
+        return same
 
     def _head_blocks(self, model: str, request: Mapping[str, Any]) -> list[Block]:
         tools = [
@@ -541,6 +641,28 @@ class PromptBuilder:
         ]
 
 
+def _shape(message: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What an in-place edit of ``message`` changes: its role and content object, the content's length, each block
+    object with its length and field values, and a copy of its cache_control (edited in place, it is the same
+    object). Compared with ``==``, which is an identity check for objects that were not replaced."""
+    content = message.get("content")
+    shape: list[Any] = [message.get("role"), content]
+    if isinstance(content, list):
+        shape.append(len(cast(list[Any], content)))
+        for block in cast(list[Any], content):
+            if isinstance(block, Mapping):
+                fields = cast(Mapping[str, Any], block)
+                mark = fields.get("cache_control")
+                shape += [fields, len(fields), *fields.values(), _copy(mark)]
+            else:
+                shape.append(block)
+    return tuple(shape)
+
+
+def _copy(mark: Any) -> Any:
+    return dict(cast(Mapping[str, Any], mark)) if isinstance(mark, Mapping) else mark
+
+
 def _make_block(path: str, section: str, block: Mapping[str, Any], tokens: int, message: int | None) -> Block:
     canonical = _canonical_block(block)
     kind = block.get("type", "text")
@@ -548,7 +670,7 @@ def _make_block(path: str, section: str, block: Mapping[str, Any], tokens: int, 
         path=path,
         fingerprint=block_fingerprint(section, canonical),
         tokens=tokens,
-        ttl=_cache_ttl(path, block),
+        ttl=_cache_ttl(f"{path}.cache_control", block.get("cache_control")),
         run=kind if kind in ("tool_use", "tool_result") else None,
         message=message,
         auto_eligible=kind not in ("thinking", "redacted_thinking"),

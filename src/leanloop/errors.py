@@ -8,6 +8,10 @@
      └── RunError                    a run stopped or failed; carries what it had so far
           └── BudgetExceeded          a budget cap would be crossed by the next call
 
+    UserWarning
+     └── UnknownModelWarning         a model leanloop has no data for: its price is unknown (never $0), or
+          └── UnknownMinimumWarning   its minimum cacheable length is assumed (cachesim)
+
 Constructors never log; the data travels on the exception.
 """
 
@@ -21,6 +25,7 @@ __all__ = [
     "InvalidRequestError",
     "LeanloopError",
     "RunError",
+    "UnknownModelWarning",
     "UnknownPriceError",
     "UsageError",
 ]
@@ -69,3 +74,8 @@ class BudgetExceeded(RunError):
     def __init__(self, message: str, *, cap: str, partial: Any = None) -> None:
         super().__init__(message, partial=partial)
         self.cap = cap
+
+
+class UnknownModelWarning(UserWarning):
+    """A model leanloop has no data for. As such (``pricing``): no price in genai-prices nor in the override
+    table, so its cost is reported as unknown. Filtering this class also filters its subclasses."""

@@ -8,6 +8,16 @@ Three pure tools, shared by the agent (live, after every call) and the analyzer 
 - ``detect_miss`` decides from real usage numbers whether a call wrote what it should have read.
 - ``lint_volatile`` finds content that changes on every call (clock times, dates, UUIDs, random ids) in text
   that sits in the cached prefix, before the first call is made.
+
+What the lint flags is a judgment: content that is *likely* to differ between calls. Clock times (``14:35``,
+``2:35 pm``, ``12:03:07``), timestamps, Unix times, dates in the usual spellings (``2026-12-03``, ``12/03/2026``,
+``3 December 2026``, ``Dec 3, 2026``) and weekdays said as "today" (``Today is Thursday``) are. A bare weekday
+("never on Sunday") is not. A 40- or 64-character hex string (a git commit, a sha256 digest) is content that names
+a version, so it is not flagged; when one does change between two calls, ``classify_change`` still names it a
+random id. Other long hex strings and ``prefix_<random>`` ids (request, session, trace ids) are flagged.
+
+A change is shown as the words that changed, whole, with ``…`` where the text goes on:
+``'…12:03:07…' -> '…12:04:15…'``; inside a JSON block, the text of the field that changed, not the JSON.
 """
 
 from __future__ import annotations
@@ -17,7 +27,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from leanloop.cachesim import TTL_SECONDS, Prompt
 from leanloop.trace import BlockPrint
@@ -35,7 +45,11 @@ __all__ = [
     "lint_volatile",
 ]
 
-_EXCERPT = 28
+_EXCERPT_MAX = 60  # a longer changed span is shortened in the middle
+_MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\.?"
+_WEEKDAY = r"(?:Mon|Tues|Wednes|Thurs|Fri|Satur|Sun)day"
+_DAY = r"\d{1,2}(?:st|nd|rd|th)?"
+_DATE_ADVICE = "a date changes daily: the cache is rebuilt once a day (fine if intended)"
 
 # Volatile patterns, most specific first. Each: (kind, regex, advice).
 _VOLATILE: list[tuple[str, re.Pattern[str], str]] = [
@@ -51,7 +65,9 @@ _VOLATILE: list[tuple[str, re.Pattern[str], str]] = [
     ),
     (
         "timestamp",
-        re.compile(r"(?<![\d.:])\d{1,2}:\d{2}:\d{2}(?![\d:])"),
+        re.compile(
+            r"(?<![\d.:])(?:[01]?\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d+)?)?(?:\s?(?:[AaPp][Mm]|[AaPp]\.[Mm]\.)(?![A-Za-z]))?(?![\d:])"
+        ),
         "a clock time changes on every call: drop it or move it into the newest user message",
     ),
     (
@@ -67,11 +83,22 @@ _VOLATILE: list[tuple[str, re.Pattern[str], str]] = [
     (
         "date",
         re.compile(
-            r"\b\d{4}-\d{2}-\d{2}\b|\b(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\.? \d{1,2},? \d{4}\b"
+            rf"\b{_WEEKDAY},?\s+(?:{_MONTH}\s+{_DAY},?(?:\s+\d{{4}})?|{_DAY}\s+{_MONTH}(?:\s+\d{{4}})?"
+            r"|\d{1,4}[/.-]\d{1,2}[/.-]\d{1,4})"
+            rf"|(?i:\b(?:today|tomorrow|yesterday)(?:\s+is)?|\bit(?:'s|\s+is)|\bcurrent\s+day(?:\s+is)?:?)\s+{_WEEKDAY}\b"
         ),
-        "a date changes daily: the cache is rebuilt once a day (fine if intended)",
+        _DATE_ADVICE,
+    ),
+    (
+        "date",
+        re.compile(
+            r"\b\d{4}[-/]\d{1,2}[-/]\d{1,2}\b|\b\d{1,2}[/.]\d{1,2}[/.]\d{4}\b"
+            rf"|\b{_MONTH} {_DAY},? \d{{4}}\b|\b{_DAY} {_MONTH},? \d{{4}}\b"
+        ),
+        _DATE_ADVICE,
     ),
 ]
+_CONTENT_HASH = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # a git commit, a sha256 digest: content, not volatility
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,15 +120,85 @@ def lint_volatile(text: str, where: str) -> list[VolatileFinding]:
         for match in pattern.finditer(text):
             if any(start < match.end() and match.start() < end for start, end in taken):
                 continue
+            if kind == "random id" and _CONTENT_HASH.fullmatch(match.group(0)):
+                continue
             taken.append(match.span())
             findings.append(VolatileFinding(where, kind, match.group(0), advice))
     return findings
 
 
-def _excerpt(text: str, at: int) -> str:
-    start = max(0, at - _EXCERPT // 2)
-    piece = text[start : start + _EXCERPT]
-    return ("…" if start > 0 else "") + piece + ("…" if start + _EXCERPT < len(text) else "")
+_WORD = re.compile(r"[\w:/+\-.]")  # what a changed "word" is made of: ids, times, dates, numbers, paths
+_EDGE_PUNCTUATION = ".:/-"  # at the end of a changed word: the sentence goes on
+
+
+def _excerpts(before: str, after: str) -> tuple[str, str]:
+    """The changed words of two versions of a block, whole, with ``…`` where the text goes on."""
+    old, new, whole = _changed_texts(before, after)
+    if whole and max(len(old), len(new)) <= _EXCERPT_MAX:
+        return old, new
+    start = _first_difference(old, new)
+    common_end = 0
+    while common_end < min(len(old), len(new)) - start and old[-1 - common_end] == new[-1 - common_end]:
+        common_end += 1
+    while start > 0 and _WORD.match(old[start - 1]):
+        start -= 1
+    while common_end > 0 and _WORD.match(old[len(old) - common_end]):
+        common_end -= 1
+    while common_end < min(len(old), len(new)) - start and old[len(old) - common_end - 1] in _EDGE_PUNCTUATION:
+        common_end += 1
+    return _shown(old, start, len(old) - common_end), _shown(new, start, len(new) - common_end)
+
+
+def _shown(text: str, start: int, end: int) -> str:
+    piece = text[start:end]
+    if len(piece) > _EXCERPT_MAX:
+        half = (_EXCERPT_MAX - 1) // 2
+        piece = piece[:half] + "…" + piece[-half:]
+    return ("…" if start > 0 else "") + piece + ("…" if end < len(text) else "")
+
+
+def _changed_texts(before: str, after: str) -> tuple[str, str, bool]:
+    """What differs between two JSON blocks, as text: the first differing string field, the keys of an object
+    whose keys were reordered, or the smallest JSON value whose shape differs (these two shown whole when short).
+    Texts that are not JSON: as they are."""
+    try:
+        old: Any = json.loads(before)
+        new: Any = json.loads(after)
+    except ValueError:
+        return before, after, False
+    depth = 0
+    while True:
+        if isinstance(old, str) and isinstance(new, str):
+            return old, new, False
+        if isinstance(old, dict) and isinstance(new, dict) and old == new:  # same object, keys in another order
+            return _keys(cast(dict[str, Any], old)), _keys(cast(dict[str, Any], new)), True
+        pair = _first_differing_child(old, new)
+        if pair is None:
+            return (before, after, False) if depth == 0 else (_json_text(old), _json_text(new), True)
+        old, new = pair
+        depth += 1
+
+
+def _keys(value: dict[str, Any]) -> str:
+    return "keys " + ", ".join(value)
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _first_differing_child(old: Any, new: Any) -> tuple[Any, Any] | None:
+    """The first differing values at the same key or index of two dicts or two lists (None: other shapes)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        old_map, new_map = cast(dict[str, Any], old), cast(dict[str, Any], new)
+        if list(old_map) != list(new_map):
+            return None
+        children = list(zip(old_map.values(), new_map.values(), strict=True))
+    elif isinstance(old, list) and isinstance(new, list) and len(cast(list[Any], old)) == len(cast(list[Any], new)):
+        children = list(zip(cast(list[Any], old), cast(list[Any], new), strict=True))
+    else:
+        return None
+    return next(((a, b) for a, b in children if a != b), None)
 
 
 def _first_difference(before: str, after: str) -> int:
@@ -186,8 +283,7 @@ def diff_texts(before: Sequence[tuple[str, str]], after: Sequence[tuple[str, str
             if old_tools == new_tools:
                 return PrefixChange(index, new[0], "tools", "tool order")
         cause = classify_change(old[1], new[1])
-        at = _first_difference(old[1], new[1])
-        return PrefixChange(index, new[0], section, cause, _excerpt(old[1], at), _excerpt(new[1], at))
+        return PrefixChange(index, new[0], section, cause, *_excerpts(old[1], new[1]))
     if len(after) < len(before):
         gone = before[len(after)]
         return PrefixChange(len(after), gone[0], _section(gone[0]), "removed")

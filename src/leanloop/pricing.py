@@ -4,6 +4,9 @@ Prices come from genai-prices (per-model cache-read multipliers, tier thresholds
 never from a table in this code. An override table (``PriceOverrides``: from code, a TOML or a JSON file, or the
 file named by ``LEANLOOP_PRICES``) takes precedence, for negotiated rates or models genai-prices does not know yet.
 
+A Batch API result (``service_tier: "batch"``) is priced at the batch rate; web searches
+(``server_tool_use.web_search_requests``) add their per-search fee (``Cost.web_search``).
+
 Each request is priced on its own: tier thresholds (for example Haiku 5.5 above 100K prompt tokens) apply per
 request, so pricing a sum of requests gives a wrong, higher number.
 
@@ -28,15 +31,18 @@ from typing import Any
 from genai_prices import data_snapshot
 from genai_prices.types import ModelPrice, TieredPrices, calc_unit_price
 
-from leanloop.errors import ConfigError, UnknownPriceError
+from leanloop.cachesim import register_min_cacheable_tokens
+from leanloop.errors import ConfigError, UnknownModelWarning, UnknownPriceError
 from leanloop.usage import Usage
 
 __all__ = [
+    "WEB_SEARCH_USD_PER_1000_UNLISTED_MODEL",
     "Cost",
     "ModelPrices",
     "PriceOverrides",
     "Pricing",
     "UnknownModelWarning",
+    "context_window",
     "cost",
     "default_pricing",
 ]
@@ -44,10 +50,10 @@ __all__ = [
 _PER_MTOK = 1_000_000
 _ZERO = Decimal(0)
 _US_GEO_MULTIPLIER = Decimal("1.1")  # inference_geo="us" data residency (API-FACTS 2)
-
-
-class UnknownModelWarning(UserWarning):
-    """A model has no price in genai-prices nor in the override table: its cost is reported as unknown."""
+# Web search is a fee per search, not a token price. genai-prices has it per model (``web_searches_kcount``); this
+# is used only for a model genai-prices does not know (priced by an override file): Anthropic's published fee,
+# "$10 per 1,000 searches" (https://platform.claude.com/docs/en/about-claude/pricing, API-FACTS 2).
+WEB_SEARCH_USD_PER_1000_UNLISTED_MODEL = Decimal(10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,45 +70,61 @@ class ModelPrices:
     def from_mapping(cls, model: str, data: Mapping[str, Any]) -> ModelPrices:
         """From ``{"input": 3, "output": 15, ...}``. Missing cache prices follow Anthropic's multipliers of input
         (5m write 1.25x, 1h write 2x, read 0.1x)."""
-        try:
-            base = Decimal(str(data["input"]))
-            values = {
-                "input": base,
-                "output": Decimal(str(data["output"])),
-                "cache_write_5m": Decimal(str(data.get("cache_write_5m", base * Decimal("1.25")))),
-                "cache_write_1h": Decimal(str(data.get("cache_write_1h", base * 2))),
-                "cache_read": Decimal(str(data.get("cache_read", base * Decimal("0.1")))),
-            }
-        except KeyError as missing:
-            raise ConfigError(f"price override for {model!r} needs {missing.args[0]!r} (USD per MTok)") from None
-        except (ArithmeticError, ValueError, TypeError):
-            raise ConfigError(f"price override for {model!r} has a value that is not a number: {dict(data)}") from None
+        for needed in ("input", "output"):
+            if needed not in data:
+                raise ConfigError(f"price override for {model!r} needs {needed!r} (USD per MTok)")
         unknown = set(data) - {f.name for f in fields(cls)}
         if unknown:
             raise ConfigError(f"price override for {model!r} has unknown keys {sorted(unknown)}")
-        if any(v < 0 or not v.is_finite() for v in values.values()):
-            raise ConfigError(f"price override for {model!r} has a negative or infinite price: {dict(data)}")
+        values = {name: _override_price(model, name, value) for name, value in data.items()}
+        base = values["input"]
+        values.setdefault("cache_write_5m", base * Decimal("1.25"))
+        values.setdefault("cache_write_1h", base * 2)
+        values.setdefault("cache_read", base * Decimal("0.1"))
         return cls(**values)
+
+
+def _min_cacheable(model: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"price override for {model!r}: 'min_cacheable_tokens' is {value!r}: a whole number > 0")
+    return value
+
+
+def _override_price(model: str, name: str, value: Any) -> Decimal:
+    """One price of an override table: a finite number >= 0, or a ConfigError naming the model and the key."""
+    where = f"price override for {model!r}: {name!r} is {value!r}"
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+        raise ConfigError(f"{where}: prices must be finite numbers >= 0 (USD per MTok)")
+    try:
+        price = Decimal(str(value).strip())
+    except ArithmeticError:
+        raise ConfigError(f"{where}, not a number (USD per MTok)") from None
+    if not price.is_finite() or price < 0:
+        raise ConfigError(f"{where}: prices must be finite numbers >= 0 (USD per MTok)")
+    return price
 
 
 @dataclass(frozen=True, slots=True)
 class Cost:
-    """USD of one call or of many, by component. ``unknown_models`` lists models that could not be priced:
-    when it is not empty the totals cover only the calls that could be. ``estimated`` marks costs that assumed
-    the 5m rate for cache writes whose TTL split was not recorded."""
+    """USD of one call or of many, by component. ``web_search`` is the per-search fee of the web search server
+    tool. ``unknown_models`` lists models that could not be priced: when it is not empty the totals cover only the
+    calls that could be. ``estimated`` marks costs that assumed the 5m rate for cache writes whose TTL split was not
+    recorded."""
 
     input: Decimal = _ZERO
     cache_write_5m: Decimal = _ZERO
     cache_write_1h: Decimal = _ZERO
     cache_read: Decimal = _ZERO
     output: Decimal = _ZERO
+    web_search: Decimal = _ZERO
     unknown_models: frozenset[str] = field(default_factory=frozenset[str])
     estimated: bool = False
 
     @property
     def priced_total(self) -> Decimal:
         """USD of everything that could be priced (all of it when ``is_known``)."""
-        return self.input + self.cache_write_5m + self.cache_write_1h + self.cache_read + self.output
+        tokens = self.input + self.cache_write_5m + self.cache_write_1h + self.cache_read + self.output
+        return tokens + self.web_search
 
     @property
     def total(self) -> Decimal:
@@ -132,6 +154,7 @@ class Cost:
             cache_write_1h=self.cache_write_1h + other.cache_write_1h,
             cache_read=self.cache_read + other.cache_read,
             output=self.output + other.output,
+            web_search=self.web_search + other.web_search,
             unknown_models=self.unknown_models | other.unknown_models,
             estimated=self.estimated or other.estimated,
         )
@@ -151,6 +174,8 @@ class Cost:
             "output_usd": float(self.output),
             "total_usd": self.usd,
         }
+        if self.web_search:
+            data["web_search_usd"] = float(self.web_search)
         if self.unknown_models:
             data["unknown_models"] = sorted(self.unknown_models)
         if self.estimated:
@@ -165,17 +190,36 @@ class Cost:
             cache_write_1h=Decimal(str(data.get("cache_write_1h_usd", 0))),
             cache_read=Decimal(str(data.get("cache_read_usd", 0))),
             output=Decimal(str(data.get("output_usd", 0))),
+            web_search=Decimal(str(data.get("web_search_usd", 0))),
             unknown_models=frozenset(data.get("unknown_models", ())),
             estimated=bool(data.get("estimated", False)),
         )
 
 
 class PriceOverrides(dict[str, ModelPrices]):
-    """Model id -> ``ModelPrices``; wins over genai-prices. Ids match exactly or without a date suffix."""
+    """Model id -> ``ModelPrices``; wins over genai-prices. Ids match exactly or without a date suffix.
+
+    A model's table may also set ``min_cacheable_tokens`` (alone, or with prices): ``min_cacheable`` holds those,
+    and the default pricing (``LEANLOOP_PRICES``) registers them for the whole process (``cachesim``).
+    """
+
+    min_cacheable: dict[str, int]
+
+    def __init__(self, prices: Mapping[str, ModelPrices] | None = None, min_cacheable: Mapping[str, int] | None = None):
+        super().__init__(prices or {})
+        self.min_cacheable = dict(min_cacheable or {})
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Mapping[str, Any]]) -> PriceOverrides:
-        return cls({model: ModelPrices.from_mapping(model, prices) for model, prices in data.items()})
+        prices: dict[str, ModelPrices] = {}
+        minimums: dict[str, int] = {}
+        for model, table in data.items():
+            rest = {k: v for k, v in table.items() if k != "min_cacheable_tokens"}
+            if "min_cacheable_tokens" in table:
+                minimums[model] = _min_cacheable(model, table["min_cacheable_tokens"])
+            if rest or "min_cacheable_tokens" not in table:
+                prices[model] = ModelPrices.from_mapping(model, rest)
+        return cls(prices, minimums)
 
     @classmethod
     def load(cls, path: str | Path) -> PriceOverrides:
@@ -185,8 +229,11 @@ class PriceOverrides(dict[str, ModelPrices]):
             text = path.read_text()
         except OSError as error:
             raise ConfigError(f"price override file {path}: {error.strerror}") from None
+        suffix = path.suffix.lower()
+        if suffix in (".yaml", ".yml"):
+            raise ConfigError(f"price override file {path}: YAML is not supported: use TOML (.toml) or JSON (.json)")
         try:
-            data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+            data = json.loads(text) if suffix == ".json" else tomllib.loads(text)
         except (json.JSONDecodeError, tomllib.TOMLDecodeError) as error:
             raise ConfigError(f"price override file {path} is not valid {path.suffix[1:] or 'TOML'}: {error}") from None
         if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):  # pyright: ignore[reportUnknownVariableType]
@@ -297,13 +344,19 @@ class Pricing:
         return _prices_for(*key, sum(1 for start in _tier_starts(*key) if prompt_tokens > start))
 
     def cost(self, model: str, usage: Any, *, batch: bool = False, at: datetime | None = None) -> Cost:
-        """Cost of one request. ``usage``: the SDK's Usage, a dict of the same shape, or a ``leanloop.Usage``."""
+        """Cost of one request. ``usage``: the SDK's Usage, a dict of the same shape, or a ``leanloop.Usage``.
+
+        ``batch``, or a usage whose ``service_tier`` is ``"batch"`` (a Batch API result), prices at the batch rate.
+        The Batch API has no fast mode, so ``speed="fast"`` in a batch is priced at the batch rate, which is how
+        genai-prices resolves that combination. Web searches add their per-search fee.
+        """
         usage = Usage.from_api(usage)
+        batch = batch or usage.service_tier == "batch"
         prices = self.prices(
             model,
             prompt_tokens=usage.prompt_tokens,
             batch=batch,
-            speed=usage.speed if usage.speed == "fast" else None,
+            speed=usage.speed if usage.speed == "fast" and not batch else None,
             at=at,
         )
         if prices is None:
@@ -327,15 +380,42 @@ class Pricing:
             cache_write_1h=part(usage.cache_write_1h_tokens, prices.cache_write_1h),
             cache_read=part(usage.cache_read_tokens, prices.cache_read),
             output=part(usage.output_tokens, prices.output),
+            web_search=_web_search_fee(model, usage.web_search_requests, at),
             estimated=usage.split_estimated,
         )
 
 
+def _web_search_fee(model: str, searches: int, at: datetime | None) -> Decimal:
+    """The per-search fee (the same in batch, per genai-prices; not a token price, so no geo multiplier)."""
+    if not searches:
+        return _ZERO
+    day = (at or datetime.now(tz=UTC)).astimezone(UTC).date()
+    return searches * _web_search_per_1000(model, day) / 1000
+
+
+@lru_cache(maxsize=256)
+def _web_search_per_1000(model: str, day: date) -> Decimal:
+    resolved = _resolved_prices(model, False, None, day)
+    listed = getattr(resolved, "web_searches_kcount", None) if resolved is not None else None
+    return listed if isinstance(listed, Decimal) else WEB_SEARCH_USD_PER_1000_UNLISTED_MODEL
+
+
+def context_window(model: str) -> int | None:
+    """The model's context window in tokens, per genai-prices; None when it does not say."""
+    info = _model_info(model) or _model_info(_strip_date(model))
+    window = getattr(info, "context_window", None)
+    return window if isinstance(window, int) else None
+
+
 @lru_cache(maxsize=1)
 def default_pricing() -> Pricing:
-    """genai-prices plus the override file named by ``LEANLOOP_PRICES``, if set."""
+    """genai-prices plus the override file named by ``LEANLOOP_PRICES``, if set (its minimum cacheable lengths are
+    registered for the process)."""
     path = os.environ.get("LEANLOOP_PRICES")
-    return Pricing(PriceOverrides.load(path) if path else None)
+    overrides = PriceOverrides.load(path) if path else PriceOverrides()
+    for model, tokens in overrides.min_cacheable.items():
+        register_min_cacheable_tokens(model, tokens)
+    return Pricing(overrides)
 
 
 def cost(model: str, usage: Any, *, batch: bool = False, at: datetime | None = None) -> Cost:

@@ -6,23 +6,27 @@ written, so a crash leaves every finished call readable; the reader reports a tr
 number and keeps everything else.
 
 The request fingerprint (one short hash per prefix block) is stored as a delta: ``prefix_kept`` blocks equal to
-the previous call of the same run, then the new ones. The trace grows with what is new, not with the history.
+the previous call of the same run, then the new ones. The trace grows with what is new, not with the history,
+plus a full prefix on a run's first call in each writer and every ``TraceWriter.FULL_PREFIX_EVERY`` calls: a
+damaged line then costs the calls after it their fingerprints until the next full one, never their usage or cost.
 
-Nothing secret is written: keys that name credentials are dropped and strings that look like API keys are
-replaced by ``[REDACTED]``, whatever the caller puts in a record.
+Nothing secret is written, whatever the caller puts in a record (``leanloop.redaction``): the value of any key
+that names a credential, the process's Anthropic credentials and the writer's ``secrets`` wherever they appear,
+and anything shaped like a key or token become ``[REDACTED]``.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, cast
 
 from leanloop.errors import ConfigError
 from leanloop.pricing import Cost
+from leanloop.redaction import redact
 from leanloop.usage import Usage
 
 __all__ = [
@@ -35,27 +39,6 @@ __all__ = [
     "read_trace",
     "redact",
 ]
-
-_SECRET_VALUE = re.compile(
-    r"sk-ant-[A-Za-z0-9_\-]{8,}"  # Anthropic
-    r"|\bsk-[A-Za-z0-9_\-]{32,}"  # OpenAI-style
-    r"|\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"  # AWS access key ids
-    r"|\bgh[pousr]_[A-Za-z0-9]{36,}"  # GitHub tokens
-    r"|\b(?:Bearer|Basic)\s+[A-Za-z0-9._~+/=\-]{16,}"
-)
-_SECRET_KEYS = frozenset({"api_key", "x-api-key", "authorization", "auth_token", "anthropic_api_key", "headers"})
-
-
-def redact(value: Any) -> Any:
-    """A copy of ``value`` with credential-named keys dropped and API-key-looking strings replaced."""
-    if isinstance(value, str):
-        return _SECRET_VALUE.sub("[REDACTED]", value)
-    if isinstance(value, Mapping):
-        items = cast(Mapping[Any, Any], value).items()
-        return {k: redact(v) for k, v in items if not (isinstance(k, str) and k.lower() in _SECRET_KEYS)}
-    if isinstance(value, list | tuple):
-        return [redact(v) for v in cast(Sequence[Any], value)]
-    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,13 +124,20 @@ class CallRecord:
         return data
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], previous_prefix: Sequence[BlockPrint] = ()) -> CallRecord:
+    def from_dict(cls, data: Mapping[str, Any], previous_prefix: Sequence[BlockPrint] | None = ()) -> CallRecord:
+        """Inverse of ``to_dict``, given the prefix of the previous call of the same run (None: unknown).
+
+        A delta that cannot be resolved (the previous prefix is unknown, or shorter than the line says it keeps)
+        gives a record whose ``prefix`` is empty, meaning unknown; everything else on the line is kept.
+        """
         kept = int(data.get("prefix_kept", 0))
-        if kept > len(previous_prefix):
-            raise ValueError(f"prefix_kept={kept} but the previous call of this run had {len(previous_prefix)} blocks")
-        prefix = tuple(previous_prefix[:kept]) + tuple(
-            BlockPrint(str(p), str(h), int(t)) for p, h, t in data.get("prefix_new", [])
-        )
+        new = tuple(BlockPrint(str(p), str(h), int(t)) for p, h, t in data.get("prefix_new", []))
+        if kept == 0:
+            prefix = new
+        elif previous_prefix is None or kept > len(previous_prefix):
+            prefix = ()
+        else:
+            prefix = tuple(previous_prefix[:kept]) + new
         predicted = data.get("predicted")
         return cls(
             model=str(data["model"]),
@@ -171,27 +161,44 @@ class CallRecord:
 
 
 class TraceWriter:
-    """Appends records to a JSONL file, one flushed line each. Use as a context manager or call ``close()``."""
+    """Appends records to a JSONL file, one flushed line each. Use as a context manager or call ``close()``.
 
-    def __init__(self, path: str | Path) -> None:
+    The first call of each run a writer writes, and every ``FULL_PREFIX_EVERY``-th after it, carries its whole
+    prefix, so one damaged line costs at most that many calls their fingerprints (never their usage or cost). A
+    file left with an unfinished last line (a crash mid-write) is continued on a new line.
+    """
+
+    FULL_PREFIX_EVERY = 20
+
+    def __init__(self, path: str | Path, *, secrets: Iterable[str] = ()) -> None:
+        """``secrets``: literal values to redact besides the process's ``ANTHROPIC_API_KEY`` and
+        ``ANTHROPIC_AUTH_TOKEN`` (for example the key a client was configured with)."""
         self.path = Path(path)
+        self._secrets = tuple(secrets)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file: IO[str] = self.path.open("a", encoding="utf-8")
+            if _ends_mid_line(self.path):
+                self._file.write("\n")
         except OSError as error:
             raise ConfigError(f"trace file {self.path}: cannot open for writing ({error.strerror})") from None
         self._last_prefix: dict[str, tuple[BlockPrint, ...]] = {}
+        self._since_full: dict[str, int] = {}
 
     def write_call(self, record: CallRecord) -> None:
-        self._write_line(record.to_dict(self._last_prefix.get(record.run_id, ())))
-        self._last_prefix[record.run_id] = record.prefix
+        run = record.run_id
+        since_full = self._since_full.get(run, self.FULL_PREFIX_EVERY)
+        full = since_full >= self.FULL_PREFIX_EVERY
+        self._write_line(record.to_dict(() if full else self._last_prefix[run]))
+        self._last_prefix[run] = record.prefix
+        self._since_full[run] = 1 if full else since_full + 1
 
     def write_event(self, kind: str, **data: Any) -> None:
         """Any other line: ``run_start``, ``run_end``, ``tool_output``, ``event``."""
         self._write_line({"kind": kind, **data})
 
     def _write_line(self, data: Mapping[str, Any]) -> None:
-        self._file.write(json.dumps(redact(data), ensure_ascii=False, default=str) + "\n")
+        self._file.write(json.dumps(redact(data, self._secrets), ensure_ascii=False, default=str) + "\n")
         self._file.flush()
 
     def close(self) -> None:
@@ -204,9 +211,17 @@ class TraceWriter:
         self.close()
 
 
+def _ends_mid_line(path: Path) -> bool:
+    with path.open("rb") as file:
+        if file.seek(0, 2) == 0:
+            return False
+        file.seek(-1, 2)
+        return file.read(1) != b"\n"
+
+
 @dataclass(frozen=True, slots=True)
 class TraceProblem:
-    """A line the reader could not use. ``truncated`` marks an unfinished last line (a crash mid-write)."""
+    """A line the reader could not (fully) use. ``truncated`` marks an unfinished line (a crash mid-write)."""
 
     path: str
     line: int
@@ -235,52 +250,123 @@ def iter_trace(path: str | Path) -> Iterator[CallRecord | dict[str, Any] | Trace
     """Stream a trace: CallRecords, other lines as dicts, and a TraceProblem for each unusable line.
 
     A ``tools`` line (the tool calls a call's turn asked for, written once they finished) is merged into the
-    CallRecord it belongs to.
+    CallRecord it belongs to. A call whose prefix is a delta against a line that could not be read is kept with
+    its usage and cost, and an empty (unknown) prefix until its run's next full one; one problem says so.
     """
     path = Path(path)
-    last_prefix: dict[str, tuple[BlockPrint, ...]] = {}
+    prefixes = _RunPrefixes()
     pending: CallRecord | None = None
     with path.open(encoding="utf-8", errors="replace") as file:
         for number, line in enumerate(file, 1):
             if not line.strip():
                 continue
-            unfinished = not line.endswith("\n")
             try:
-                data = json.loads(line)
-                if not isinstance(data, dict):
-                    raise ValueError("not a JSON object")
-                data = cast(dict[str, Any], data)
-                kind = data.get("kind")
-                if (
-                    kind == "tools"
-                    and pending is not None
-                    and (data.get("run_id"), data.get("iteration"))
-                    == (
-                        pending.run_id,
-                        pending.iteration,
-                    )
-                ):
-                    pending = replace(pending, tool_calls=_tool_calls(data.get("tool_calls")))
-                    continue
-                record = (
-                    CallRecord.from_dict(data, last_prefix.get(str(data.get("run_id", "")), ()))
-                    if kind == "call"
-                    else None
+                data = _parse_line(line)
+            except ValueError as error:
+                prefixes.lose(_run_named_in(line))
+                yield _problem(path, number, line, error)
+                continue
+            kind = data.get("kind")
+            if (
+                kind == "tools"
+                and pending is not None
+                and (data.get("run_id"), data.get("iteration"))
+                == (
+                    pending.run_id,
+                    pending.iteration,
                 )
-            except (ValueError, KeyError, TypeError) as error:
-                reason = "truncated last line (the writer stopped mid-line)" if unfinished else f"unreadable: {error}"
-                yield TraceProblem(str(path), number, reason, truncated=unfinished)
+            ):
+                pending = replace(pending, tool_calls=_tool_calls(data.get("tool_calls")))
                 continue
             if pending is not None:
                 yield pending
                 pending = None
-            if record is None:
+            if kind != "call":
                 yield data
                 continue
-            last_prefix[record.run_id] = record.prefix
+            run = str(data.get("run_id", ""))
+            try:
+                record = CallRecord.from_dict(data, prefixes.get(run))
+            except (ValueError, KeyError, TypeError) as error:
+                prefixes.lose(run)
+                yield TraceProblem(str(path), number, f"unreadable: {error}")
+                continue
+            unresolved = bool(data.get("prefix_kept")) and not record.prefix
+            if unresolved and prefixes.first_loss_seen(run):
+                yield TraceProblem(
+                    str(path),
+                    number,
+                    f"run {run!r}: this call's prefix fingerprint extends a call that could not be read, so it and "
+                    "the run's next calls have an unknown prefix until the next full one; their usage and cost are "
+                    "kept",
+                )
+            prefixes.set(run, None if unresolved else record.prefix)
             pending = record
     if pending is not None:
         yield pending
+
+
+class _RunPrefixes:
+    """The last known prefix of each run while reading; None once a line it depends on was lost."""
+
+    def __init__(self) -> None:
+        self._prefix: dict[str, tuple[BlockPrint, ...] | None] = {}
+        self._reported: set[str] = set()
+
+    def get(self, run: str) -> tuple[BlockPrint, ...] | None:
+        return self._prefix.get(run, ())
+
+    def set(self, run: str, prefix: tuple[BlockPrint, ...] | None) -> None:
+        self._prefix[run] = prefix
+        if prefix is not None:
+            self._reported.discard(run)
+
+    def lose(self, run: str | None) -> None:
+        """A line of ``run`` (None: of an unknown run, so of any) could not be read."""
+        for name in self._prefix if run is None else [run]:
+            self._prefix[name] = None
+            self._reported.discard(name)
+
+    def first_loss_seen(self, run: str) -> bool:
+        """True the first time a call of ``run`` is found without its prefix since the run lost it."""
+        first = run not in self._reported
+        self._reported.add(run)
+        return first
+
+
+def _parse_line(line: str) -> dict[str, Any]:
+    data = json.loads(line)
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    return cast(dict[str, Any], data)
+
+
+_RUN_ID = re.compile(r'"run_id":\s*("(?:[^"\\]|\\.)*")')
+
+
+def _run_named_in(line: str) -> str | None:
+    """The run id a broken line still shows, if any (call lines write it near their start)."""
+    match = _RUN_ID.search(line)
+    if match is None:
+        return None
+    try:
+        return str(json.loads(match.group(1)))
+    except ValueError:
+        return None
+
+
+def _problem(path: Path, number: int, line: str, error: ValueError) -> TraceProblem:
+    body = line.rstrip("\n")
+    cut = isinstance(error, json.JSONDecodeError) and (
+        error.pos >= len(body.rstrip()) or error.msg.startswith("Unterminated string")
+    )
+    if not line.endswith("\n"):
+        return TraceProblem(str(path), number, "truncated last line (the writer stopped mid-line)", truncated=True)
+    if cut:
+        return TraceProblem(
+            str(path), number, "truncated line (the writer stopped mid-line; a later writer went on)", truncated=True
+        )
+    return TraceProblem(str(path), number, f"unreadable: {error}")
 
 
 @dataclass

@@ -21,21 +21,36 @@ def _field(source: Any, name: str) -> Any:
     return getattr(source, name, None)
 
 
-def _count(source: Any, name: str) -> int:
+def _count(source: Any, name: str, where: str = "usage") -> int:
     value = _field(source, name)
     if value is None:
         return 0
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ConfigError(f"usage.{name} must be a non-negative integer, got {value!r}")
+    whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    if isinstance(value, bool) or not whole or value < 0:
+        raise ConfigError(f"{where}.{name} must be a non-negative whole number, got {value!r}")
     return int(value)
+
+
+def _text(source: Any, name: str) -> str | None:
+    value = _field(source, name)
+    return value if isinstance(value, str) else None
+
+
+def _tier(source: Any) -> str | None:
+    """``service_tier``, None for the standard tier (the usual case, priced as such)."""
+    tier = _text(source, "service_tier")
+    return None if tier == "standard" else tier
 
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """One call's tokens, split the way they are billed.
+    """One call's tokens, split the way they are billed, and its server tool requests.
 
     ``split_estimated`` is True when the source gave only ``cache_creation_input_tokens`` without the 5m/1h
     breakdown: the writes are then counted as 5m (the cheaper rate) and the cost is marked as estimated.
+    ``service_tier`` is ``"batch"`` for Batch API results (priced at the batch rate), None for the standard tier;
+    ``web_search_requests``
+    comes from ``server_tool_use`` (billed per search, not per token).
     """
 
     input_tokens: int = 0
@@ -46,6 +61,8 @@ class Usage:
     split_estimated: bool = False
     speed: str | None = None
     inference_geo: str | None = None
+    service_tier: str | None = None
+    web_search_requests: int = 0
 
     @property
     def cache_write_tokens(self) -> int:
@@ -64,6 +81,7 @@ class Usage:
             cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
             output_tokens=self.output_tokens + other.output_tokens,
             split_estimated=self.split_estimated or other.split_estimated,
+            web_search_requests=self.web_search_requests + other.web_search_requests,
         )
 
     def with_output(self, output_tokens: int) -> Usage:
@@ -91,8 +109,7 @@ class Usage:
             # No split, or a split that does not add up: the remainder is priced at the 5m rate, flagged.
             estimated = True
             write_5m = creation_total - write_1h
-        speed = _field(source, "speed")
-        geo = _field(source, "inference_geo")
+        server_tools = _field(source, "server_tool_use")
         return cls(
             input_tokens=_count(source, "input_tokens"),
             cache_write_5m_tokens=write_5m,
@@ -100,13 +117,17 @@ class Usage:
             cache_read_tokens=_count(source, "cache_read_input_tokens"),
             output_tokens=_count(source, "output_tokens"),
             split_estimated=estimated,
-            speed=speed if isinstance(speed, str) else None,
-            inference_geo=geo if isinstance(geo, str) else None,
+            speed=_text(source, "speed"),
+            inference_geo=_text(source, "inference_geo"),
+            service_tier=_tier(source),
+            web_search_requests=(
+                _count(server_tools, "web_search_requests", "usage.server_tool_use") if server_tools is not None else 0
+            ),
         )
 
     def to_api(self) -> dict[str, Any]:
         """The Messages API's ``usage`` shape."""
-        return {
+        data: dict[str, Any] = {
             "input_tokens": self.input_tokens,
             "cache_creation_input_tokens": self.cache_write_tokens,
             "cache_read_input_tokens": self.cache_read_tokens,
@@ -116,6 +137,11 @@ class Usage:
             },
             "output_tokens": self.output_tokens,
         }
+        if self.web_search_requests:
+            data["server_tool_use"] = {"web_search_requests": self.web_search_requests}
+        if self.service_tier:
+            data["service_tier"] = self.service_tier
+        return data
 
     def to_dict(self) -> dict[str, Any]:
         """leanloop's flat shape, as written to traces."""
@@ -132,6 +158,10 @@ class Usage:
             data["speed"] = self.speed
         if self.inference_geo:
             data["inference_geo"] = self.inference_geo
+        if self.service_tier:
+            data["service_tier"] = self.service_tier
+        if self.web_search_requests:
+            data["web_search_requests"] = self.web_search_requests
         return data
 
     @classmethod
@@ -144,6 +174,8 @@ class Usage:
             cache_read_tokens=_count(data, "cache_read_tokens"),
             output_tokens=_count(data, "output_tokens"),
             split_estimated=bool(data.get("split_estimated", False)),
-            speed=data.get("speed"),
-            inference_geo=data.get("inference_geo"),
+            speed=_text(data, "speed"),
+            inference_geo=_text(data, "inference_geo"),
+            service_tier=_tier(data),
+            web_search_requests=_count(data, "web_search_requests"),
         )

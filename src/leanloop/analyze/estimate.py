@@ -9,6 +9,8 @@ run is reported: a shared system prompt cached by the previous run is read, as i
 from __future__ import annotations
 
 import json
+import math
+import textwrap
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Annotated, Any
@@ -21,7 +23,7 @@ from rich.table import Table
 from leanloop.analyze.prompts import growth_prompts
 from leanloop.cachesim import TTL, CacheSim, Prompt, min_cacheable_tokens
 from leanloop.errors import ConfigError
-from leanloop.pricing import Cost, cost, default_pricing
+from leanloop.pricing import Cost, context_window, cost, default_pricing
 from leanloop.usage import Usage
 
 __all__ = ["PRESETS", "STRATEGIES", "Estimate", "Workload", "estimate", "estimate_command"]
@@ -57,9 +59,20 @@ class Workload:
                 f"workload: {len(self.history_tokens)} history values but {len(self.output_tokens)} output values; "
                 "give one output per iteration (or a single number for all)"
             )
-        numbers = (self.system_tokens, self.tool_tokens, *self.history_tokens, *self.output_tokens)
-        if any(n < 0 for n in numbers) or self.runs_per_day <= 0 or self.seconds_per_call < 0:
-            raise ConfigError("workload: token counts must be >= 0 and runs per day > 0")
+        counts: dict[str, tuple[object, ...]] = {  # checked as objects: a library caller may pass floats
+            "system_tokens": (self.system_tokens,),
+            "tool_tokens": (self.tool_tokens,),
+            "history_tokens": self.history_tokens,
+            "output_tokens": self.output_tokens,
+        }
+        for name, values in counts.items():
+            bad = next((v for v in values if isinstance(v, bool) or not isinstance(v, int) or v < 0), None)
+            if bad is not None:
+                raise ConfigError(f"workload: {name} must be a whole number >= 0, got {bad!r}")
+        if not (math.isfinite(self.runs_per_day) and self.runs_per_day > 0):
+            raise ConfigError(f"workload: runs_per_day must be a finite number > 0, got {self.runs_per_day!r}")
+        if not (math.isfinite(self.seconds_per_call) and self.seconds_per_call >= 0):
+            raise ConfigError(f"workload: seconds_per_call must be a finite number >= 0, got {self.seconds_per_call!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -212,12 +225,30 @@ def _pays_from(workload: Workload) -> int | None:
     return low
 
 
+def context_overflow(workload: Workload) -> str | None:
+    """What is wrong when an iteration's prompt is larger than the model's context window (None: nothing)."""
+    window = context_window(workload.model)
+    if window is None:
+        return None
+    head = workload.system_tokens + workload.tool_tokens
+    for i, history in enumerate(workload.history_tokens, 1):
+        if head + history > window:
+            return (
+                f"iteration {i} sends {head + history:,} tokens, more than {workload.model}'s context window of "
+                f"{window:,} tokens: the API would reject it"
+            )
+    return None
+
+
 def estimate(workload: Workload) -> Estimate:
     if default_pricing().prices(workload.model) is None:
         raise ConfigError(
             f"no price known for model {workload.model!r}: an estimate needs one. Check the id, or add it to a price "
             "override file named by LEANLOOP_PRICES"
         )
+    overflow = context_overflow(workload)
+    if overflow is not None:
+        raise ConfigError(f"workload: {overflow}")
     strategies = {name: _simulate(workload, name) for name in STRATEGIES}
     minimum = min_cacheable_tokens(workload.model)
     prefix = workload.system_tokens + workload.tool_tokens
@@ -231,6 +262,11 @@ def estimate(workload: Workload) -> Estimate:
         )
     if pays_from is not None:
         notes.append(f"Caching the system + tools prefix starts to pay from a prefix of {pays_from:,} tokens.")
+    else:
+        notes.append(
+            "Caching the system + tools prefix never pays for this shape, whatever its size: the calls are too few, "
+            "or too far apart for the cache to live until the next one."
+        )
     first_cached = next(
         (it.iteration for it in strategies["rolling_5m"].iterations if it.usage.cache_write_tokens), None
     )
@@ -289,6 +325,8 @@ def _workload_from_options(
                 param_hint="--output",
             )
         out = (out + (out[-1],) * len(hist))[: len(hist)]
+    if runs_per_day is not None and not math.isfinite(runs_per_day):
+        raise typer.BadParameter(f"expected a finite number of runs, got {runs_per_day}", param_hint="--runs-per-day")
     if model is not None and not model.strip():
         raise typer.BadParameter("the model id is empty", param_hint="--model")
     if len(hist) > MAX_ITERATIONS:
@@ -306,15 +344,29 @@ def _workload_from_options(
         raise typer.BadParameter(str(error)) from None
 
 
+def _table(title: str) -> Table:
+    """One space between columns and none at the edges: ten columns of exact numbers fit 80 columns."""
+    return Table(title=title, box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False, show_edge=False)
+
+
+def _usd(value: Decimal) -> str:
+    """A call's cost in at most 8 characters: 5 decimals below $0.10, fewer above."""
+    if value < Decimal("0.1"):
+        return f"${value:.5f}"
+    if value < 10:
+        return f"${value:.4f}"
+    return f"${value:,.2f}" if value < 1000 else f"${value:,.0f}"
+
+
 def _print(result: Estimate, console: Console) -> None:
     w = result.workload
+    console.print(f"[bold]{w.model}[/], {len(w.history_tokens)} iterations per run, {w.runs_per_day:,.0f} runs/day")
     console.print(
-        f"[bold]{w.model}[/]  system {w.system_tokens:,} + tools {w.tool_tokens:,} tokens, "
-        f"{len(w.history_tokens)} iterations, {w.runs_per_day:,.0f} runs/day"
+        f"system prompt {w.system_tokens:,} tokens, tool definitions {w.tool_tokens:,} tokens", highlight=False
     )
-    table = Table(title="Per iteration: no caching | leanloop default (rolling 5m)", box=box.SIMPLE_HEAD)
-    for column in ("#", "system", "history", "tools", "input", "output", "cost", "write", "read", "cost"):
-        table.add_column(column, justify="right")
+    table = _table("Per iteration: no caching, then the rolling 5m cache (leanloop's default)")
+    for column in ("#", "system", "history", "tools", "input", "output", "cost", "write", "read", "cost 5m"):
+        table.add_column(column, justify="right", no_wrap=True)
     none, rolling = result.strategies["no_cache"], result.strategies["rolling_5m"]
     for plain, cached, hist in zip(none.iterations, rolling.iterations, w.history_tokens, strict=True):
         table.add_row(
@@ -324,18 +376,20 @@ def _print(result: Estimate, console: Console) -> None:
             f"{w.tool_tokens:,}",
             f"{plain.prompt_tokens:,}",
             f"{plain.usage.output_tokens:,}",
-            f"${plain.cost.total:,.5f}",
+            _usd(plain.cost.total),
             f"{cached.usage.cache_write_tokens:,}",
             f"{cached.usage.cache_read_tokens:,}",
-            f"${cached.cost.total:,.5f}",
+            _usd(cached.cost.total),
         )
+    console.print()
     console.print(table)
+    console.print()
     usage = none.usage
     console.print(
         f"Per run: {usage.prompt_tokens:,} input and {usage.output_tokens:,} output tokens, whatever the strategy",
         highlight=False,
     )
-    summary = Table(title="Per run, day and month, by strategy", box=box.SIMPLE_HEAD)
+    summary = _table("Per run, day and month, by strategy")
     for column in ("strategy", "write", "read", "$/run", "$/day", "$/month", "vs none"):
         summary.add_column(column, justify="left" if column == "strategy" else "right", no_wrap=True)
     base = none.cost.total
@@ -346,14 +400,17 @@ def _print(result: Estimate, console: Console) -> None:
             name,
             f"{strategy.usage.cache_write_tokens:,}",
             f"{strategy.usage.cache_read_tokens:,}",
-            f"${run:,.5f}",
+            _usd(run),
             f"${run * per_day:,.2f}",
             f"${run * per_day * 30:,.2f}",
             f"{run / base:.2f}x" if base else "-",
         )
+    console.print()
     console.print(summary)
+    console.print()
     for note in result.notes:
-        console.print(f"- {note}")
+        wrapped = textwrap.fill(note, width=max(console.width, 40), initial_indent="- ", subsequent_indent="  ")
+        console.print(wrapped, highlight=False)
 
 
 def estimate_command(
@@ -386,6 +443,9 @@ def estimate_command(
         runs_per_day=runs_per_day,
     )
     default_pricing()  # a broken price override file is the file's error, not the model's
+    overflow = context_overflow(workload)
+    if overflow is not None:
+        raise typer.BadParameter(overflow, param_hint="--history")
     try:
         result = estimate(workload)
     except ConfigError as error:
