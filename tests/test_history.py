@@ -331,7 +331,7 @@ def test_the_summary_replaces_the_note_and_fits_the_reserve() -> None:
 
 
 def test_sizes_from_the_request_builder_match_the_estimate() -> None:
-    messages = run(6)
+    messages = [*run(6), {"role": "assistant", "content": ""}]  # an empty prefill is a block too
     builder = RequestBuilder(model=MODEL, system="You triage logs. " * 200, tools=[], cache=CachePolicy())
     built = builder.build(messages, max_tokens=1024)
     sizes = Sizes.from_prompt(built.plain, messages=len(messages))

@@ -302,8 +302,8 @@ def _layout(messages: Sequence[Mapping[str, Any]]) -> _Layout:
 
 def _blocks(message: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     content = message.get("content")
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}] if content else []
+    if isinstance(content, str):  # even an empty one, as the cache simulator counts it
+        return [{"type": "text", "text": content}]
     if isinstance(content, Sequence):
         return [cast(Mapping[str, Any], b) for b in cast(Sequence[Any], content) if isinstance(b, Mapping)]
     return []

@@ -34,7 +34,9 @@ from leanloop.usage import Usage
 
 __all__ = [
     "DEFAULT_CHEAP_MODEL",
+    "DEFAULT_HORIZON",
     "RESULT_SUMMARY_SYSTEM",
+    "Route",
     "RouteDecision",
     "Step",
     "Switch",
