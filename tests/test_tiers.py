@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from leanloop.cachesim import CacheSim, Prompt, prompt_from_request
+from leanloop.cachesim import CacheSim, Prompt, UnknownMinimumWarning, prompt_from_request
 from leanloop.errors import ConfigError, UnknownPriceError
 from leanloop.history import Compaction
 from leanloop.request import CachePolicy, RequestBuilder
@@ -119,8 +119,9 @@ def test_the_new_tokenizer_is_counted() -> None:
 
 
 def test_an_unpriced_model_cannot_be_priced() -> None:
-    current, candidate = prompts(2, SONNET, "claude-nope-1")
-    with pytest.raises(UnknownPriceError, match="'claude-nope-1'"):
+    with pytest.warns(UnknownMinimumWarning, match="nope-tiers"):  # a model no table knows: warned once
+        current, candidate = prompts(2, SONNET, "claude-nope-tiers-1")
+    with pytest.raises(UnknownPriceError, match="'claude-nope-tiers-1'"):
         switch_estimate(warm(current), current, candidate, start=10.0)
     with pytest.raises(ConfigError, match="horizon >= 1"):
         switch_estimate(warm(current), current, prompts(2, SONNET, HAIKU)[1], start=10.0, horizon=0)
