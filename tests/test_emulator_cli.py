@@ -161,3 +161,24 @@ def test_a_bad_file_is_one_line_naming_it_and_exit_2(
     assert len(output.splitlines()) == 1
     assert str(path) in output
     assert fragment in output
+
+
+def app_built_by_cli(monkeypatch: pytest.MonkeyPatch, *arguments: str) -> Any:
+    """The app `leanloop emulator ARGUMENTS` would serve (serving itself is skipped)."""
+    import leanloop.emulator.serving as serving
+
+    built: list[Any] = []
+    monkeypatch.setattr(serving, "serve", lambda app, sock: built.append(app))
+    code, output = run_cli("--port", "0", *arguments)
+    assert code == 0, output
+    return built[0]
+
+
+def test_seed_makes_the_ids_reproducible_and_the_fault_seed_does_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    from leanloop.emulator import Emulator
+
+    def first_id(*arguments: str) -> str:
+        return Emulator.of(app_built_by_cli(monkeypatch, *arguments)).ids.message_id()
+
+    assert first_id("--seed", "4") == first_id("--seed", "4")
+    assert first_id("--fault-seed", "4") != first_id("--fault-seed", "4")

@@ -120,3 +120,33 @@ async def test_stream_helper_accumulates_the_same_message_as_non_streaming() -> 
     assert [b.model_dump() for b in streamed.content] == [b.model_dump() for b in plain.content]
     assert streamed.usage.output_tokens == plain.usage.output_tokens
     assert streamed.stop_reason == plain.stop_reason == "tool_use"
+
+
+async def first_ids(**options: Any) -> tuple[str, str, str]:
+    """(request id, message id, tool_use id) of the first response of a fresh emulator."""
+    reply = Reply([{"type": "tool_use", "name": "read", "input": {}}])
+    client = async_client(create_app({MODEL: lambda request: reply}, **options))
+    raw = await client.messages.with_raw_response.create(
+        model=MODEL, max_tokens=100, messages=[{"role": "user", "content": "-"}]
+    )
+    message = await raw.parse()
+    block = message.content[0]
+    assert block.type == "tool_use"
+    return raw.headers["request-id"], message.id, block.id
+
+
+async def test_ids_are_random_per_emulator_unless_seeded() -> None:
+    # Two emulator runs must not hand out the same ids: leanloop report de-duplicates on (message id, request id).
+    assert len({await first_ids() for _ in range(3)}) == 3
+    assert await first_ids(seed=5) == await first_ids(seed=5)
+    assert await first_ids(seed=5) != await first_ids(seed=6)
+
+
+def test_every_tool_use_id_costs_the_same_tokens() -> None:
+    # Random ids must not make a run's bill random: a tool_use id is part of every later prompt.
+    from leanloop.emulator.wire import Ids
+    from leanloop.tokens import count_text
+
+    ids = Ids()
+    counts = {count_text(ids.tool_use_id()) for _ in range(500)}
+    assert len(counts) == 1

@@ -143,7 +143,7 @@ class Emulator:
         api_key: str | None = None,
         cache: CacheSim | None = None,
         token_counter: TokenCounter | None = None,
-        seed: int = 0,
+        seed: int | None = None,
         log_limit: int | None = None,
     ) -> None:
         policies: dict[str, Policy] = dict(models) if models is not None else dict.fromkeys(CATALOG, finisher)
@@ -446,16 +446,16 @@ def create_app(
     api_key: str | None = None,
     cache: CacheSim | None = None,
     token_counter: TokenCounter | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     log_limit: int | None = 10_000,
 ) -> Starlette:
     """The emulator as an ASGI app; its state is ``Emulator.of(app)`` (also ``app.state.emulator``).
 
     ``models`` maps real model ids to policies (None: every model in the catalog answers with ``finisher``).
     ``latency`` defaults to the documented model with ``time_scale=0`` (no sleeping); ``clock`` to a clock running
-    at ``1 / time_scale`` of real time. ``api_key``: the only key accepted (None: any non-empty key). ``seed`` makes
-    the ids reproducible. ``log_limit`` keeps at least the last that many calls in ``Emulator.calls`` and at most
-    twice that (None: keep every call).
+    at ``1 / time_scale`` of real time. ``api_key``: the only key accepted (None: any non-empty key). Ids are random
+    per app (two runs never share one); ``seed`` makes them reproducible. ``log_limit`` keeps at least the last that
+    many calls in ``Emulator.calls`` and at most twice that (None: keep every call).
     """
     emulator = Emulator(
         models,

@@ -36,7 +36,10 @@ def emulator(
         str | None, typer.Option(help="Accept only this x-api-key (default: any non-empty key).")
     ] = None,
     fault_rate: Annotated[float, typer.Option(min=0, max=1, help="Share of requests that fail at random.")] = 0.0,
-    fault_seed: Annotated[int, typer.Option(help="Seed of the random faults and of the ids.")] = 0,
+    fault_seed: Annotated[int, typer.Option(help="Seed of the random faults.")] = 0,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed of the message, request and tool_use ids (default: random per run).")
+    ] = None,
 ) -> None:
     """Run the Anthropic Messages API emulator on localhost (point the SDK's base_url at it)."""
     try:
@@ -60,7 +63,7 @@ def emulator(
     from leanloop.emulator.app import create_app  # noqa: PLC0415
     from leanloop.emulator.serving import bind, serve  # noqa: PLC0415
 
-    app = create_app(models, latency=latency, faults=faults, api_key=api_key, seed=fault_seed, log_limit=1000)
+    app = create_app(models, latency=latency, faults=faults, api_key=api_key, seed=seed, log_limit=1000)
     try:
         sock, url = bind(host, port)
     except OSError as error:

@@ -34,18 +34,26 @@ __all__ = [
     "usage_body",
 ]
 
-_BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _PING = b'event: ping\ndata: {"type": "ping"}\n\n'
+# Characters of the API's ids (base58), by class. Every id has the class shape of a real recorded one
+# (toolu_01EEe2V5HD1Ac4rKiUR4HD2T): random characters, but the same token estimate for every id, so random ids
+# never make the bill of a run random (a tool_use id is part of every later prompt).
+_ALPHABET = {"U": "ABCDEFGHJKLMNPQRSTUVWXYZ", "l": "abcdefghijkmnopqrstuvwxyz", "d": "123456789"}
+_SHAPE = "UUldUdUUdUldlUlUUdUUdU"
 
 
 class Ids:
-    """Real-looking ids (``msg_01`` + 22 base58 characters, likewise ``toolu_`` and ``req_``), seeded."""
+    """Real-looking ids (``msg_01`` + 22 base58 characters, likewise ``toolu_`` and ``req_``).
 
-    def __init__(self, seed: int = 0) -> None:
-        self._random = random.Random(seed)
+    Random per emulator (two runs never share ids, so logs of both can be analysed together); reproducible with a
+    ``seed``.
+    """
+
+    def __init__(self, seed: int | None = None) -> None:
+        self._random = random.Random(seed)  # None: seeded from the OS
 
     def _new(self, prefix: str) -> str:
-        return prefix + "01" + "".join(self._random.choices(_BASE58, k=22))
+        return prefix + "01" + "".join(self._random.choice(_ALPHABET[kind]) for kind in _SHAPE)
 
     def message_id(self) -> str:
         return self._new("msg_")
