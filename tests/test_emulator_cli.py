@@ -165,7 +165,7 @@ def test_a_bad_file_is_one_line_naming_it_and_exit_2(
 
 def app_built_by_cli(monkeypatch: pytest.MonkeyPatch, *arguments: str) -> Any:
     """The app `leanloop emulator ARGUMENTS` would serve (serving itself is skipped)."""
-    import leanloop.emulator.serving as serving
+    from leanloop.emulator import serving
 
     built: list[Any] = []
     monkeypatch.setattr(serving, "serve", lambda app, sock: built.append(app))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ from leanloop.emulator.policies import Policy, call_policy, finisher
 from leanloop.emulator.render import Rendered, render
 from leanloop.emulator.validate import (
     MAX_BODY_BYTES,
+    check_context_window,
     check_count_tokens_request,
     check_message_request,
     parse_body,
@@ -55,6 +57,7 @@ from leanloop.usage import Usage
 
 __all__ = ["ConnectionDropped", "Emulator", "ServedCall", "create_app"]
 
+_log = logging.getLogger("leanloop.emulator")
 _JSON = "application/json"
 _SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
 
@@ -90,6 +93,7 @@ class ServedCall:
     duration_s: float | None = None
     cache: CacheResult | None = field(default=None, repr=False)
     retry_count: int | None = None
+    betas: tuple[str, ...] = ()
     error: BaseException | None = field(default=None, repr=False)
     content: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]], repr=False)
 
@@ -147,6 +151,10 @@ class Emulator:
         log_limit: int | None = None,
     ) -> None:
         policies: dict[str, Policy] = dict(models) if models is not None else dict.fromkeys(CATALOG, finisher)
+        for model in list(policies):  # an alias answers under its dated id, so the dated id is served too
+            dated = model_card(model).dated_id
+            if dated is not None:
+                policies.setdefault(dated, policies[model])
         self.policies = policies
         self.cards: dict[str, ModelCard] = {model: model_card(model) for model in policies}
         self.latency = latency or LatencyModel()
@@ -198,6 +206,7 @@ class Emulator:
                 start=self.now(),
                 request=body,
                 retry_count=_int_header(request, "x-stainless-retry-count"),
+                betas=_betas(request),
             )
             self._log(call)
             fault = self.faults.decide(call.number, body) if self.faults is not None else None
@@ -206,6 +215,12 @@ class Emulator:
             if call is not None:
                 call.status, call.error_type = served.status, served.error_type
             return _error(served.status, served.error_type, served.message, request_id, served.headers)
+        except Exception as error:  # the emulator's own bug: still the API's error shape, and not retried
+            _log.exception("request %s failed inside the emulator", request_id)
+            if call is not None:
+                call.status, call.error_type, call.error = 500, "api_error", error
+            message = f"Internal server error (emulator: {type(error).__name__}: {error})"
+            return _error(500, "api_error", message, request_id, {"x-should-retry": "false"})
 
     async def count_tokens(self, request: Request) -> Response:
         request_id = self.ids.request_id()
@@ -230,7 +245,8 @@ class Emulator:
                 raise _Served(400, "invalid_request_error", "limit: Input should be between 1 and 1000")
         except _Served as served:
             return _error(served.status, served.error_type, served.message, request_id, served.headers)
-        cards = sorted(self.cards.values(), key=lambda c: (c.created, c.id), reverse=True)
+        served = {card.served_id: self.cards.get(card.served_id, card) for card in self.cards.values()}
+        cards = sorted(served.values(), key=lambda c: (c.created, c.id), reverse=True)
         ids = [c.id for c in cards]
         after, before = request.query_params.get("after_id"), request.query_params.get("before_id")
         if before in ids:
@@ -297,8 +313,9 @@ class Emulator:
                 headers = {"retry-after": _seconds(fault.retry_after)} if status == 429 and fault.retry_after else {}
                 raise _Served(status, error_type, message, headers)
         try:
-            card = check_message_request(body, self.cards.get)
+            card = check_message_request(body, self.cards.get, call.betas)
             prompt = self._prompt(body)
+            check_context_window(prompt.total_tokens, card)
         except InvalidRequestError as error:
             raise _Served(error.status, error.error_type, error.message) from None
         try:
@@ -310,7 +327,7 @@ class Emulator:
         rendered = render(reply, int(body["max_tokens"]), self.ids.tool_use_id)
         timing = self._serve(call, prompt, rendered)
         if call.stream:
-            events = list(stream_events(call.message_id or "", card.id, rendered, call.usage or Usage()))
+            events = list(stream_events(call.message_id or "", card.served_id, rendered, call.usage or Usage()))
             return _EventStream(self, call, events, timing, fault)
         return await self._message(call, card, rendered, timing, fault)
 
@@ -331,7 +348,7 @@ class Emulator:
         self, call: ServedCall, card: ModelCard, rendered: Rendered, timing: Timing, fault: Fault | None
     ) -> Response:
         usage = usage_body(call.usage or Usage(), rendered.output_tokens, rendered.server_tool_use)
-        body = message_body(call.message_id or "", card.id, rendered.content, rendered.stop_reason, usage)
+        body = message_body(call.message_id or "", card.served_id, rendered.content, rendered.stop_reason, usage)
         encoded = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
         delay = self.latency.real(timing.total_s) + (fault.first_byte_delay if fault else 0.0)
         if delay > 0:
@@ -417,6 +434,12 @@ def _error(status: int, error_type: str, message: str, request_id: str, headers:
 
 def _seconds(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _betas(request: Request) -> tuple[str, ...]:
+    """The ``anthropic-beta`` names of a request (the SDK sends one comma-separated header)."""
+    values = request.headers.getlist("anthropic-beta")
+    return tuple(name.strip() for value in values for name in value.split(",") if name.strip())
 
 
 def _int_header(request: Request, name: str) -> int | None:
