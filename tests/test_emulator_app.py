@@ -22,6 +22,7 @@ pytestmark = pytest.mark.anyio
 
 MODEL = "claude-sonnet-4-6"
 USER = [{"role": "user", "content": "Hello"}]
+READ_TOOL: Any = [{"name": "read", "input_schema": {"type": "object"}}]
 ID = r"01[1-9A-HJ-NP-Za-km-z]{22}"
 
 
@@ -100,7 +101,7 @@ async def test_policy_tool_use_gets_a_tool_id_and_stop_reason_tool_use() -> None
         return Reply([{"type": "text", "text": "Reading."}, {"type": "tool_use", "name": "read", "input": {"p": 1}}])
 
     client = async_client(create_app({MODEL: caller}))
-    message = await client.messages.create(model=MODEL, max_tokens=100, messages=USER)
+    message = await client.messages.create(model=MODEL, max_tokens=100, messages=USER, tools=READ_TOOL)
     assert message.stop_reason == "tool_use"
     block = message.content[1]
     assert block.type == "tool_use"
@@ -140,7 +141,7 @@ async def test_a_policy_may_return_a_str_a_block_or_a_list_of_blocks(
 
     policy = answer_later if is_async else lambda request: returned
     message = await async_client(create_app({MODEL: policy})).messages.create(
-        model=MODEL, max_tokens=100, messages=USER
+        model=MODEL, max_tokens=100, messages=USER, tools=READ_TOOL
     )
     assert message.stop_reason == stop_reason
     assert [block.type for block in message.content] == types

@@ -21,7 +21,8 @@ async def test_replays_a_recorded_parallel_tool_turn_with_its_ids(shared_data: P
     cassette = shared_data / "anthropic-recordings" / "test_multiple_parallel_tool_calls.yaml"
     client = async_client(create_app({MODEL: ReplayPolicy.from_file(cassette)}))
     messages: list[dict[str, Any]] = [{"role": "user", "content": "Who is the youngest?"}]
-    first = await client.messages.create(model=MODEL, max_tokens=4096, messages=messages)  # type: ignore[arg-type]
+    tools: Any = [{"name": "retrieve_entity_info", "input_schema": {"type": "object"}}]
+    first = await client.messages.create(model=MODEL, max_tokens=4096, messages=messages, tools=tools)  # type: ignore[arg-type]
     tool_ids = [b.id for b in first.content if b.type == "tool_use"]
     assert tool_ids == [
         "toolu_0167cfEnoQaPviGdVXA95zcu",
@@ -34,7 +35,7 @@ async def test_replays_a_recorded_parallel_tool_turn_with_its_ids(shared_data: P
     messages.append(
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": i, "content": "ok"} for i in tool_ids]}
     )
-    second = await client.messages.create(model=MODEL, max_tokens=4096, messages=messages)  # type: ignore[arg-type]
+    second = await client.messages.create(model=MODEL, max_tokens=4096, messages=messages, tools=tools)  # type: ignore[arg-type]
     assert second.stop_reason == "end_turn"
     assert second.content[0].type == "text"
     assert "Daisy" in second.content[0].text

@@ -23,8 +23,8 @@ import json
 import logging
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, cast
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, TypedDict, Unpack, cast
 
 import anyio
 import anyio.lowlevel
@@ -38,10 +38,12 @@ from starlette.types import Receive, Scope, Send
 from leanloop.cachesim import CacheResult, CacheSim, Prompt, prompt_from_request
 from leanloop.emulator.catalog import CATALOG, ModelCard, model_card
 from leanloop.emulator.clock import Clock, ScaledClock
+from leanloop.emulator.contract import PolicyError, keep_promises
 from leanloop.emulator.faults import Fault, FaultRule, Faults
 from leanloop.emulator.latency import LatencyModel, Timing
 from leanloop.emulator.policies import Policy, call_policy, finisher
 from leanloop.emulator.render import Rendered, render
+from leanloop.emulator.thinking import thinking_omitted
 from leanloop.emulator.validate import (
     MAX_BODY_BYTES,
     check_context_window,
@@ -51,7 +53,7 @@ from leanloop.emulator.validate import (
     too_large,
 )
 from leanloop.emulator.wire import Event, Ids, error_body, error_event, message_body, stream_events, usage_body
-from leanloop.errors import InvalidRequestError
+from leanloop.errors import ConfigError, InvalidRequestError
 from leanloop.tokens import Estimator, TokenCounter
 from leanloop.usage import Usage
 
@@ -94,6 +96,7 @@ class ServedCall:
     cache: CacheResult | None = field(default=None, repr=False)
     retry_count: int | None = None
     betas: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
     error: BaseException | None = field(default=None, repr=False)
     content: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]], repr=False)
 
@@ -137,19 +140,11 @@ class _RememberedCounts:
 class Emulator:
     """The state behind one app: policies per model, one ``CacheSim``, the clock, faults, and the call log."""
 
-    def __init__(
-        self,
-        models: Mapping[str, Policy] | None = None,
-        *,
-        clock: Clock | None = None,
-        latency: LatencyModel | None = None,
-        faults: Faults | Sequence[FaultRule] | None = None,
-        api_key: str | None = None,
-        cache: CacheSim | None = None,
-        token_counter: TokenCounter | None = None,
-        seed: int | None = None,
-        log_limit: int | None = None,
-    ) -> None:
+    def __init__(self, models: Mapping[str, Policy] | None = None, **options: Unpack[EmulatorOptions]) -> None:
+        latency, cache, faults = options.get("latency"), options.get("cache"), options.get("faults")
+        min_cache_tokens = options.get("min_cache_tokens")
+        if cache is not None and min_cache_tokens is not None:
+            raise ConfigError("give cache= or min_cache_tokens=, not both (a CacheSim has its own minimums)")
         policies: dict[str, Policy] = dict(models) if models is not None else dict.fromkeys(CATALOG, finisher)
         for model in list(policies):  # an alias answers under its dated id, so the dated id is served too
             dated = model_card(model).dated_id
@@ -158,14 +153,16 @@ class Emulator:
         self.policies = policies
         self.cards: dict[str, ModelCard] = {model: model_card(model) for model in policies}
         self.latency = latency or LatencyModel()
-        self.clock: Clock = clock or ScaledClock(self.latency.time_scale)
+        self.clock: Clock = options.get("clock") or ScaledClock(self.latency.time_scale)
         self.faults = faults if isinstance(faults, Faults) or faults is None else Faults(rules=faults)
-        self.api_key = api_key
-        self.cache = cache if cache is not None else CacheSim()  # an empty CacheSim is falsy (it has a length)
-        self.token_counter: TokenCounter = _RememberedCounts(token_counter or Estimator())
-        self.ids = Ids(seed)
+        self.api_key = options.get("api_key")
+        # An empty CacheSim is falsy (it has a length): test for None.
+        self.cache = cache if cache is not None else CacheSim(min_tokens=min_cache_tokens)
+        self.token_counter: TokenCounter = _RememberedCounts(options.get("token_counter") or Estimator())
+        self.ids = Ids(options.get("seed"))
+        self.undeclared_tools = options.get("undeclared_tools", "error")
         self.calls: list[ServedCall] = []
-        self.log_limit = log_limit
+        self.log_limit = options.get("log_limit")
         self._received = 0
         self._horizon = 0.0
 
@@ -318,26 +315,52 @@ class Emulator:
             check_context_window(prompt.total_tokens, card)
         except InvalidRequestError as error:
             raise _Served(error.status, error.error_type, error.message) from None
+        policy = self.policies[card.id]
         try:
-            reply = await call_policy(self.policies[card.id], body)
+            reply = await call_policy(policy, body)
+            kept = keep_promises(
+                reply,
+                body,
+                thinks_by_default=card.thinks_by_default,
+                undeclared_tools=self.undeclared_tools == "serve",
+            )
+        except PolicyError as error:
+            call.error = error
+            message = f"the policy for {card.id} ({_policy_name(policy)}) answered what the API never would: {error}"
+            raise _Served(500, "api_error", message, {"x-should-retry": "false"}) from None
         except Exception as error:  # a policy's bug or a scripted model's "unexpected call": report it, don't retry
             call.error = error
             message = f"the policy for {card.id} raised {type(error).__name__}: {error}"
             raise _Served(500, "api_error", message, {"x-should-retry": "false"}) from None
-        rendered = render(reply, int(body["max_tokens"]), self.ids.tool_use_id)
-        timing = self._serve(call, prompt, rendered)
+        call.notes = kept.notes
+        for note in kept.notes:
+            _log.warning("request %s, policy for %s (%s): %s", call.request_id, card.id, _policy_name(policy), note)
+        rendered = render(
+            kept.reply,
+            int(body["max_tokens"]),
+            self.ids.tool_use_id,
+            stop_sequences=[s for s in cast(list[Any], body.get("stop_sequences") or []) if isinstance(s, str)],
+            context_left=card.max_input_tokens - prompt.total_tokens,
+            omit_thinking=thinking_omitted(body),
+        )
+        timing = self._serve(call, prompt, rendered, body)
         if call.stream:
             events = list(stream_events(call.message_id or "", card.served_id, rendered, call.usage or Usage()))
             return _EventStream(self, call, events, timing, fault)
         return await self._message(call, card, rendered, timing, fault)
 
-    def _serve(self, call: ServedCall, prompt: Prompt, rendered: Rendered) -> Timing:
+    def _serve(self, call: ServedCall, prompt: Prompt, rendered: Rendered, body: Mapping[str, Any]) -> Timing:
         """Apply the request to the cache, with its entries readable from the modeled first token on."""
         predicted = self.cache.predict(prompt, start=call.start)
         timing = self.latency.timing(predicted.usage, rendered.output_tokens)
         result = self.cache.request(prompt, start=call.start, response_start=call.start + timing.ttft_s)
         call.cache = result
-        call.usage = result.usage.with_output(rendered.output_tokens)
+        speed, geo = body.get("speed"), body.get("inference_geo")
+        call.usage = replace(
+            result.usage.with_output(rendered.output_tokens),
+            speed=speed if isinstance(speed, str) else None,
+            inference_geo=geo if isinstance(geo, str) else None,
+        )
         call.stop_reason = rendered.stop_reason
         call.message_id = self.ids.message_id()
         call.ttft_s, call.duration_s = timing.ttft_s, timing.total_s
@@ -347,8 +370,9 @@ class Emulator:
     async def _message(
         self, call: ServedCall, card: ModelCard, rendered: Rendered, timing: Timing, fault: Fault | None
     ) -> Response:
-        usage = usage_body(call.usage or Usage(), rendered.output_tokens, rendered.server_tool_use)
-        body = message_body(call.message_id or "", card.served_id, rendered.content, rendered.stop_reason, usage)
+        usage = usage_body(call.usage or Usage(), rendered)
+        stop = (rendered.stop_reason, rendered.stop_sequence)
+        body = message_body(call.message_id or "", card.served_id, rendered.content, stop, usage)
         encoded = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
         delay = self.latency.real(timing.total_s) + (fault.first_byte_delay if fault else 0.0)
         if delay > 0:
@@ -436,6 +460,14 @@ def _seconds(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
+def _policy_name(policy: Policy) -> str:
+    """How a policy is named in messages: a scenario by its name, a function by its own."""
+    name = getattr(policy, "name", None)
+    if isinstance(name, str):
+        return f"{type(policy).__name__} {name!r}"
+    return str(getattr(policy, "__qualname__", None) or type(policy).__name__)
+
+
 def _betas(request: Request) -> tuple[str, ...]:
     """The ``anthropic-beta`` names of a request (the SDK sends one comma-separated header)."""
     values = request.headers.getlist("anthropic-beta")
@@ -460,37 +492,42 @@ def _int_param(request: Request, name: str, default: int) -> int:
         raise _Served(400, "invalid_request_error", f"{name}: Input should be a valid integer") from None
 
 
-def create_app(
-    models: Mapping[str, Policy] | None = None,
-    *,
-    clock: Clock | None = None,
-    latency: LatencyModel | None = None,
-    faults: Faults | Sequence[FaultRule] | None = None,
-    api_key: str | None = None,
-    cache: CacheSim | None = None,
-    token_counter: TokenCounter | None = None,
-    seed: int | None = None,
-    log_limit: int | None = 10_000,
-) -> Starlette:
+class EmulatorOptions(TypedDict, total=False):
+    """The settings of an emulator (``create_app``'s keyword arguments)."""
+
+    clock: Clock | None
+    latency: LatencyModel | None
+    faults: Faults | Sequence[FaultRule] | None
+    api_key: str | None
+    cache: CacheSim | None
+    min_cache_tokens: Mapping[str, int] | None
+    token_counter: TokenCounter | None
+    seed: int | None
+    undeclared_tools: Literal["error", "serve"]
+    log_limit: int | None
+
+
+def create_app(models: Mapping[str, Policy] | None = None, **options: Unpack[EmulatorOptions]) -> Starlette:
     """The emulator as an ASGI app; its state is ``Emulator.of(app)`` (also ``app.state.emulator``).
 
     ``models`` maps real model ids to policies (None: every model in the catalog answers with ``finisher``).
-    ``latency`` defaults to the documented model with ``time_scale=0`` (no sleeping); ``clock`` to a clock running
-    at ``1 / time_scale`` of real time. ``api_key``: the only key accepted (None: any non-empty key). Ids are random
-    per app (two runs never share one); ``seed`` makes them reproducible. ``log_limit`` keeps at least the last that
-    many calls in ``Emulator.calls`` and at most twice that (None: keep every call).
+
+    - ``latency``: the latency model (default: the documented per-model one with ``time_scale=0``, no sleeping);
+      ``clock``: emulated time (default: a clock running at ``1 / time_scale`` of real time).
+    - ``faults``: a ``Faults`` plan or a list of ``FaultRule``.
+    - ``api_key``: the only key accepted (None: any non-empty key).
+    - ``cache``: the ``CacheSim`` to bill with; or ``min_cache_tokens``: per-model minimum cacheable lengths that
+      override ``cachesim.MIN_CACHEABLE_TOKENS`` (``{"claude-sonnet-4-6": 1024}`` bills by the official 1,024
+      instead of the observed 2,048 floor).
+    - ``token_counter``: counts prompt tokens (default: ``leanloop.tokens.Estimator``).
+    - ``seed``: makes the ids reproducible (default: random per app, so two runs never share one).
+    - ``undeclared_tools``: ``"error"`` (default) answers a policy's call to a tool the request does not declare
+      with a 500 naming the policy and the tool; ``"serve"`` serves it.
+    - ``log_limit``: keep at least the last that many calls in ``Emulator.calls`` and at most twice that (default
+      10,000; None: keep every call).
     """
-    emulator = Emulator(
-        models,
-        clock=clock,
-        latency=latency,
-        faults=faults,
-        api_key=api_key,
-        cache=cache,
-        token_counter=token_counter,
-        seed=seed,
-        log_limit=log_limit,
-    )
+    options.setdefault("log_limit", 10_000)
+    emulator = Emulator(models, **options)
 
     async def http_error(request: Request, error: Exception) -> Response:
         status = cast(HTTPException, error).status_code

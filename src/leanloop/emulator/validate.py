@@ -27,6 +27,7 @@ unknown model                                            404    not_found_error
   the request does not have                              400    invalid_request_error
 ``role: "system"`` on a model that does not take it      400    invalid_request_error
 a prompt over the model's context window                 400    invalid_request_error
+a thinking block edited since the emulator signed it     400    invalid_request_error
 a tool_use not answered by a tool_result in the next
   user message, or a tool_result answering nothing       400    invalid_request_error
 tool_result blocks not first in their message            400    invalid_request_error
@@ -52,6 +53,7 @@ from typing import Any, cast
 
 from leanloop.emulator.catalog import ModelCard
 from leanloop.emulator.policies import content_blocks
+from leanloop.emulator.thinking import signature_matches
 from leanloop.errors import InvalidRequestError
 
 __all__ = [
@@ -414,6 +416,8 @@ def _block(field: str, path: str, value: Any, kinds: Collection[str]) -> Mapping
             f"{path}: Input tag '{kind}' found using 'type' does not match any of the expected tags: {expected}"
         )
     _fields(f"{path}.{kind}.", block, _BLOCKS[kind], required=_BLOCKS[kind])
+    if kind == "thinking" and not signature_matches(str(block["thinking"]), str(block["signature"])):
+        raise InvalidRequestError(f"{path}: Invalid `signature` in `thinking` block")
     if kind != "text":
         return block
     text = str(block["text"])

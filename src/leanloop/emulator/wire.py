@@ -75,27 +75,48 @@ def error_event(error_type: str, message: str) -> bytes:
     return encode_event("error", {"type": "error", "error": {"type": error_type, "message": message}})
 
 
-def usage_body(usage: Usage, output_tokens: int, server_tool_use: dict[str, int] | None = None) -> dict[str, Any]:
+def usage_body(usage: Usage, rendered: Rendered | None = None) -> dict[str, Any]:
+    """The ``usage`` object of a response: cache fields, output tokens, and what the turn did (``rendered``).
+
+    ``speed`` appears when the request asked for a speed (the recorded responses have none); ``inference_geo`` is the
+    request's (default ``global``). Both reach pricing: fast mode and ``us`` inference are billed at their own rates.
+    """
     body = usage.to_api()
-    body["output_tokens"] = output_tokens
-    if server_tool_use is not None:
-        body["server_tool_use"] = server_tool_use
+    if rendered is not None:
+        body.update(_turn_usage(rendered))
     body["service_tier"] = "standard"
-    body["inference_geo"] = "global"
+    body["inference_geo"] = usage.inference_geo or "global"
+    if usage.speed is not None:
+        body["speed"] = usage.speed
     return body
 
 
+def _turn_usage(rendered: Rendered) -> dict[str, Any]:
+    """The usage fields that come from the answer: output tokens, their thinking share, server tool calls."""
+    fields: dict[str, Any] = {"output_tokens": rendered.output_tokens}
+    if rendered.thinking_tokens:
+        fields["output_tokens_details"] = {"thinking_tokens": rendered.thinking_tokens}
+    if rendered.server_tool_use is not None:
+        fields["server_tool_use"] = rendered.server_tool_use
+    return fields
+
+
 def message_body(
-    message_id: str, model: str, content: list[dict[str, Any]], stop_reason: str | None, usage: dict[str, Any]
+    message_id: str,
+    model: str,
+    content: list[dict[str, Any]],
+    stop: tuple[str | None, str | None],
+    usage: dict[str, Any],
 ) -> dict[str, Any]:
+    """The message object; ``stop`` is (stop_reason, stop_sequence)."""
     return {
         "model": model,
         "id": message_id,
         "type": "message",
         "role": "assistant",
         "content": content,
-        "stop_reason": stop_reason,
-        "stop_sequence": None,
+        "stop_reason": stop[0],
+        "stop_sequence": stop[1],
         "stop_details": None,
         "usage": usage,
     }
@@ -117,7 +138,7 @@ def encode_event(name: str, data: dict[str, Any]) -> bytes:
 
 def stream_events(message_id: str, model: str, rendered: Rendered, usage: Usage) -> Iterator[Event]:
     """Every event of the stream for ``rendered``, in order."""
-    start_usage = usage_body(usage, 1)
+    start_usage = usage_body(usage.with_output(1))
     yield Event("message_start", encode_event("message_start", _start(message_id, model, start_usage)), 0)
     if not rendered.blocks:
         yield Event("ping", _PING, 0)
@@ -136,21 +157,16 @@ def stream_events(message_id: str, model: str, rendered: Rendered, usage: Usage)
         "input_tokens": usage.input_tokens,
         "cache_creation_input_tokens": usage.cache_write_tokens,
         "cache_read_input_tokens": usage.cache_read_tokens,
-        "output_tokens": rendered.output_tokens,
+        **_turn_usage(rendered),
     }
-    if rendered.server_tool_use is not None:
-        final_usage["server_tool_use"] = rendered.server_tool_use
-    delta = {
-        "type": "message_delta",
-        "delta": {"stop_reason": rendered.stop_reason, "stop_sequence": None, "stop_details": None},
-        "usage": final_usage,
-    }
+    stop = {"stop_reason": rendered.stop_reason, "stop_sequence": rendered.stop_sequence, "stop_details": None}
+    delta = {"type": "message_delta", "delta": stop, "usage": final_usage}
     yield Event("message_delta", encode_event("message_delta", delta), rendered.output_tokens)
     yield Event("message_stop", encode_event("message_stop", {"type": "message_stop"}), rendered.output_tokens)
 
 
 def _start(message_id: str, model: str, usage: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "message_start", "message": message_body(message_id, model, [], None, usage)}
+    return {"type": "message_start", "message": message_body(message_id, model, [], (None, None), usage)}
 
 
 def _block_start(index: int, block: dict[str, Any]) -> bytes:
