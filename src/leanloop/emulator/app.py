@@ -44,6 +44,7 @@ from leanloop.emulator.latency import LatencyModel, Timing
 from leanloop.emulator.policies import Policy, call_policy, finisher
 from leanloop.emulator.render import Rendered, render
 from leanloop.emulator.thinking import thinking_omitted
+from leanloop.emulator.threads import ThreadError, Threads
 from leanloop.emulator.validate import (
     MAX_BODY_BYTES,
     check_context_window,
@@ -96,6 +97,7 @@ class ServedCall:
     cache: CacheResult | None = field(default=None, repr=False)
     retry_count: int | None = None
     betas: tuple[str, ...] = ()
+    thread: str | None = None
     notes: tuple[str, ...] = ()
     error: BaseException | None = field(default=None, repr=False)
     content: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]], repr=False)
@@ -108,9 +110,32 @@ class ServedCall:
 class _Served(Exception):
     """An HTTP error answer, raised from deep in a handler and turned into the API's error body at its top."""
 
-    def __init__(self, status: int, error_type: str, message: str, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        error_type: str,
+        message: str,
+        headers: Mapping[str, str] | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.error_type, self.message, self.headers = status, error_type, message, headers or {}
+        self.details = details
+
+
+def _served(error: InvalidRequestError) -> _Served:
+    """The HTTP answer to a request the API refuses (with ``error.details.error_code`` for thread errors)."""
+    details = {"error_code": error.error_code} if isinstance(error, ThreadError) else None
+    return _Served(error.status, error.error_type, error.message, details=details)
+
+
+def _fail_before_response(fault: Fault, stream: bool) -> None:
+    """Raise the HTTP error a fault answers with instead of a response, if it does."""
+    failure = fault.http_error(stream)
+    if failure is not None:
+        status, error_type, message = failure
+        headers = {"retry-after": _seconds(fault.retry_after)} if status == 429 and fault.retry_after else {}
+        raise _Served(status, error_type, message, headers)
 
 
 class _RememberedCounts:
@@ -161,6 +186,7 @@ class Emulator:
         self.token_counter: TokenCounter = _RememberedCounts(options.get("token_counter") or Estimator())
         self.ids = Ids(options.get("seed"))
         self.undeclared_tools = options.get("undeclared_tools", "error")
+        self.threads = Threads()
         self.calls: list[ServedCall] = []
         self.log_limit = options.get("log_limit")
         self._received = 0
@@ -211,13 +237,13 @@ class Emulator:
         except _Served as served:
             if call is not None:
                 call.status, call.error_type = served.status, served.error_type
-            return _error(served.status, served.error_type, served.message, request_id, served.headers)
+            return _error(served, request_id)
         except Exception as error:  # the emulator's own bug: still the API's error shape, and not retried
             _log.exception("request %s failed inside the emulator", request_id)
             if call is not None:
                 call.status, call.error_type, call.error = 500, "api_error", error
             message = f"Internal server error (emulator: {type(error).__name__}: {error})"
-            return _error(500, "api_error", message, request_id, {"x-should-retry": "false"})
+            return _error(_Served(500, "api_error", message, {"x-should-retry": "false"}), request_id)
 
     async def count_tokens(self, request: Request) -> Response:
         request_id = self.ids.request_id()
@@ -228,9 +254,9 @@ class Emulator:
                 check_count_tokens_request(body, self.cards.get)
                 prompt = self._prompt(body)
             except InvalidRequestError as error:
-                raise _Served(error.status, error.error_type, error.message) from None
+                raise _served(error) from None
         except _Served as served:
-            return _error(served.status, served.error_type, served.message, request_id, served.headers)
+            return _error(served, request_id)
         return _json({"input_tokens": prompt.total_tokens}, request_id)
 
     async def list_models(self, request: Request) -> Response:
@@ -241,7 +267,7 @@ class Emulator:
             if not 1 <= limit <= 1000:
                 raise _Served(400, "invalid_request_error", "limit: Input should be between 1 and 1000")
         except _Served as served:
-            return _error(served.status, served.error_type, served.message, request_id, served.headers)
+            return _error(served, request_id)
         served = {card.served_id: self.cards.get(card.served_id, card) for card in self.cards.values()}
         cards = sorted(served.values(), key=lambda c: (c.created, c.id), reverse=True)
         ids = [c.id for c in cards]
@@ -270,7 +296,7 @@ class Emulator:
             if card is None:
                 raise _Served(404, "not_found_error", f"model: {model_id}")
         except _Served as served:
-            return _error(served.status, served.error_type, served.message, request_id, served.headers)
+            return _error(served, request_id)
         return _json(card.to_api(), request_id)
 
     # -----------------------------------------------------------------------------------------------------------
@@ -289,12 +315,11 @@ class Emulator:
     async def _read_body(self, request: Request) -> dict[str, Any]:
         declared = _int_header(request, "content-length")
         if declared is not None and declared > MAX_BODY_BYTES:
-            error = too_large()
-            raise _Served(error.status, error.error_type, error.message)
+            raise _served(too_large())
         try:
             return parse_body(await request.body())
         except InvalidRequestError as error:
-            raise _Served(error.status, error.error_type, error.message) from None
+            raise _served(error) from None
 
     def _prompt(self, body: Mapping[str, Any]) -> Prompt:
         prompt = prompt_from_request(body, self.token_counter)
@@ -304,25 +329,45 @@ class Emulator:
     async def _respond(self, call: ServedCall, body: dict[str, Any], fault: Fault | None) -> Response:
         if fault is not None:
             call.fault = fault.kind
-            failure = fault.http_error(call.stream)
-            if failure is not None:
-                status, error_type, message = failure
-                headers = {"retry-after": _seconds(fault.retry_after)} if status == 429 and fault.retry_after else {}
-                raise _Served(status, error_type, message, headers)
+            _fail_before_response(fault, call.stream)
+        try:
+            resolved = self.threads.resolve(body, call.betas, call.start)
+        except InvalidRequestError as error:
+            raise _served(error) from None
+        call.request, call.thread = resolved.body, resolved.kind
+        try:
+            card, prompt = self._checked(call, resolved.body)
+            rendered = await self._answer(call, card, prompt, resolved.body)
+            timing = self._serve(call, prompt, rendered, resolved.body)
+        except BaseException:
+            self.threads.release(resolved)
+            raise
+        if fault is None or (fault.stream_cut is None and fault.kind != "disconnect"):
+            self.threads.store(call.message_id or "", resolved, rendered.content, call.start)
+        else:
+            self.threads.release(resolved)  # a reply cut short is not stored: the thread stays where it was
+        if call.stream:
+            events = list(stream_events(call.message_id or "", card.served_id, rendered, call.usage or Usage()))
+            return _EventStream(self, call, events, timing, fault)
+        return await self._message(call, card, rendered, timing, fault)
+
+    def _checked(self, call: ServedCall, body: Mapping[str, Any]) -> tuple[ModelCard, Prompt]:
+        """The request checked as the API checks it (400/404), with its prompt."""
         try:
             card = check_message_request(body, self.cards.get, call.betas)
             prompt = self._prompt(body)
             check_context_window(prompt.total_tokens, card)
         except InvalidRequestError as error:
-            raise _Served(error.status, error.error_type, error.message) from None
+            raise _served(error) from None
+        return card, prompt
+
+    async def _answer(self, call: ServedCall, card: ModelCard, prompt: Prompt, body: Mapping[str, Any]) -> Rendered:
+        """The policy's answer, keeping the request's promises, rendered within its limits."""
         policy = self.policies[card.id]
         try:
             reply = await call_policy(policy, body)
             kept = keep_promises(
-                reply,
-                body,
-                thinks_by_default=card.thinks_by_default,
-                undeclared_tools=self.undeclared_tools == "serve",
+                reply, body, thinks_by_default=card.thinks_by_default, undeclared_tools=self.undeclared_tools == "serve"
             )
         except PolicyError as error:
             call.error = error
@@ -335,7 +380,7 @@ class Emulator:
         call.notes = kept.notes
         for note in kept.notes:
             _log.warning("request %s, policy for %s (%s): %s", call.request_id, card.id, _policy_name(policy), note)
-        rendered = render(
+        return render(
             kept.reply,
             int(body["max_tokens"]),
             self.ids.tool_use_id,
@@ -343,11 +388,6 @@ class Emulator:
             context_left=card.max_input_tokens - prompt.total_tokens,
             omit_thinking=thinking_omitted(body),
         )
-        timing = self._serve(call, prompt, rendered, body)
-        if call.stream:
-            events = list(stream_events(call.message_id or "", card.served_id, rendered, call.usage or Usage()))
-            return _EventStream(self, call, events, timing, fault)
-        return await self._message(call, card, rendered, timing, fault)
 
     def _serve(self, call: ServedCall, prompt: Prompt, rendered: Rendered, body: Mapping[str, Any]) -> Timing:
         """Apply the request to the cache, with its entries readable from the modeled first token on."""
@@ -452,8 +492,9 @@ def _json(data: Any, request_id: str, status: int = 200, headers: Mapping[str, s
     )
 
 
-def _error(status: int, error_type: str, message: str, request_id: str, headers: Mapping[str, str]) -> Response:
-    return _json(error_body(error_type, message, request_id), request_id, status, headers)
+def _error(served: _Served, request_id: str) -> Response:
+    body = error_body(served.error_type, served.message, request_id, served.details)
+    return _json(body, request_id, served.status, served.headers)
 
 
 def _seconds(value: float) -> str:
@@ -533,7 +574,7 @@ def create_app(models: Mapping[str, Policy] | None = None, **options: Unpack[Emu
         status = cast(HTTPException, error).status_code
         error_type = "not_found_error" if status == 404 else "invalid_request_error"
         message = "Not Found" if status == 404 else f"{request.method} is not allowed on {request.url.path}"
-        return _error(status, error_type, message, emulator.ids.request_id(), {})
+        return _error(_Served(status, error_type, message), emulator.ids.request_id())
 
     routes = [
         Route("/v1/messages", emulator.create_message, methods=["POST"]),

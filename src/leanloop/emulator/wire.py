@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,9 +65,17 @@ class Ids:
         return self._new("req_")
 
 
-def error_body(error_type: str, message: str, request_id: str | None) -> dict[str, Any]:
-    """``{"type": "error", "error": {"type", "message"}, "request_id"}``, the API's error shape."""
-    return {"type": "error", "error": {"type": error_type, "message": message}, "request_id": request_id}
+def error_body(
+    error_type: str, message: str, request_id: str | None, details: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """``{"type": "error", "error": {"type", "message"[, "details"]}, "request_id"}``, the API's error shape.
+
+    ``details`` carries an ``error_code`` the SDK maps to a finer exception class (``ThreadNotFoundError``, ...).
+    """
+    error: dict[str, Any] = {"type": error_type, "message": message}
+    if details is not None:
+        error["details"] = dict(details)
+    return {"type": "error", "error": error, "request_id": request_id}
 
 
 def error_event(error_type: str, message: str) -> bytes:
