@@ -171,3 +171,37 @@ def test_faults_from_a_scenario_section() -> None:
         Faults.from_config([{"kind": "meteor"}])
     with pytest.raises(ConfigError, match="unknown keys"):
         Faults.from_config([{"kind": "overloaded", "when": 3}])
+
+
+@pytest.mark.parametrize("kind", ["overloaded_midstream", "disconnect"])
+async def test_a_midstream_fault_placed_past_the_end_still_fires_before_message_stop(kind: str) -> None:
+    app = create_app(faults=[FaultRule(Fault(kind, after_events=500))])  # type: ignore[arg-type]
+    seen: list[str] = []
+    with pytest.raises((anthropic.APIStatusError, httpx2.RemoteProtocolError)):
+        await drain(async_client(app, max_retries=0), seen)
+    assert "message_stop" not in seen
+    assert seen[0] == "message_start"
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ({"kind": "overloaded", "nth": "13"}, "nth must be a request number or a list of them, got str '13'"),
+        ({"kind": "overloaded", "nth": [1, "2"]}, "nth must be a request number or a list of them"),
+        ({"kind": "overloaded", "nth": 0}, "nth: request numbers start at 1, got 0"),
+        ({"kind": "overloaded", "times": "2"}, "times must be a whole number of at least 1, got str '2'"),
+        ({"kind": "overloaded", "times": 0}, "times must be a whole number of at least 1, got int 0"),
+        ({"kind": "rate_limit", "retry_after": "soon"}, "retry_after must be a number of seconds or null"),
+        ({"kind": "rate_limit", "retry_after": -1}, "retry_after must be a number of seconds or null"),
+        ({"kind": "slow_first_byte", "delay": "soon"}, "delay must be a number of seconds, got str 'soon'"),
+        ({"kind": "disconnect", "after_events": 1.5}, "after_events must be a whole number of at least 0"),
+        ({"kind": "overloaded", "model": 4}, "model must be a string, got int 4"),
+        ({"kind": "overloaded", "last_message_contains": 4}, "last_message_contains must be a string, got int 4"),
+        ({"kind": 4}, "unknown fault kind 4"),
+    ],
+)
+def test_fault_rule_fields_are_type_checked(rule: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Faults.from_config([rule])
+    assert message in str(caught.value)
+    assert "fault rule 1" in str(caught.value)

@@ -443,6 +443,8 @@ class _EventStream(Response):
             await anyio.sleep(first_byte)
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         cut = fault.stream_cut if fault else None
+        if cut is not None:
+            cut = min(cut, len(self._events) - 1)  # placed past the end, a fault still strikes before message_stop
         pending: list[bytes] = []
         try:
             for index, event in enumerate(self._events):
