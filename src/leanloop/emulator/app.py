@@ -392,7 +392,7 @@ class Emulator:
     def _serve(self, call: ServedCall, prompt: Prompt, rendered: Rendered, body: Mapping[str, Any]) -> Timing:
         """Apply the request to the cache, with its entries readable from the modeled first token on."""
         predicted = self.cache.predict(prompt, start=call.start)
-        timing = self.latency.timing(predicted.usage, rendered.output_tokens)
+        timing = self.latency.timing(predicted.usage, rendered.output_tokens, prompt.model)
         result = self.cache.request(prompt, start=call.start, response_start=call.start + timing.ttft_s)
         call.cache = result
         speed, geo = body.get("speed"), body.get("inference_geo")
@@ -450,7 +450,7 @@ class _EventStream(Response):
             for index, event in enumerate(self._events):
                 if index == cut:
                     break
-                due = started + first_byte + latency.real(event.tokens / latency.output_tokens_per_s)
+                due = started + first_byte + latency.real(event.tokens / self._timing.output_tokens_per_s)
                 if due > anyio.current_time() + 0.001:
                     await _flush(send, pending)
                     await anyio.sleep(due - anyio.current_time())
