@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from leanloop.emulator.faults import Fault, FaultKind, FaultRule, Faults
     from leanloop.emulator.latency import LatencyModel, Timing
     from leanloop.emulator.policies import Policy, Reply, finisher
+    from leanloop.emulator.ratelimits import RateLimits
     from leanloop.emulator.replay import ReplayPolicy, load_trajectory
     from leanloop.emulator.scenario import EXAMPLE_SCENARIO, Scenario, ScenarioExhausted, load_scenario
     from leanloop.emulator.serving import StreamingASGITransport, async_client, serve_in_thread
@@ -48,6 +49,7 @@ __all__ = [
     "ManualClock",
     "ModelCard",
     "Policy",
+    "RateLimits",
     "ReplayPolicy",
     "Reply",
     "ScaledClock",
@@ -71,6 +73,7 @@ _HOMES = {
     "faults": ("Fault", "FaultKind", "FaultRule", "Faults"),
     "latency": ("LatencyModel", "Timing"),
     "policies": ("Policy", "Reply", "finisher"),
+    "ratelimits": ("RateLimits",),
     "replay": ("ReplayPolicy", "load_trajectory"),
     "scenario": ("EXAMPLE_SCENARIO", "Scenario", "ScenarioExhausted", "load_scenario"),
     "serving": ("StreamingASGITransport", "async_client", "serve_in_thread"),

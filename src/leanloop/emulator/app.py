@@ -24,6 +24,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any, Literal, TypedDict, Unpack, cast
 
 import anyio
@@ -42,6 +43,7 @@ from leanloop.emulator.contract import PolicyError, keep_promises
 from leanloop.emulator.faults import Fault, FaultRule, Faults
 from leanloop.emulator.latency import LatencyModel, Timing
 from leanloop.emulator.policies import Policy, call_policy, finisher
+from leanloop.emulator.ratelimits import RateLimits
 from leanloop.emulator.render import Rendered, render
 from leanloop.emulator.thinking import thinking_omitted
 from leanloop.emulator.threads import ThreadError, Threads
@@ -99,6 +101,7 @@ class ServedCall:
     betas: tuple[str, ...] = ()
     thread: str | None = None
     notes: tuple[str, ...] = ()
+    headers: dict[str, str] = field(default_factory=dict[str, str], repr=False)
     error: BaseException | None = field(default=None, repr=False)
     content: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]], repr=False)
 
@@ -129,12 +132,16 @@ def _served(error: InvalidRequestError) -> _Served:
     return _Served(error.status, error.error_type, error.message, details=details)
 
 
-def _fail_before_response(fault: Fault, stream: bool) -> None:
-    """Raise the HTTP error a fault answers with instead of a response, if it does."""
+def _fail_before_response(fault: Fault, stream: bool, rate_headers: Mapping[str, str]) -> None:
+    """Raise the HTTP error a fault answers with instead of a response, if it does (a 429 with the rate headers)."""
     failure = fault.http_error(stream)
     if failure is not None:
         status, error_type, message = failure
-        headers = {"retry-after": _seconds(fault.retry_after)} if status == 429 and fault.retry_after else {}
+        headers: dict[str, str] = {}
+        if status == 429:
+            headers.update(rate_headers)
+            if fault.retry_after:
+                headers["retry-after"] = _seconds(fault.retry_after)
         raise _Served(status, error_type, message, headers)
 
 
@@ -187,6 +194,7 @@ class Emulator:
         self.ids = Ids(options.get("seed"))
         self.undeclared_tools = options.get("undeclared_tools", "error")
         self.threads = Threads()
+        self.rate_limits = options.get("rate_limits") or RateLimits()
         self.calls: list[ServedCall] = []
         self.log_limit = options.get("log_limit")
         self._received = 0
@@ -232,6 +240,7 @@ class Emulator:
                 betas=_betas(request),
             )
             self._log(call)
+            self.rate_limits.take(call.start, requests=1)
             fault = self.faults.decide(call.number, body) if self.faults is not None else None
             return await self._respond(call, body, fault)
         except _Served as served:
@@ -329,7 +338,7 @@ class Emulator:
     async def _respond(self, call: ServedCall, body: dict[str, Any], fault: Fault | None) -> Response:
         if fault is not None:
             call.fault = fault.kind
-            _fail_before_response(fault, call.stream)
+            _fail_before_response(fault, call.stream, self._rate_headers())
         try:
             resolved = self.threads.resolve(body, call.betas, call.start)
         except InvalidRequestError as error:
@@ -339,6 +348,13 @@ class Emulator:
             card, prompt = self._checked(call, resolved.body)
             rendered = await self._answer(call, card, prompt, resolved.body)
             timing = self._serve(call, prompt, rendered, resolved.body)
+            usage = call.usage or Usage()
+            self.rate_limits.take(
+                call.start,
+                input_tokens=usage.input_tokens + usage.cache_write_tokens,
+                output_tokens=usage.output_tokens,
+            )
+            call.headers = self._rate_headers()
         except BaseException:
             self.threads.release(resolved)
             raise
@@ -350,6 +366,9 @@ class Emulator:
             events = list(stream_events(call.message_id or "", card.served_id, rendered, call.usage or Usage()))
             return _EventStream(self, call, events, timing, fault)
         return await self._message(call, card, rendered, timing, fault)
+
+    def _rate_headers(self) -> dict[str, str]:
+        return self.rate_limits.headers(self.now(), datetime.now(UTC))
 
     def _checked(self, call: ServedCall, body: Mapping[str, Any]) -> tuple[ModelCard, Prompt]:
         """The request checked as the API checks it (400/404), with its prompt."""
@@ -423,7 +442,7 @@ class Emulator:
         self.finished(call)
         if fault is not None and fault.kind == "disconnect":
             return _DroppedBody(encoded, call.request_id)
-        return Response(encoded, headers={"request-id": call.request_id}, media_type=_JSON)
+        return Response(encoded, headers={"request-id": call.request_id, **call.headers}, media_type=_JSON)
 
 
 class _EventStream(Response):
@@ -435,7 +454,8 @@ class _EventStream(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         latency, fault = self._emulator.latency, self._fault
-        headers = [*_SSE_HEADERS, (b"request-id", self._call.request_id.encode())]
+        extra = [(name.encode(), value.encode()) for name, value in self._call.headers.items()]
+        headers = [*_SSE_HEADERS, (b"request-id", self._call.request_id.encode()), *extra]
         first_byte = latency.real(self._timing.ttft_s) + (fault.first_byte_delay if fault else 0.0)
         started = anyio.current_time()
         slept = first_byte > 0
@@ -547,6 +567,7 @@ class EmulatorOptions(TypedDict, total=False):
     token_counter: TokenCounter | None
     seed: int | None
     undeclared_tools: Literal["error", "serve"]
+    rate_limits: RateLimits | None
     log_limit: int | None
 
 
@@ -564,6 +585,7 @@ def create_app(models: Mapping[str, Policy] | None = None, **options: Unpack[Emu
       instead of the observed 2,048 floor).
     - ``token_counter``: counts prompt tokens (default: ``leanloop.tokens.Estimator``).
     - ``seed``: makes the ids reproducible (default: random per app, so two runs never share one).
+    - ``rate_limits``: the limits the ``anthropic-ratelimit-*`` headers report (default: ``RateLimits()``).
     - ``undeclared_tools``: ``"error"`` (default) answers a policy's call to a tool the request does not declare
       with a 500 naming the policy and the tool; ``"serve"`` serves it.
     - ``log_limit``: keep at least the last that many calls in ``Emulator.calls`` and at most twice that (default

@@ -14,6 +14,11 @@ Kinds of fault, as the client sees them:
 ``disconnect``         the connection closes mid-response: after ``after_events`` SSE events, or half-way through a
                        non-streaming body. The client sees a protocol error (the SDK retries the non-streaming case).
 ``slow_first_byte``    the response starts ``delay`` real seconds late (not scaled: it is for client timeouts).
+``billing``            402 ``billing_error`` (credit balance too low). Not retried.
+``permission``         403 ``permission_error``. Not retried.
+``request_timeout``    408 ``timeout_error``. The SDK retries it.
+``conflict``           409 ``conflict_error``. The SDK retries it.
+``gateway_timeout``    504 ``timeout_error`` (the API suggests streaming). The SDK retries it.
 =====================  ==========================================================================================
 
 Requests are numbered from 1 in arrival order, counting every ``POST /v1/messages``.
@@ -31,12 +36,29 @@ from leanloop.errors import ConfigError
 
 __all__ = ["Fault", "FaultKind", "FaultRule", "Faults"]
 
-FaultKind = Literal["rate_limit", "overloaded", "server_error", "overloaded_midstream", "disconnect", "slow_first_byte"]
+FaultKind = Literal[
+    "rate_limit",
+    "overloaded",
+    "server_error",
+    "overloaded_midstream",
+    "disconnect",
+    "slow_first_byte",
+    "billing",
+    "permission",
+    "request_timeout",
+    "conflict",
+    "gateway_timeout",
+]
 _KINDS: tuple[str, ...] = get_args(FaultKind)
 _BEFORE_RESPONSE = {
     "rate_limit": (429, "rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit"),
     "overloaded": (529, "overloaded_error", "Overloaded"),
     "server_error": (500, "api_error", "Internal server error"),
+    "billing": (402, "billing_error", "Your credit balance is too low to access the Anthropic API."),
+    "permission": (403, "permission_error", "Your API key does not have permission to use the specified resource."),
+    "request_timeout": (408, "timeout_error", "Request timed out"),
+    "conflict": (409, "conflict_error", "Conflict: the request could not be completed, retry it"),
+    "gateway_timeout": (504, "timeout_error", "Request timed out. Consider streaming for long requests."),
 }
 _RANDOM_KINDS: tuple[FaultKind, ...] = (
     "rate_limit",
