@@ -21,10 +21,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from typing import Any, Literal, TypedDict, Unpack, cast
 
 import anyio
@@ -368,7 +368,7 @@ class Emulator:
         return await self._message(call, card, rendered, timing, fault)
 
     def _rate_headers(self) -> dict[str, str]:
-        return self.rate_limits.headers(self.now(), datetime.now(UTC))
+        return self.rate_limits.headers(self.now(), time.time())
 
     def _checked(self, call: ServedCall, body: Mapping[str, Any]) -> tuple[ModelCard, Prompt]:
         """The request checked as the API checks it (400/404), with its prompt."""

@@ -168,6 +168,8 @@ def _json_output(content: list[dict[str, Any]], request: Mapping[str, Any], note
 
 def _fresh_ids(content: list[dict[str, Any]], request: Mapping[str, Any]) -> list[dict[str, Any]]:
     """``content`` with every tool_use id the conversation (or an earlier block) already holds left out."""
+    if not any(b.get("id") for b in content):
+        return content  # the usual case: render gives every call a new id anyway
     seen = {
         str(b.get("id"))
         for m in messages_of(request)

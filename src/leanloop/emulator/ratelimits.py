@@ -12,8 +12,8 @@ from the fault plan (``rate_limit``).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 
 __all__ = ["RateLimits"]
 
@@ -63,8 +63,8 @@ class RateLimits:
             if amount:
                 self._buckets[name].take(amount, now)
 
-    def headers(self, now: float, wall: datetime) -> dict[str, str]:
-        """The headers at emulated time ``now``; ``wall`` is the real time they are sent (for ``reset``)."""
+    def headers(self, now: float, wall: float) -> dict[str, str]:
+        """The headers at emulated time ``now``; ``wall`` is the real Unix time they are sent (for ``reset``)."""
         values: dict[str, tuple[int, int, float]] = {}
         for name, bucket in self._buckets.items():
             remaining = int(bucket.available(now))
@@ -77,9 +77,5 @@ class RateLimits:
             prefix = f"anthropic-ratelimit-{name}"
             headers[f"{prefix}-limit"] = str(limit)
             headers[f"{prefix}-remaining"] = str(remaining)
-            headers[f"{prefix}-reset"] = _rfc3339(wall + timedelta(seconds=full_in))
+            headers[f"{prefix}-reset"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall + full_in))  # RFC 3339
         return headers
-
-
-def _rfc3339(moment: datetime) -> str:
-    return moment.replace(microsecond=0).isoformat().replace("+00:00", "Z")

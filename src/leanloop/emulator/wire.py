@@ -40,6 +40,7 @@ _PING = b'event: ping\ndata: {"type": "ping"}\n\n'
 # never make the bill of a run random (a tool_use id is part of every later prompt).
 _ALPHABET = {"U": "ABCDEFGHJKLMNPQRSTUVWXYZ", "l": "abcdefghijkmnopqrstuvwxyz", "d": "123456789"}
 _SHAPE = "UUldUdUUdUldlUlUUdUUdU"
+_POSITIONS = [(_ALPHABET[kind], len(_ALPHABET[kind])) for kind in _SHAPE]
 
 
 class Ids:
@@ -53,7 +54,9 @@ class Ids:
         self._random = random.Random(seed)  # None: seeded from the OS
 
     def _new(self, prefix: str) -> str:
-        return prefix + "01" + "".join(self._random.choice(_ALPHABET[kind]) for kind in _SHAPE)
+        draws = self._random.getrandbits(8 * len(_SHAPE)).to_bytes(len(_SHAPE), "little")
+        picked = (chars[byte % size] for (chars, size), byte in zip(_POSITIONS, draws, strict=True))
+        return prefix + "01" + "".join(picked)
 
     def message_id(self) -> str:
         return self._new("msg_")
