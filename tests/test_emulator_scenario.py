@@ -235,3 +235,17 @@ def test_condition_values_are_type_checked_at_load(tmp_path: Path, when: dict[st
         load_scenario(path)
     assert str(path) in str(caught.value)
     assert message in str(caught.value)
+
+
+def test_the_scenario_format_in_the_docs_loads(tmp_path: Path) -> None:
+    import re
+
+    docs = Path(__file__).resolve().parents[1] / "docs" / "emulator.md"
+    blocks = re.findall(r"```yaml\n# scenario\n(.*?)```", docs.read_text(), flags=re.DOTALL)
+    assert blocks
+    for number, block in enumerate(blocks):
+        path = tmp_path / f"docs_{number}.yaml"
+        path.write_text(block)
+        scenario = load_scenario(path)
+        assert scenario.steps
+        assert scenario.faults is not None
