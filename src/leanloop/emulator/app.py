@@ -39,6 +39,7 @@ from starlette.types import Receive, Scope, Send
 from leanloop.cachesim import CacheResult, CacheSim, Prompt, prompt_from_request
 from leanloop.emulator.catalog import CATALOG, ModelCard, model_card
 from leanloop.emulator.clock import Clock, ScaledClock
+from leanloop.emulator.context import clear_tool_uses
 from leanloop.emulator.contract import PolicyError, keep_promises
 from leanloop.emulator.faults import Fault, FaultRule, Faults
 from leanloop.emulator.latency import LatencyModel, Timing
@@ -100,6 +101,7 @@ class ServedCall:
     retry_count: int | None = None
     betas: tuple[str, ...] = ()
     thread: str | None = None
+    context_management: dict[str, Any] | None = None
     notes: tuple[str, ...] = ()
     headers: dict[str, str] = field(default_factory=dict[str, str], repr=False)
     error: BaseException | None = field(default=None, repr=False)
@@ -345,9 +347,9 @@ class Emulator:
             raise _served(error) from None
         call.request, call.thread = resolved.body, resolved.kind
         try:
-            card, prompt = self._checked(call, resolved.body)
-            rendered = await self._answer(call, card, prompt, resolved.body)
-            timing = self._serve(call, prompt, rendered, resolved.body)
+            card, prompt, seen = self._checked(call, resolved.body)  # seen: the request as the model reads it
+            rendered = await self._answer(call, card, prompt, seen)
+            timing = self._serve(call, prompt, rendered, seen)
             usage = call.usage or Usage()
             self.rate_limits.take(
                 call.start,
@@ -363,22 +365,29 @@ class Emulator:
         else:
             self.threads.release(resolved)  # a reply cut short is not stored: the thread stays where it was
         if call.stream:
-            events = list(stream_events(call.message_id or "", card.served_id, rendered, call.usage or Usage()))
+            extra = _extra_fields(call)
+            events = list(stream_events(call.message_id or "", card.served_id, rendered, call.usage or Usage(), extra))
             return _EventStream(self, call, events, timing, fault)
         return await self._message(call, card, rendered, timing, fault)
 
     def _rate_headers(self) -> dict[str, str]:
         return self.rate_limits.headers(self.now(), time.time())
 
-    def _checked(self, call: ServedCall, body: Mapping[str, Any]) -> tuple[ModelCard, Prompt]:
-        """The request checked as the API checks it (400/404), with its prompt."""
+    def _checked(self, call: ServedCall, body: Mapping[str, Any]) -> tuple[ModelCard, Prompt, Mapping[str, Any]]:
+        """The request checked as the API checks it (400/404), with its context edits applied: (card, prompt, body)."""
         try:
             card = check_message_request(body, self.cards.get, call.betas)
             prompt = self._prompt(body)
+            if body.get("context_management") is not None:
+                edited, applied = clear_tool_uses(body, prompt.total_tokens, lambda b: self._prompt(b).total_tokens)
+                call.context_management = {"applied_edits": applied}
+                if applied:
+                    body, prompt = edited, self._prompt(edited)
+                    call.request = edited
             check_context_window(prompt.total_tokens, card)
         except InvalidRequestError as error:
             raise _served(error) from None
-        return card, prompt
+        return card, prompt, body
 
     async def _answer(self, call: ServedCall, card: ModelCard, prompt: Prompt, body: Mapping[str, Any]) -> Rendered:
         """The policy's answer, keeping the request's promises, rendered within its limits."""
@@ -431,7 +440,9 @@ class Emulator:
     ) -> Response:
         usage = usage_body(call.usage or Usage(), rendered)
         stop = (rendered.stop_reason, rendered.stop_sequence)
-        body = message_body(call.message_id or "", card.served_id, rendered.content, stop, usage)
+        body = message_body(
+            call.message_id or "", card.served_id, rendered.content, stop, usage, extra=_extra_fields(call)
+        )
         encoded = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
         delay = self.latency.real(timing.total_s) + (fault.first_byte_delay if fault else 0.0)
         if delay > 0:
@@ -521,6 +532,11 @@ def _error(served: _Served, request_id: str) -> Response:
 
 def _seconds(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _extra_fields(call: ServedCall) -> dict[str, Any]:
+    """Response fields only some requests get: ``context_management`` when the request asked for edits."""
+    return {} if call.context_management is None else {"context_management": call.context_management}
 
 
 def _policy_name(policy: Policy) -> str:

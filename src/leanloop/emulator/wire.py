@@ -118,8 +118,10 @@ def message_body(
     content: list[dict[str, Any]],
     stop: tuple[str | None, str | None],
     usage: dict[str, Any],
+    *,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The message object; ``stop`` is (stop_reason, stop_sequence)."""
+    """The message object; ``stop`` is (stop_reason, stop_sequence); ``extra``: fields only some requests get."""
     return {
         "model": model,
         "id": message_id,
@@ -130,6 +132,7 @@ def message_body(
         "stop_sequence": stop[1],
         "stop_details": None,
         "usage": usage,
+        **(extra or {}),
     }
 
 
@@ -147,8 +150,10 @@ def encode_event(name: str, data: dict[str, Any]) -> bytes:
     return f"event: {name}\ndata: {payload}\n\n".encode()
 
 
-def stream_events(message_id: str, model: str, rendered: Rendered, usage: Usage) -> Iterator[Event]:
-    """Every event of the stream for ``rendered``, in order."""
+def stream_events(
+    message_id: str, model: str, rendered: Rendered, usage: Usage, extra: Mapping[str, Any] | None = None
+) -> Iterator[Event]:
+    """Every event of the stream for ``rendered``, in order; ``extra`` fields go in the message_delta event."""
     start_usage = usage_body(usage.with_output(1))
     yield Event("message_start", encode_event("message_start", _start(message_id, model, start_usage)), 0)
     if not rendered.blocks:
@@ -171,7 +176,7 @@ def stream_events(message_id: str, model: str, rendered: Rendered, usage: Usage)
         **_turn_usage(rendered),
     }
     stop = {"stop_reason": rendered.stop_reason, "stop_sequence": rendered.stop_sequence, "stop_details": None}
-    delta = {"type": "message_delta", "delta": stop, "usage": final_usage}
+    delta = {"type": "message_delta", "delta": stop, "usage": final_usage, **(extra or {})}
     yield Event("message_delta", encode_event("message_delta", delta), rendered.output_tokens)
     yield Event("message_stop", encode_event("message_stop", {"type": "message_stop"}), rendered.output_tokens)
 
