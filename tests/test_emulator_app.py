@@ -22,6 +22,7 @@ pytestmark = pytest.mark.anyio
 
 MODEL = "claude-sonnet-4-6"
 USER = [{"role": "user", "content": "Hello"}]
+READ_TOOL: Any = [{"name": "read", "input_schema": {"type": "object"}}]
 ID = r"01[1-9A-HJ-NP-Za-km-z]{22}"
 
 
@@ -57,6 +58,7 @@ def test_public_names_are_pinned() -> None:
             "ManualClock",
             "ModelCard",
             "Policy",
+            "RateLimits",
             "ReplayPolicy",
             "Reply",
             "ScaledClock",
@@ -100,7 +102,7 @@ async def test_policy_tool_use_gets_a_tool_id_and_stop_reason_tool_use() -> None
         return Reply([{"type": "text", "text": "Reading."}, {"type": "tool_use", "name": "read", "input": {"p": 1}}])
 
     client = async_client(create_app({MODEL: caller}))
-    message = await client.messages.create(model=MODEL, max_tokens=100, messages=USER)
+    message = await client.messages.create(model=MODEL, max_tokens=100, messages=USER, tools=READ_TOOL)
     assert message.stop_reason == "tool_use"
     block = message.content[1]
     assert block.type == "tool_use"
@@ -140,7 +142,7 @@ async def test_a_policy_may_return_a_str_a_block_or_a_list_of_blocks(
 
     policy = answer_later if is_async else lambda request: returned
     message = await async_client(create_app({MODEL: policy})).messages.create(
-        model=MODEL, max_tokens=100, messages=USER
+        model=MODEL, max_tokens=100, messages=USER, tools=READ_TOOL
     )
     assert message.stop_reason == stop_reason
     assert [block.type for block in message.content] == types
@@ -161,7 +163,7 @@ async def test_a_policy_returning_something_else_is_a_500_saying_what_it_got(ret
 async def test_models_list_and_retrieve() -> None:
     client = async_client(create_app())
     listed = [model.id async for model in client.models.list(limit=5)]
-    assert sorted(listed) == sorted(CATALOG)
+    assert sorted(listed) == sorted({card.served_id for card in CATALOG.values()})  # aliases are not listed
     first_page = await client.models.list(limit=5)
     assert len(first_page.data) == 5
     assert first_page.has_more is True
@@ -174,6 +176,35 @@ async def test_models_list_and_retrieve() -> None:
     assert haiku.max_input_tokens == 200_000
     with pytest.raises(anthropic.NotFoundError):
         await client.models.retrieve("claude-nonexistent-9")
+
+
+async def test_an_alias_answers_under_its_dated_id_as_the_api_does() -> None:
+    # Recorded: a request for claude-haiku-4-5 comes back with model claude-haiku-4-5-20251001.
+    client = async_client(create_app())
+    message = await client.messages.create(model="claude-haiku-4-5", max_tokens=10, messages=USER)
+    assert message.model == "claude-haiku-4-5-20251001"
+    async with client.messages.stream(model="claude-sonnet-4-5", max_tokens=10, messages=USER) as stream:
+        assert (await stream.get_final_message()).model == "claude-sonnet-4-5-20250929"
+    assert (await client.models.retrieve("claude-haiku-4-5")).id == "claude-haiku-4-5-20251001"
+    only_alias = async_client(create_app({"claude-haiku-4-5": lambda request: "Hi."}))
+    assert [m.id async for m in only_alias.models.list()] == ["claude-haiku-4-5-20251001"]
+    dated = await only_alias.messages.create(model="claude-haiku-4-5-20251001", max_tokens=10, messages=USER)
+    assert dated.content[0].type == "text"
+
+
+async def test_models_carry_capabilities_and_retirement_dates() -> None:
+    client = async_client(create_app())
+    for model in [m async for m in client.models.list()]:
+        assert model.capabilities is not None, model.id
+        assert model.capabilities.thinking.supported
+    fable = await client.models.retrieve("claude-fable-5")
+    assert fable.capabilities is not None
+    assert fable.capabilities.thinking.types.disabled.supported is False
+    opus = await client.models.retrieve("claude-opus-4-5")
+    assert opus.lifecycle == "deprecated"
+    assert opus.retires_at is not None
+    assert opus.retires_at.date().isoformat() == "2027-01-22"
+    assert opus.deprecated_at is not None
 
 
 async def test_models_are_the_ones_given() -> None:

@@ -217,3 +217,17 @@ async def test_the_cache_passed_in_is_the_one_billed_from() -> None:
         await create(client, user)
     assert 2 <= len(Emulator.of(app).calls) < 4
     assert Emulator.of(app).calls[-1].number == 6
+
+
+async def test_the_minimum_cacheable_length_can_be_overridden_per_model() -> None:
+    # Sonnet 4.6 bills by the conservative observed floor (2,048 tokens, API-FACTS 1.3); the official one is 1,024.
+    short: Any = [{"type": "text", "text": "Policy line. " * 400, "cache_control": EPHEMERAL}]  # ~1,200 tokens
+    kwargs: Any = {"model": MODEL, "max_tokens": 10, "system": short, "messages": [{"role": "user", "content": "?"}]}
+    default = await async_client(create_app()).messages.create(**kwargs)
+    assert default.usage.cache_creation_input_tokens == 0
+    official = await async_client(create_app(min_cache_tokens={MODEL: 1024})).messages.create(**kwargs)
+    written = official.usage.cache_creation_input_tokens or 0
+    assert written + official.usage.input_tokens == default.usage.input_tokens
+    assert 1024 < written < 2048
+    with pytest.raises(ValueError, match="not both"):
+        create_app(cache=CacheSim(), min_cache_tokens={MODEL: 1024})

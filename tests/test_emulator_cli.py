@@ -161,3 +161,47 @@ def test_a_bad_file_is_one_line_naming_it_and_exit_2(
     assert len(output.splitlines()) == 1
     assert str(path) in output
     assert fragment in output
+
+
+def app_built_by_cli(monkeypatch: pytest.MonkeyPatch, *arguments: str) -> Any:
+    """The app `leanloop emulator ARGUMENTS` would serve (serving itself is skipped)."""
+    from leanloop.emulator import serving
+
+    built: list[Any] = []
+    monkeypatch.setattr(serving, "serve", lambda app, sock: built.append(app))
+    code, output = run_cli("--port", "0", *arguments)
+    assert code == 0, output
+    return built[0]
+
+
+def test_seed_makes_the_ids_reproducible_and_the_fault_seed_does_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    from leanloop.emulator import Emulator
+
+    def first_id(*arguments: str) -> str:
+        return Emulator.of(app_built_by_cli(monkeypatch, *arguments)).ids.message_id()
+
+    assert first_id("--seed", "4") == first_id("--seed", "4")
+    assert first_id("--fault-seed", "4") != first_id("--fault-seed", "4")
+
+
+def test_latency_and_cache_minimum_knobs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from leanloop.emulator import Emulator
+
+    knobs = ["--ttft-base", "0.3", "--prefill-rate", "20000", "--output-rate", "40"]
+    emulated = Emulator.of(app_built_by_cli(monkeypatch, *knobs, "--min-cache-tokens", "claude-sonnet-4-6=1024"))
+    speed = emulated.latency.speed("claude-opus-4-6")
+    assert (speed.base_s, speed.output_tokens_per_s) == (0.3, 40.0)
+    assert emulated.latency.uncached_s_per_token == pytest.approx(1 / 20_000)
+    assert emulated.cache.min_tokens("claude-sonnet-4-6") == 1024
+    assert emulated.cache.min_tokens("claude-haiku-4-5") == 4096
+    default = Emulator.of(app_built_by_cli(monkeypatch)).latency.speed("claude-opus-4-6")
+    assert default.output_tokens_per_s == 45.0
+
+
+def test_a_bad_cache_minimum_is_one_line_and_exit_2() -> None:
+    code, output = run_cli("--min-cache-tokens", "claude-sonnet-4-6:1024")
+    assert code == 2
+    assert output == (
+        "leanloop emulator: --min-cache-tokens takes MODEL=TOKENS (e.g. claude-sonnet-4-6=1024), "
+        "got 'claude-sonnet-4-6:1024'\n"
+    )

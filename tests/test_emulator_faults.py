@@ -171,3 +171,100 @@ def test_faults_from_a_scenario_section() -> None:
         Faults.from_config([{"kind": "meteor"}])
     with pytest.raises(ConfigError, match="unknown keys"):
         Faults.from_config([{"kind": "overloaded", "when": 3}])
+
+
+@pytest.mark.parametrize("kind", ["overloaded_midstream", "disconnect"])
+async def test_a_midstream_fault_placed_past_the_end_still_fires_before_message_stop(kind: str) -> None:
+    app = create_app(faults=[FaultRule(Fault(kind, after_events=500))])  # type: ignore[arg-type]
+    seen: list[str] = []
+    with pytest.raises((anthropic.APIStatusError, httpx2.RemoteProtocolError)):
+        await drain(async_client(app, max_retries=0), seen)
+    assert "message_stop" not in seen
+    assert seen[0] == "message_start"
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ({"kind": "overloaded", "nth": "13"}, "nth must be a request number or a list of them, got str '13'"),
+        ({"kind": "overloaded", "nth": [1, "2"]}, "nth must be a request number or a list of them"),
+        ({"kind": "overloaded", "nth": 0}, "nth: request numbers start at 1, got 0"),
+        ({"kind": "overloaded", "times": "2"}, "times must be a whole number of at least 1, got str '2'"),
+        ({"kind": "overloaded", "times": 0}, "times must be a whole number of at least 1, got int 0"),
+        ({"kind": "rate_limit", "retry_after": "soon"}, "retry_after must be a number of seconds or null"),
+        ({"kind": "rate_limit", "retry_after": -1}, "retry_after must be a number of seconds or null"),
+        ({"kind": "slow_first_byte", "delay": "soon"}, "delay must be a number of seconds, got str 'soon'"),
+        ({"kind": "disconnect", "after_events": 1.5}, "after_events must be a whole number of at least 0"),
+        ({"kind": "overloaded", "model": 4}, "model must be a string, got int 4"),
+        ({"kind": "overloaded", "last_message_contains": 4}, "last_message_contains must be a string, got int 4"),
+        ({"kind": 4}, "unknown fault kind 4"),
+    ],
+)
+def test_fault_rule_fields_are_type_checked(rule: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Faults.from_config([rule])
+    assert message in str(caught.value)
+    assert "fault rule 1" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "error_class", "retried"),
+    [
+        ("billing", 402, anthropic.PaymentRequiredError, False),
+        ("permission", 403, anthropic.PermissionDeniedError, False),
+        ("request_timeout", 408, anthropic.RequestTimeoutError, True),
+        ("conflict", 409, anthropic.ConflictError, True),
+        ("gateway_timeout", 504, anthropic.GatewayTimeoutError, True),
+    ],
+)
+async def test_more_http_errors_arrive_as_the_sdk_classes(
+    kind: str, status: int, error_class: type[anthropic.APIStatusError], retried: bool
+) -> None:
+    app = create_app(faults=[FaultRule(Fault(kind))])  # type: ignore[arg-type]
+    with pytest.raises(error_class) as caught:
+        await async_client(app, max_retries=1).messages.create(**KWARGS)
+    assert caught.value.status_code == status
+    assert len(Emulator.of(app).calls) == (2 if retried else 1)
+
+
+RATE = "anthropic-ratelimit-"
+
+
+async def test_rate_limit_headers_count_down_and_reset_in_rfc_3339() -> None:
+    from datetime import datetime
+
+    from leanloop.emulator.ratelimits import RateLimits
+
+    assert (
+        int(
+            (await async_client(create_app()).messages.with_raw_response.create(**KWARGS)).headers[
+                f"{RATE}requests-limit"
+            ]
+        )
+        == 4000
+    )
+    # A small limit, so the bucket visibly drains faster than it refills between sequential requests.
+    client = async_client(create_app(rate_limits=RateLimits(requests_per_minute=5)), max_retries=0)
+    seen = []
+    for _ in range(3):
+        raw = await client.messages.with_raw_response.create(**KWARGS)
+        seen.append(raw.headers)
+    for name in ("requests", "tokens", "input-tokens", "output-tokens"):
+        for part in ("limit", "remaining", "reset"):
+            assert f"{RATE}{name}-{part}" in seen[0], (name, part)
+    remaining = [int(h[f"{RATE}requests-remaining"]) for h in seen]
+    assert remaining[0] > remaining[1] > remaining[2]
+    assert int(seen[0][f"{RATE}input-tokens-remaining"]) % 1000 == 0  # rounded to the thousand, as the API does
+    reset = datetime.fromisoformat(seen[-1][f"{RATE}requests-reset"].replace("Z", "+00:00"))
+    assert reset.tzinfo is not None
+    async with client.messages.with_streaming_response.create(**KWARGS, stream=True) as streamed:
+        assert f"{RATE}requests-remaining" in streamed.headers
+
+
+async def test_a_429_carries_retry_after_and_the_rate_limit_headers() -> None:
+    app = create_app(faults=[FaultRule(Fault("rate_limit", retry_after=2))])
+    with pytest.raises(anthropic.RateLimitError) as caught:
+        await async_client(app, max_retries=0).messages.create(**KWARGS)
+    headers = caught.value.response.headers
+    assert headers["retry-after"] == "2"
+    assert f"{RATE}requests-remaining" in headers

@@ -19,17 +19,52 @@ USER = [{"role": "user", "content": "Hello"}]
 LONG_ANSWER = Reply([{"type": "text", "text": "word " * 60}])
 
 
-def test_defaults_reproduce_the_published_caching_latencies() -> None:
+@pytest.mark.parametrize(
+    ("tokens", "uncached_s", "cached_s"),
+    [(10_000, 1.6, 1.1), (100_000, 11.5, 2.4)],  # both points of Anthropic's prompt-caching announcement
+)
+def test_defaults_reproduce_the_published_caching_latencies(tokens: int, uncached_s: float, cached_s: float) -> None:
+    model = LatencyModel(base_s=0.5)  # the announcement's model (Claude 3.5 Sonnet) started at about 0.5 s
+    assert model.ttft(Usage(input_tokens=tokens)) == pytest.approx(uncached_s, abs=0.01)
+    assert model.ttft(Usage(cache_read_tokens=tokens)) == pytest.approx(cached_s, abs=0.01)
+    assert model.ttft(Usage(cache_write_5m_tokens=tokens)) == model.ttft(Usage(input_tokens=tokens))
+
+
+def test_a_cache_read_is_never_slower_than_prefilling() -> None:
     model = LatencyModel()
-    # Anthropic's prompt-caching announcement: a 100,000-token prompt, 11.5 s uncached, 2.4 s cached.
-    assert model.ttft(Usage(input_tokens=100_000)) == pytest.approx(11.5, abs=0.05)
-    assert model.ttft(Usage(cache_read_tokens=100_000)) == pytest.approx(2.4, abs=0.05)
-    assert model.ttft(Usage(cache_write_5m_tokens=100_000)) == model.ttft(Usage(input_tokens=100_000))
-    assert model.generation(63) == pytest.approx(1.0)
-    timing = model.timing(Usage(input_tokens=1000), 126)
-    assert timing.total_s == pytest.approx(timing.ttft_s + 2.0)
+    for tokens in (0, 100, 2_000, 4_000, 5_000, 50_000):
+        assert model.ttft(Usage(cache_read_tokens=tokens)) <= model.ttft(Usage(input_tokens=tokens))
+
+
+@pytest.mark.parametrize(
+    ("model", "ttft_s", "tokens_per_s"),
+    [
+        # Measured TTFT for a ~1,000-token prompt and output speed (sources in latency.py).
+        ("claude-haiku-4-5", 0.90, 112),
+        ("claude-haiku-4-5-20251001", 0.90, 112),
+        ("claude-sonnet-4-6", 1.21, 95),
+        ("claude-sonnet-4-5", 1.80, 63),
+        ("claude-opus-4-6", 2.67, 45),
+        ("claude-fable-5", 2.67, 77),
+        ("claude-unknown-9", 1.21, 95),  # a model the table does not name: Sonnet's speed
+    ],
+)
+def test_each_family_has_its_measured_speed(model: str, ttft_s: float, tokens_per_s: float) -> None:
+    latency = LatencyModel()
+    assert latency.ttft(Usage(input_tokens=1000), model) == pytest.approx(ttft_s, abs=0.01)
+    assert latency.generation(int(tokens_per_s * 2), model) == pytest.approx(2.0, abs=0.02)
+    forced = LatencyModel(base_s=0.2, output_tokens_per_s=50.0)
+    assert forced.ttft(Usage(), model) == pytest.approx(0.2)
+    assert forced.generation(100, model) == pytest.approx(2.0)
+
+
+def test_bad_latency_settings() -> None:
     with pytest.raises(ValueError, match="time_scale"):
         LatencyModel(time_scale=-1)
+    with pytest.raises(ValueError, match="output_tokens_per_s"):
+        LatencyModel(output_tokens_per_s=0)
+    with pytest.raises(ValueError, match="must be >= 0"):
+        LatencyModel(uncached_s_per_token=-1e-6)
 
 
 async def test_call_log_reports_modeled_times_in_emulated_seconds() -> None:
@@ -41,7 +76,7 @@ async def test_call_log_reports_modeled_times_in_emulated_seconds() -> None:
     assert time.monotonic() - began < 0.5  # time_scale 0: nothing sleeps
     first, second = Emulator.of(app).calls
     assert first.usage is not None
-    expected = LatencyModel().timing(first.usage.with_output(0), first.usage.output_tokens)
+    expected = LatencyModel().timing(first.usage.with_output(0), first.usage.output_tokens, MODEL)
     assert first.ttft_s == pytest.approx(expected.ttft_s)
     assert first.duration_s == pytest.approx(expected.total_s)
     assert second.start == pytest.approx(first.end)  # a sequential request starts when the previous one ended

@@ -14,7 +14,13 @@ from hypothesis import strategies as st
 from jiter import from_json
 
 from leanloop.emulator import Reply, async_client, create_app
-from leanloop.emulator.render import TOOL_USE_FRAMING_TOKENS, parse_partial_json, render
+from leanloop.emulator.render import (
+    END_OF_TURN_TOKENS,
+    TOOL_PARAMETER_TOKENS,
+    TOOL_USE_TOKENS,
+    parse_partial_json,
+    render,
+)
 from leanloop.tokens import count_text
 
 pytestmark = pytest.mark.anyio
@@ -31,8 +37,9 @@ def new_id() -> str:
 
 def test_whole_reply_counts_text_and_tool_json_plus_framing() -> None:
     rendered = render(Reply([{"type": "text", "text": TEXT}, TOOL]), 4096, new_id)
-    tool_tokens = count_text("read_log") + count_text(json.dumps(TOOL["input"])) + TOOL_USE_FRAMING_TOKENS
-    assert rendered.output_tokens == count_text(TEXT) + tool_tokens
+    framing = TOOL_USE_TOKENS + 2 * TOOL_PARAMETER_TOKENS  # two input fields
+    tool_tokens = count_text("read_log") + count_text(json.dumps(TOOL["input"])) + framing
+    assert rendered.output_tokens == count_text(TEXT) + tool_tokens + END_OF_TURN_TOKENS
     assert rendered.stop_reason == "tool_use"
     tool = rendered.content[1]
     assert tool["input"] == TOOL["input"]
@@ -51,7 +58,7 @@ def test_cut_in_the_middle_of_text() -> None:
 
 
 def test_cut_in_the_middle_of_tool_json() -> None:
-    budget = count_text(TEXT) + count_text("read_log") + TOOL_USE_FRAMING_TOKENS + 6
+    budget = count_text(TEXT) + count_text("read_log") + TOOL_USE_TOKENS + 6
     rendered = render(Reply([{"type": "text", "text": TEXT}, TOOL]), budget, new_id)
     assert rendered.stop_reason == "max_tokens"
     assert rendered.output_tokens == budget
@@ -77,10 +84,54 @@ def test_max_tokens_zero_returns_nothing() -> None:
     assert rendered.stop_reason == "max_tokens"
 
 
-def test_empty_answer_still_costs_a_token() -> None:
+def test_ending_the_turn_costs_tokens_even_for_an_empty_answer() -> None:
     rendered = render(Reply([]), 100, new_id)
-    assert rendered.output_tokens == 1
+    assert rendered.output_tokens == END_OF_TURN_TOKENS == 3  # an empty end_turn is billed 2-3 tokens
     assert rendered.stop_reason == "end_turn"
+    answer = Reply([{"type": "text", "text": "Django"}])  # recorded: billed 4 output tokens
+    assert render(answer, 100, new_id).output_tokens == count_text("Django") + END_OF_TURN_TOKENS == 4
+    # No room left to end the turn: the API stops at max_tokens.
+    tight = render(answer, count_text("Django"), new_id)
+    assert (tight.stop_reason, tight.output_tokens) == ("max_tokens", count_text("Django"))
+
+
+def test_a_stop_sequence_ends_the_turn_before_it() -> None:
+    reply = Reply([{"type": "text", "text": "Answer: 42\n\nHuman: and now?"}, TOOL])
+    rendered = render(reply, 4096, new_id, stop_sequences=["STOP", "\n\nHuman:"])
+    assert [b["text"] for b in rendered.content] == ["Answer: 42"]
+    assert (rendered.stop_reason, rendered.stop_sequence) == ("stop_sequence", "\n\nHuman:")
+    assert rendered.output_tokens == count_text("Answer: 42") + count_text("\n\nHuman:")
+    first = render(reply, 4096, new_id, stop_sequences=["42", "Answer"])
+    assert (first.content, first.stop_sequence) == ([], "Answer")  # the earliest one wins
+    untouched = render(reply, 4096, new_id, stop_sequences=["nowhere"])
+    assert (untouched.stop_reason, untouched.stop_sequence) == ("tool_use", None)
+
+
+def test_running_out_of_context_window_is_its_own_stop_reason() -> None:
+    rendered = render(Reply([{"type": "text", "text": TEXT}]), 4096, new_id, context_left=5)
+    assert (rendered.stop_reason, rendered.output_tokens) == ("model_context_window_exceeded", 5)
+    roomy = render(Reply([{"type": "text", "text": TEXT}]), 5, new_id, context_left=4096)
+    assert roomy.stop_reason == "max_tokens"
+
+
+def test_thinking_is_signed_billed_and_omitted_on_request() -> None:
+    from leanloop.emulator.thinking import sign, signature_matches
+
+    thought = {"type": "thinking", "thinking": "First read the log, then answer."}
+    reply = Reply([thought, {"type": "text", "text": "Done."}])
+    shown = render(reply, 4096, new_id)
+    block = shown.content[0]
+    assert block["thinking"] == thought["thinking"]
+    assert block["signature"] == sign(thought["thinking"])
+    assert shown.thinking_tokens == count_text(thought["thinking"])
+    assert shown.output_tokens == shown.thinking_tokens + count_text("Done.") + END_OF_TURN_TOKENS
+    hidden = render(reply, 4096, new_id, omit_thinking=True)
+    assert hidden.content[0]["thinking"] == ""
+    assert signature_matches("", hidden.content[0]["signature"])
+    assert hidden.output_tokens == shown.output_tokens  # billed all the same
+    assert [d["type"] for d in hidden.blocks[0].deltas] == ["signature_delta"]
+    assert not signature_matches("edited", block["signature"])
+    assert signature_matches("anything", "EqQBCkgIARAB")  # a real (foreign) signature cannot be checked
 
 
 json_values = st.recursive(
@@ -130,6 +181,7 @@ def test_any_cut_parses_and_stream_agrees_with_non_stream(
 ) -> None:
     reply = Reply([{"type": "text", "text": text}, {"type": "tool_use", "name": "act", "input": tool_input}])
     kwargs: dict[str, Any] = {"model": MODEL, "max_tokens": max_tokens, "messages": [{"role": "user", "content": "-"}]}
+    kwargs["tools"] = [{"name": "act", "input_schema": {"type": "object"}}]
 
     async def check() -> None:
         plain = await async_client(create_app({MODEL: lambda r: reply}, seed=3)).messages.create(**kwargs)

@@ -21,7 +21,8 @@ async def test_replays_a_recorded_parallel_tool_turn_with_its_ids(shared_data: P
     cassette = shared_data / "anthropic-recordings" / "test_multiple_parallel_tool_calls.yaml"
     client = async_client(create_app({MODEL: ReplayPolicy.from_file(cassette)}))
     messages: list[dict[str, Any]] = [{"role": "user", "content": "Who is the youngest?"}]
-    first = await client.messages.create(model=MODEL, max_tokens=4096, messages=messages)  # type: ignore[arg-type]
+    tools: Any = [{"name": "retrieve_entity_info", "input_schema": {"type": "object"}}]
+    first = await client.messages.create(model=MODEL, max_tokens=4096, messages=messages, tools=tools)  # type: ignore[arg-type]
     tool_ids = [b.id for b in first.content if b.type == "tool_use"]
     assert tool_ids == [
         "toolu_0167cfEnoQaPviGdVXA95zcu",
@@ -34,7 +35,7 @@ async def test_replays_a_recorded_parallel_tool_turn_with_its_ids(shared_data: P
     messages.append(
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": i, "content": "ok"} for i in tool_ids]}
     )
-    second = await client.messages.create(model=MODEL, max_tokens=4096, messages=messages)  # type: ignore[arg-type]
+    second = await client.messages.create(model=MODEL, max_tokens=4096, messages=messages, tools=tools)  # type: ignore[arg-type]
     assert second.stop_reason == "end_turn"
     assert second.content[0].type == "text"
     assert "Daisy" in second.content[0].text
@@ -114,3 +115,27 @@ async def test_replay_past_the_end_with_error_is_a_500() -> None:
     ]
     with pytest.raises(anthropic.InternalServerError, match="recorded turns"):
         await client.messages.create(model=MODEL, max_tokens=10, messages=messages)
+
+
+async def play(client: anthropic.AsyncAnthropic, turns: int, tools: Any) -> list[list[str]]:
+    """Run ``turns`` tool turns, answering every call; the tool_use ids of each turn."""
+    messages: list[Any] = [{"role": "user", "content": "Who is the youngest?"}]
+    seen: list[list[str]] = []
+    for _ in range(turns):
+        reply = await client.messages.create(model=MODEL, max_tokens=4096, messages=messages, tools=tools)
+        ids = [b.id for b in reply.content if b.type == "tool_use"]
+        seen.append(ids)
+        messages.append({"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in reply.content]})
+        messages.append({"role": "user", "content": [{"type": "tool_result", "tool_use_id": i} for i in ids]})
+    return seen
+
+
+async def test_a_repeated_turn_gets_fresh_tool_use_ids(shared_data: Path) -> None:
+    cassette = shared_data / "anthropic-recordings" / "test_multiple_parallel_tool_calls.yaml"
+    (calls, _) = load_trajectory(cassette)
+    policy = ReplayPolicy([calls], after_last="repeat")
+    tools: Any = [{"name": "retrieve_entity_info", "input_schema": {"type": "object"}}]
+    seen = await play(async_client(create_app({MODEL: policy}), max_retries=0), 3, tools)
+    assert seen[0] == [b["id"] for b in calls.content if b["type"] == "tool_use"]  # the first time: as recorded
+    every = [i for ids in seen for i in ids]
+    assert len(every) == len(set(every)) == 12  # the repeats got fresh ids, so no turn was a 400

@@ -194,3 +194,58 @@ def test_example_scenario_declares_no_faults() -> None:
     with_faults = Scenario.from_mapping({"steps": [{"text": "a"}], "faults": [{"kind": "overloaded", "nth": 2}]})
     assert with_faults.faults is not None
     assert with_faults.faults.rules[0].nth == frozenset({2})
+
+
+async def test_a_step_that_stays_gets_fresh_ids_for_its_fixed_ids() -> None:
+    data = {"steps": [{"tool_calls": [{"name": "read_log", "id": "toolu_01fixedFixedFixedFixed1"}], "next": "stay"}]}
+    client = async_client(create_app({MODEL: Scenario.from_mapping(data)}), max_retries=0)
+    messages: list[Any] = [{"role": "user", "content": "go"}]
+    ids = []
+    for _ in range(3):
+        reply = await client.messages.create(model=MODEL, max_tokens=200, tools=TOOLS, messages=messages)
+        (call,) = [b for b in reply.content if b.type == "tool_use"]
+        ids.append(call.id)
+        messages.append({"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in reply.content]})
+        messages.append({"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id}]})
+    assert ids[0] == "toolu_01fixedFixedFixedFixed1"
+    assert len(set(ids)) == 3
+
+
+def test_conditions_look_at_the_whole_user_turn() -> None:
+    # Tool results followed by a separate user message: the API merges them into one turn, so does the scenario.
+    retry = {"branches": [{"when": {"tool_error": True}, "text": "retrying"}], "text": "all good"}
+    scenario = Scenario.from_mapping({"steps": [{"text": "reading"}, retry]})
+    failed = [{"type": "tool_result", "tool_use_id": "t", "content": "boom", "is_error": True}]
+    history = conversation(("user", "go"), ("assistant", "reading"), ("user", failed), ("user", "Please continue."))
+    assert scenario(history).content[0]["text"] == "retrying"
+
+
+@pytest.mark.parametrize(
+    ("when", "message"),
+    [
+        ({"tool_error": "true"}, "step 1, branch 1: when.tool_error must be true or false, got str 'true'"),
+        ({"result_contains": 42}, "step 1, branch 1: when.result_contains must be a string, got int 42"),
+        ({"user_contains": ["a"]}, "step 1, branch 1: when.user_contains must be a string, got list"),
+    ],
+)
+def test_condition_values_are_type_checked_at_load(tmp_path: Path, when: dict[str, Any], message: str) -> None:
+    path = tmp_path / "bad_when.json"
+    path.write_text(json.dumps({"name": "s", "steps": [{"branches": [{"when": when, "text": "x"}], "text": "y"}]}))
+    with pytest.raises(ConfigError) as caught:
+        load_scenario(path)
+    assert str(path) in str(caught.value)
+    assert message in str(caught.value)
+
+
+def test_the_scenario_format_in_the_docs_loads(tmp_path: Path) -> None:
+    import re
+
+    docs = Path(__file__).resolve().parents[1] / "docs" / "emulator.md"
+    blocks = re.findall(r"```yaml\n# scenario\n(.*?)```", docs.read_text(), flags=re.DOTALL)
+    assert blocks
+    for number, block in enumerate(blocks):
+        path = tmp_path / f"docs_{number}.yaml"
+        path.write_text(block)
+        scenario = load_scenario(path)
+        assert scenario.steps
+        assert scenario.faults is not None

@@ -64,11 +64,18 @@ def raw_names(sse_body: str) -> list[str]:
     return [n for i, n in enumerate(names) if not (n == "content_block_delta" and names[i - 1] == n)]
 
 
+def tools_for(reply: Reply) -> list[dict[str, Any]]:
+    """A request's declaration of every tool ``reply`` calls."""
+    names = dict.fromkeys(str(b["name"]) for b in reply.content if b.get("type") == "tool_use")
+    return [{"name": name, "input_schema": {"type": "object"}} for name in names]
+
+
 async def emulated_stream(reply: Reply) -> tuple[str, list[Any]]:
     """The emulator's SSE body for ``reply`` and the events the async SDK parses from it."""
     app = create_app({MODEL: lambda request: reply})
     client = async_client(app)
     kwargs: dict[str, Any] = {"model": MODEL, "max_tokens": 4096, "messages": [{"role": "user", "content": "-"}]}
+    kwargs["tools"] = tools_for(reply)
     raw = await client.messages.with_raw_response.create(stream=True, **kwargs)
     body = (await raw.http_response.aread()).decode()
     return body, sdk_events(body)
@@ -114,9 +121,40 @@ async def test_stream_helper_accumulates_the_same_message_as_non_streaming() -> 
     )
     client = async_client(create_app({MODEL: lambda request: reply}, seed=1))
     kwargs: dict[str, Any] = {"model": MODEL, "max_tokens": 500, "messages": [{"role": "user", "content": "-"}]}
+    kwargs["tools"] = tools_for(reply)
     async with client.messages.stream(**kwargs) as stream:
         streamed = await stream.get_final_message()
     plain = await async_client(create_app({MODEL: lambda request: reply}, seed=1)).messages.create(**kwargs)
     assert [b.model_dump() for b in streamed.content] == [b.model_dump() for b in plain.content]
     assert streamed.usage.output_tokens == plain.usage.output_tokens
     assert streamed.stop_reason == plain.stop_reason == "tool_use"
+
+
+async def first_ids(**options: Any) -> tuple[str, str, str]:
+    """(request id, message id, tool_use id) of the first response of a fresh emulator."""
+    reply = Reply([{"type": "tool_use", "name": "read", "input": {}}])
+    client = async_client(create_app({MODEL: lambda request: reply}, **options))
+    raw = await client.messages.with_raw_response.create(
+        model=MODEL, max_tokens=100, messages=[{"role": "user", "content": "-"}], tools=tools_for(reply)
+    )
+    message = await raw.parse()
+    block = message.content[0]
+    assert block.type == "tool_use"
+    return raw.headers["request-id"], message.id, block.id
+
+
+async def test_ids_are_random_per_emulator_unless_seeded() -> None:
+    # Two emulator runs must not hand out the same ids: leanloop report de-duplicates on (message id, request id).
+    assert len({await first_ids() for _ in range(3)}) == 3
+    assert await first_ids(seed=5) == await first_ids(seed=5)
+    assert await first_ids(seed=5) != await first_ids(seed=6)
+
+
+def test_every_tool_use_id_costs_the_same_tokens() -> None:
+    # Random ids must not make a run's bill random: a tool_use id is part of every later prompt.
+    from leanloop.emulator.wire import Ids
+    from leanloop.tokens import count_text
+
+    ids = Ids()
+    counts = {count_text(ids.tool_use_id()) for _ in range(500)}
+    assert len(counts) == 1

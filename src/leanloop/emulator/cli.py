@@ -26,7 +26,7 @@ def emulator(
     port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0: any free one, shown on start).")] = 8787,
     scenario: Annotated[
         Path | None,
-        typer.Option(help="YAML/JSON scenario every model plays (format: leanloop/emulator/scenario.py)."),
+        typer.Option(help="YAML/JSON scenario every model plays (format: docs/emulator.md)."),
     ] = None,
     replay: Annotated[
         Path | None, typer.Option(help="Recorded trajectory every model replays (conversation, responses, cassette).")
@@ -36,12 +36,31 @@ def emulator(
         str | None, typer.Option(help="Accept only this x-api-key (default: any non-empty key).")
     ] = None,
     fault_rate: Annotated[float, typer.Option(min=0, max=1, help="Share of requests that fail at random.")] = 0.0,
-    fault_seed: Annotated[int, typer.Option(help="Seed of the random faults and of the ids.")] = 0,
+    fault_seed: Annotated[int, typer.Option(help="Seed of the random faults.")] = 0,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed of the message, request and tool_use ids (default: random per run).")
+    ] = None,
+    ttft_base: Annotated[
+        float | None, typer.Option(min=0, help="Seconds before the first token, for every model (default: per model).")
+    ] = None,
+    prefill_rate: Annotated[
+        float | None, typer.Option(min=1, help="Uncached prompt tokens per second (default: 9,100).")
+    ] = None,
+    output_rate: Annotated[
+        float | None, typer.Option(min=1, help="Output tokens per second, for every model (default: per model).")
+    ] = None,
+    min_cache_tokens: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="MODEL=TOKENS: a minimum cacheable length to bill by (repeatable), e.g. claude-sonnet-4-6=1024."
+        ),
+    ] = None,
 ) -> None:
     """Run the Anthropic Messages API emulator on localhost (point the SDK's base_url at it)."""
     try:
         if scenario is not None and replay is not None:
             raise ConfigError("give --scenario or --replay, not both")
+        minimums = _minimums(min_cache_tokens or [])
         policy: Policy = finisher
         faults = None
         if scenario is not None:
@@ -55,12 +74,21 @@ def emulator(
         _fail(str(error))
     source = f"scenario {scenario}" if scenario else f"replay {replay}" if replay else "finisher"
     models: dict[str, Policy] = dict.fromkeys(CATALOG, policy)
-    latency = LatencyModel(time_scale=time_scale)
+    prefill = {} if prefill_rate is None else {"uncached_s_per_token": 1 / prefill_rate}
+    latency = LatencyModel(base_s=ttft_base, output_tokens_per_s=output_rate, time_scale=time_scale, **prefill)
     # Imported here: starlette, uvicorn and the SDK load only when the server runs, not for every leanloop command.
     from leanloop.emulator.app import create_app  # noqa: PLC0415
     from leanloop.emulator.serving import bind, serve  # noqa: PLC0415
 
-    app = create_app(models, latency=latency, faults=faults, api_key=api_key, seed=fault_seed, log_limit=1000)
+    app = create_app(
+        models,
+        latency=latency,
+        faults=faults,
+        api_key=api_key,
+        seed=seed,
+        min_cache_tokens=minimums or None,
+        log_limit=1000,
+    )
     try:
         sock, url = bind(host, port)
     except OSError as error:
@@ -69,6 +97,17 @@ def emulator(
         typer.echo(f"leanloop emulator on {url} ({len(CATALOG)} models, {source}, time scale {time_scale})")
         typer.echo(f'  anthropic.Anthropic(base_url="{url}", api_key="any-key")')
         serve(app, sock)
+
+
+def _minimums(pairs: list[str]) -> dict[str, int]:
+    """``--min-cache-tokens MODEL=TOKENS`` options as a table."""
+    table: dict[str, int] = {}
+    for pair in pairs:
+        model, _, tokens = pair.partition("=")
+        if not model or not tokens.isdigit():
+            raise ConfigError(f"--min-cache-tokens takes MODEL=TOKENS (e.g. claude-sonnet-4-6=1024), got {pair!r}")
+        table[model] = int(tokens)
+    return table
 
 
 def _fail(message: str) -> NoReturn:

@@ -8,11 +8,17 @@ Kinds of fault, as the client sees them:
                        header, like the monthly spend cap). The SDK retries it.
 ``overloaded``         529 ``overloaded_error`` before the response. The SDK retries it.
 ``server_error``       500 ``api_error``. The SDK retries it.
-``overloaded_midstream`` HTTP 200, then an SSE ``error`` event (``overloaded_error``) after ``after_events`` events.
-                       The SDK raises it while iterating and does not retry. A non-streaming request gets a 529.
+``overloaded_midstream`` HTTP 200, then an SSE ``error`` event (``overloaded_error``) after ``after_events`` events
+                       (at most all but ``message_stop``). The SDK raises it while iterating and does not retry. A
+                       non-streaming request gets a 529.
 ``disconnect``         the connection closes mid-response: after ``after_events`` SSE events, or half-way through a
                        non-streaming body. The client sees a protocol error (the SDK retries the non-streaming case).
 ``slow_first_byte``    the response starts ``delay`` real seconds late (not scaled: it is for client timeouts).
+``billing``            402 ``billing_error`` (credit balance too low). Not retried.
+``permission``         403 ``permission_error``. Not retried.
+``request_timeout``    408 ``timeout_error``. The SDK retries it.
+``conflict``           409 ``conflict_error``. The SDK retries it.
+``gateway_timeout``    504 ``timeout_error`` (the API suggests streaming). The SDK retries it.
 =====================  ==========================================================================================
 
 Requests are numbered from 1 in arrival order, counting every ``POST /v1/messages``.
@@ -21,7 +27,7 @@ Requests are numbered from 1 in arrival order, counting every ``POST /v1/message
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast, get_args
 
@@ -30,12 +36,29 @@ from leanloop.errors import ConfigError
 
 __all__ = ["Fault", "FaultKind", "FaultRule", "Faults"]
 
-FaultKind = Literal["rate_limit", "overloaded", "server_error", "overloaded_midstream", "disconnect", "slow_first_byte"]
+FaultKind = Literal[
+    "rate_limit",
+    "overloaded",
+    "server_error",
+    "overloaded_midstream",
+    "disconnect",
+    "slow_first_byte",
+    "billing",
+    "permission",
+    "request_timeout",
+    "conflict",
+    "gateway_timeout",
+]
 _KINDS: tuple[str, ...] = get_args(FaultKind)
 _BEFORE_RESPONSE = {
     "rate_limit": (429, "rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit"),
     "overloaded": (529, "overloaded_error", "Overloaded"),
     "server_error": (500, "api_error", "Internal server error"),
+    "billing": (402, "billing_error", "Your credit balance is too low to access the Anthropic API."),
+    "permission": (403, "permission_error", "Your API key does not have permission to use the specified resource."),
+    "request_timeout": (408, "timeout_error", "Request timed out"),
+    "conflict": (409, "conflict_error", "Conflict: the request could not be completed, retry it"),
+    "gateway_timeout": (504, "timeout_error", "Request timed out. Consider streaming for long requests."),
 }
 _RANDOM_KINDS: tuple[FaultKind, ...] = (
     "rate_limit",
@@ -58,6 +81,8 @@ class Fault:
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
             raise ConfigError(f"unknown fault kind {self.kind!r}; expected one of {', '.join(_KINDS)}")
+        if self.after_events < 0:
+            raise ConfigError(f"after_events must be a whole number of at least 0, got {self.after_events}")
 
     @property
     def before_response(self) -> bool:
@@ -142,34 +167,92 @@ class Faults:
     def from_config(cls, config: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> Faults:
         """From a scenario file's ``faults:`` section: a list of rules, or ``{rules, rate, kinds, seed}``.
 
-        A rule is ``{kind, nth, last_message_contains, model, times, retry_after, delay, after_events}``.
+        A rule is ``{kind, nth, last_message_contains, model, times, retry_after, delay, after_events}``; each field is
+        checked (a ``ConfigError`` names the rule and the field).
         """
         if isinstance(config, Sequence):
-            return cls(rules=[_rule(r) for r in config])
+            return cls(rules=[_rule(i, r) for i, r in enumerate(config)])
         kinds = tuple(config.get("kinds") or _RANDOM_KINDS)
         for kind in kinds:
             Fault(kind)  # validates the name
+        rules = cast(Sequence[Mapping[str, Any]], config.get("rules") or [])
         return cls(
-            rules=[_rule(r) for r in cast(Iterable[Mapping[str, Any]], config.get("rules") or [])],
+            rules=[_rule(i, r) for i, r in enumerate(rules)],
             rate=float(config.get("rate", 0.0)),
             kinds=kinds,
             seed=int(config.get("seed", 0)),
         )
 
 
-def _rule(data: Mapping[str, Any]) -> FaultRule:
-    known = {"kind", "nth", "last_message_contains", "model", "times", "retry_after", "delay", "after_events"}
-    unknown = set(data) - known
+_RULE_KEYS = {"kind", "nth", "last_message_contains", "model", "times", "retry_after", "delay", "after_events"}
+
+
+def _rule(index: int, data: Any) -> FaultRule:
+    where = f"fault rule {index + 1}"
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}")
+    data = cast(Mapping[str, Any], data)
+    unknown = set(data) - _RULE_KEYS
     if unknown:
-        raise ConfigError(f"fault rule has unknown keys {sorted(unknown)}; known: {sorted(known)}")
+        raise ConfigError(f"{where} has unknown keys {sorted(unknown)}; known: {sorted(_RULE_KEYS)}")
     if "kind" not in data:
-        raise ConfigError(f"fault rule needs a 'kind': {dict(data)}")
-    nth = data.get("nth", ())
-    numbers = frozenset([nth] if isinstance(nth, int) else cast(Iterable[int], nth))
-    fault = Fault(
-        kind=data["kind"],
-        retry_after=data.get("retry_after", 1.0),
-        delay=float(data.get("delay", 1.0)),
-        after_events=int(data.get("after_events", 3)),
-    )
-    return FaultRule(fault, numbers, data.get("last_message_contains"), data.get("model"), data.get("times"))
+        raise ConfigError(f"{where} needs a 'kind': {dict(data)}")
+    try:
+        return FaultRule(
+            Fault(
+                kind=data["kind"],
+                retry_after=_seconds(data, "retry_after", 1.0, optional=True),
+                delay=cast(float, _seconds(data, "delay", 1.0)),
+                after_events=_count(data, "after_events", 3, least=0),
+            ),
+            _request_numbers(data.get("nth", ())),
+            _text(data, "last_message_contains"),
+            _text(data, "model"),
+            _count(data, "times", None, least=1),
+        )
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}") from None
+
+
+def described(value: Any) -> str:
+    """A wrong value as an error message names it: its type, and the value itself when it is short."""
+    kind = type(value).__name__
+    return f"{kind} {value!r}" if isinstance(value, str | int | float) and len(repr(value)) <= 40 else kind
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _request_numbers(nth: Any) -> frozenset[int]:
+    numbers = [nth] if _whole(nth) else nth
+    if not isinstance(numbers, list | tuple) or not all(_whole(n) for n in cast(Sequence[Any], numbers)):
+        raise ConfigError(f"nth must be a request number or a list of them, got {described(nth)}")
+    numbers = cast(Sequence[int], numbers)
+    if any(n < 1 for n in numbers):
+        raise ConfigError(f"nth: request numbers start at 1, got {min(numbers)}")
+    return frozenset(numbers)
+
+
+def _count(data: Mapping[str, Any], key: str, default: int | None, *, least: int) -> Any:
+    value = data.get(key, default)
+    if value is not None and (not _whole(value) or value < least):
+        raise ConfigError(f"{key} must be a whole number of at least {least}, got {described(value)}")
+    return value
+
+
+def _seconds(data: Mapping[str, Any], key: str, default: float, *, optional: bool = False) -> float | None:
+    value = data.get(key, default)
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        expected = "a number of seconds or null" if optional else "a number of seconds"
+        raise ConfigError(f"{key} must be {expected}, got {described(value)}")
+    return float(value)
+
+
+def _text(data: Mapping[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(f"{key} must be a string, got {described(value)}")
+    return value

@@ -2,7 +2,8 @@
 
 Like the scenario runner it is a pure function of the request (it counts the assistant turns already in
 ``messages``), so one replay can serve many conversations at once. Recorded tool_use ids are kept, so the client
-answers with the ids the recording used.
+answers with the ids the recording used; a turn served again in the same conversation (``after_last="repeat"``) gets
+fresh ids, since ids must be unique in a conversation (the emulator renews them: ``contract.py``).
 
 ``load_trajectory`` reads:
 

@@ -21,8 +21,10 @@ Format (``example_scenario.yaml`` beside this module is a complete one)::
 
 A step answers with its own ``text``/``tool_calls``/``content`` (raw API blocks) unless one of its branches matches.
 A step with branches but no reply of its own is skipped when none matches, so "retry while it fails, else go on" is
-one step of branches followed by the next step. Conditions in ``when`` (all must hold): ``tool_error`` (bool),
-``result_contains`` (text in a tool result), ``user_contains`` (text in the last user message).
+one step of branches followed by the next step. Conditions in ``when`` (all must hold) look at the user turn the
+request ends with (consecutive user messages are one turn, as the API merges them): ``tool_error`` (true/false: a
+tool_result has ``is_error: true``), ``result_contains`` (text in a tool result), ``user_contains`` (text anywhere in
+the turn). Values are checked when the file is loaded. The full format: docs/emulator.md.
 
 The policy is a pure function of the request: it finds its step by replaying its own choices over the assistant turns
 already in ``messages``. So a run can be repeated, and a thousand concurrent conversations share one scenario.
@@ -38,8 +40,8 @@ from typing import Any, Literal, cast
 
 import yaml
 
-from leanloop.emulator.faults import Faults
-from leanloop.emulator.policies import Reply, block_text, content_blocks, finisher, messages_of, tool_results
+from leanloop.emulator.faults import Faults, described
+from leanloop.emulator.policies import Reply, block_text, content_blocks, finisher, messages_of
 from leanloop.errors import ConfigError, UsageError
 
 __all__ = [
@@ -51,6 +53,7 @@ __all__ = [
     "Step",
     "load_scenario",
     "read_data",
+    "user_turn",
 ]
 
 EXAMPLE_SCENARIO = Path(__file__).with_name("example_scenario.yaml")
@@ -66,23 +69,28 @@ class ScenarioExhausted(UsageError):
 
 @dataclass(frozen=True, slots=True)
 class Condition:
-    """What the last user message must hold for a branch to be taken (every given field must match)."""
+    """What the user turn must hold for a branch to be taken (every given field must match)."""
 
     tool_error: bool | None = None
     result_contains: str | None = None
     user_contains: str | None = None
 
-    def holds(self, last: Mapping[str, Any] | None) -> bool:
-        results = tool_results(last)
+    def holds(self, turn: Sequence[Mapping[str, Any]]) -> bool:
+        """Whether the blocks of the user turn ``turn`` match."""
+        results = [b for b in turn if b.get("type") == "tool_result"]
         if self.tool_error is not None and any(r.get("is_error") is True for r in results) != self.tool_error:
             return False
         if self.result_contains is not None and not any(self.result_contains in block_text(r) for r in results):
             return False
-        if self.user_contains is not None:
-            text = "\n".join(block_text(b) for b in content_blocks(last or {}))
-            if self.user_contains not in text:
-                return False
-        return True
+        return self.user_contains is None or self.user_contains in "\n".join(block_text(b) for b in turn)
+
+
+def user_turn(messages: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The blocks of the user messages ``messages`` ends with, merged as the API merges them."""
+    start = len(messages)
+    while start > 0 and messages[start - 1].get("role") == "user":
+        start -= 1
+    return [block for message in messages[start:] for block in content_blocks(message)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +150,7 @@ class Scenario:
 
     def _choose(self, step: int, seen: Sequence[Mapping[str, Any]]) -> tuple[int, Reply, str]:
         """(step that answered, its reply, where to go next) for a request holding ``seen``."""
-        last = seen[-1] if seen and seen[-1].get("role") == "user" else None
+        last = user_turn(seen)
         while step < len(self.steps):
             current = self.steps[step]
             for branch in current.branches:
@@ -223,7 +231,7 @@ def _one_line(error: Exception) -> str:
 def _step(name: str, index: int, data: Any) -> Step:
     where = f"scenario {name!r}, step {index + 1}"
     data = _mapping(where, data, _STEP_KEYS)
-    branches = tuple(_branch(where, b) for b in _items(where, data, "branches"))
+    branches = tuple(_branch(f"{where}, branch {i + 1}", b) for i, b in enumerate(_items(where, data, "branches")))
     reply = _reply(where, data) if {"text", "tool_calls", "content"} & set(data) else None
     if reply is None and not branches:
         raise ConfigError(f"{where}: give it text, tool_calls, content or branches")
@@ -234,9 +242,15 @@ def _step(name: str, index: int, data: Any) -> Step:
 
 
 def _branch(where: str, data: Any) -> Branch:
-    data = _mapping(f"{where}, branch", data, _BRANCH_KEYS)
+    data = _mapping(where, data, _BRANCH_KEYS)
     when = _mapping(f"{where}, when", data.get("when") or {}, _CONDITION_KEYS)
-    condition = Condition(when.get("tool_error"), when.get("result_contains"), when.get("user_contains"))
+    tool_error = when.get("tool_error")
+    if tool_error is not None and not isinstance(tool_error, bool):
+        raise ConfigError(f"{where}: when.tool_error must be true or false, got {described(tool_error)}")
+    for key in ("result_contains", "user_contains"):
+        if when.get(key) is not None and not isinstance(when[key], str):
+            raise ConfigError(f"{where}: when.{key} must be a string, got {described(when[key])}")
+    condition = Condition(tool_error, when.get("result_contains"), when.get("user_contains"))
     return Branch(condition, _reply(where, data), str(data.get("next", "next")))
 
 
