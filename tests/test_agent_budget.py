@@ -117,7 +117,8 @@ async def test_max_wall_seconds_cuts_a_slow_model_call() -> None:
 
 
 async def test_max_wall_seconds_cuts_a_long_stream_and_keeps_what_was_billed() -> None:
-    app = create_app({MODEL: lambda request: say("word " * 600)}, latency=LatencyModel(time_scale=1.0))
+    latency = LatencyModel(base_s=0.2, output_tokens_per_s=100.0, time_scale=1.0)  # first byte at ~0.2 s, then ~6 s
+    app = create_app({MODEL: lambda request: say("word " * 600)}, latency=latency)
     started = time.perf_counter()
     result = await Agent(MODEL, client=async_client(app, max_retries=0)).run("go", budget=Budget(max_wall_seconds=1.0))
     assert time.perf_counter() - started < 2.0

@@ -92,6 +92,16 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     cachesim._default_minimum.cache_clear()  # pyright: ignore[reportPrivateUsage]
 
 
+def test_every_model_the_emulator_serves_has_a_known_minimum(registry: None) -> None:
+    """A served model missing from the table would be assumed 4,096 with a warning, and its bills would be off."""
+    from leanloop.emulator.catalog import CATALOG
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnknownMinimumWarning)
+        minimums = {model: min_cacheable_tokens(model) for model in CATALOG}
+    assert minimums["claude-fable-5-1"] == minimums["claude-mythos-5-2"] == 512
+
+
 def test_an_unknown_model_gets_the_conservative_default_and_one_warning_naming_it(registry: None) -> None:
     with pytest.warns(UnknownMinimumWarning, match=r"'claude-opus-6'.*4,096.*register_min_cacheable_tokens"):
         assert min_cacheable_tokens("claude-opus-6") == DEFAULT_MIN_CACHEABLE_TOKENS == 4096

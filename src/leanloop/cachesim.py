@@ -78,6 +78,10 @@ MIN_CACHEABLE_TOKENS: Mapping[str, int] = MappingProxyType(
         "claude-opus-5-5": 512,
         "claude-sonnet-5-5": 512,  # secondary sources only
         "claude-haiku-5-5": 512,  # secondary sources only
+        "claude-fable-5-2": 512,  # secondary sources only
+        "claude-mythos-5-2": 512,  # secondary sources only
+        "claude-fable-5-1": 512,
+        "claude-mythos-5-1": 512,
         "claude-opus-5": 512,
         "claude-fable-5": 512,
         "claude-mythos-5": 512,
