@@ -448,6 +448,18 @@ async def test_unknown_route_is_an_api_shaped_404() -> None:
     assert caught.value.request_id is not None
 
 
+@pytest.mark.parametrize("path", ["/", "/api/hello"])
+async def test_claude_codes_connection_preflight_is_answered(path: str) -> None:
+    # Claude Code sends `HEAD /` (Bun's fetch, no key) before its first request; a 404 or 405 there reads as
+    # "endpoint down" to some of its checks (headroomlabs-ai/headroom#2032). No key, no call logged.
+    app = create_app()
+    async with httpx2.AsyncClient(transport=StreamingASGITransport(app=app), base_url="http://emulator") as http:
+        response = await http.head(path)
+    assert (response.status_code, response.content) == (200, b"")
+    assert response.headers["request-id"].startswith("req_")
+    assert Emulator.of(app).calls == []
+
+
 def test_sync_client_on_a_real_port(sync_client: anthropic.Anthropic) -> None:
     message = sync_client.messages.create(model=MODEL, max_tokens=100, messages=USER)
     assert message.stop_reason == "end_turn"

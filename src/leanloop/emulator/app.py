@@ -270,6 +270,10 @@ class Emulator:
             return _error(served, request_id)
         return _json({"input_tokens": prompt.total_tokens}, request_id)
 
+    async def preflight(self, request: Request) -> Response:
+        """``HEAD /`` and ``HEAD /api/hello``: Claude Code's connection check before its first request (no key)."""
+        return Response(headers={"request-id": self.ids.request_id()})
+
     async def list_models(self, request: Request) -> Response:
         request_id = self.ids.request_id()
         try:
@@ -621,6 +625,8 @@ def create_app(models: Mapping[str, Policy] | None = None, **options: Unpack[Emu
         Route("/v1/messages/count_tokens", emulator.count_tokens, methods=["POST"]),
         Route("/v1/models", emulator.list_models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", emulator.retrieve_model, methods=["GET"]),
+        Route("/", emulator.preflight, methods=["HEAD"]),
+        Route("/api/hello", emulator.preflight, methods=["HEAD"]),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
     app.state.emulator = emulator
