@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench lock emulator clean
+.PHONY: demo test lint typecheck unit bench e2e e2e-fixture lock emulator clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,8 +18,8 @@ demo: $(STAMP)
 test: lint typecheck unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks e2e
+	$(BIN)/ruff format --check src tests benchmarks e2e
 
 typecheck: $(STAMP)
 	$(BIN)/basedpyright
@@ -29,6 +29,15 @@ unit: $(STAMP)
 
 bench: $(STAMP)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# Real Claude Code (from the npm registry, cached in .cache/claude-code) against `leanloop emulator`; its costs
+# must match `leanloop report` on its own logs. Needs npm and the registry; about half a minute once installed.
+e2e: $(STAMP)
+	@$(BIN)/python e2e/claude_code.py
+
+# The same, then refresh tests/fixtures/claude_code_e2e/ (the logs `make test` checks without npm); commit it.
+e2e-fixture: $(STAMP)
+	@$(BIN)/python e2e/claude_code.py --write-fixture
 
 emulator: $(STAMP)
 	$(BIN)/leanloop emulator

@@ -448,6 +448,18 @@ async def test_unknown_route_is_an_api_shaped_404() -> None:
     assert caught.value.request_id is not None
 
 
+@pytest.mark.parametrize("path", ["/", "/api/hello"])
+async def test_claude_codes_connection_preflight_is_answered(path: str) -> None:
+    # Claude Code sends `HEAD /` (Bun's fetch, no key) before its first request; a 404 or 405 there reads as
+    # "endpoint down" to some of its checks (headroomlabs-ai/headroom#2032). No key, no call logged.
+    app = create_app()
+    async with httpx2.AsyncClient(transport=StreamingASGITransport(app=app), base_url="http://emulator") as http:
+        response = await http.head(path)
+    assert (response.status_code, response.content) == (200, b"")
+    assert response.headers["request-id"].startswith("req_")
+    assert Emulator.of(app).calls == []
+
+
 def test_sync_client_on_a_real_port(sync_client: anthropic.Anthropic) -> None:
     message = sync_client.messages.create(model=MODEL, max_tokens=100, messages=USER)
     assert message.stop_reason == "end_turn"
@@ -462,3 +474,34 @@ def test_sync_client_on_a_real_port(sync_client: anthropic.Anthropic) -> None:
         sync_client.messages.create(model="claude-none", max_tokens=5, messages=USER)
     with pytest.raises(anthropic.BadRequestError):
         sync_client.messages.create(model=MODEL, max_tokens=5, messages=tool_turn())
+
+
+async def test_on_call_sees_every_request_once_it_is_answered_with_its_bill() -> None:
+    seen: list[dict[str, Any]] = []
+    app = create_app(
+        {MODEL: lambda request: Reply([{"type": "text", "text": "Hi."}])}, on_call=lambda c: seen.append(c.summary())
+    )
+    client = async_client(app, max_retries=0)
+    reply = await client.messages.create(model=MODEL, max_tokens=50, messages=USER)
+    async with client.messages.stream(model=MODEL, max_tokens=50, messages=USER) as stream:
+        streamed = await stream.get_final_message()
+    with pytest.raises(anthropic.NotFoundError):
+        await client.messages.create(model="claude-unknown", max_tokens=50, messages=USER)
+    assert [s["message_id"] for s in seen] == [reply.id, streamed.id, None]
+    assert [s["status"] for s in seen] == [200, 200, 404]
+    assert [s["stream"] for s in seen] == [False, True, False]
+    assert seen[0]["usage"] == reply.usage.model_dump(include=set(seen[0]["usage"]))
+    assert seen[0]["usage"]["input_tokens"] == reply.usage.input_tokens > 0
+    assert seen[0]["cost_usd"] > 0
+    assert seen[1]["stop_reason"] == "end_turn"
+    assert (seen[2]["error_type"], seen[2]["usage"], seen[2]["cost_usd"]) == ("not_found_error", None, None)
+
+
+async def test_a_failing_on_call_hook_does_not_fail_the_request(caplog: pytest.LogCaptureFixture) -> None:
+    def broken(call: Any) -> None:
+        raise OSError("disk full")
+
+    client = async_client(create_app(on_call=broken), max_retries=0)
+    reply = await client.messages.create(model=MODEL, max_tokens=50, messages=USER)
+    assert reply.stop_reason == "end_turn"
+    assert "disk full" in caplog.text

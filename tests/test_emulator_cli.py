@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +45,37 @@ def wait_for(port: int, process: subprocess.Popen[str]) -> None:
     raise AssertionError("the emulator did not start listening")
 
 
-def test_cli_serves_a_multi_turn_tool_conversation_with_cache_reads() -> None:
+@dataclass
+class Running:
+    """A `leanloop emulator` process and a client on it; ``out`` and ``err`` are its output once it stopped."""
+
+    client: anthropic.Anthropic
+    port: int
+    out: str = ""
+    err: str = ""
+
+
+@contextmanager
+def running_emulator(*options: str) -> Iterator[Running]:
+    """`leanloop emulator --port P --time-scale 0 OPTIONS` in a process, stopped with Ctrl-C afterwards."""
     port = free_port()
-    command = [str(LEANLOOP), "emulator", "--port", str(port), "--time-scale", "0", "--scenario", str(EXAMPLE_SCENARIO)]
+    command = [str(LEANLOOP), "emulator", "--port", str(port), "--time-scale", "0", *options]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(port, process)
         client = anthropic.Anthropic(base_url=f"http://127.0.0.1:{port}", api_key="any-key", max_retries=0)
+        running = Running(client, port)
+        with client:
+            yield running
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=10)
+    running.out, running.err = out, err
+
+
+def test_cli_serves_a_multi_turn_tool_conversation_with_cache_reads() -> None:
+    with running_emulator("--scenario", str(EXAMPLE_SCENARIO)) as running:
+        client = running.client
         tools: Any = [
             {"name": "read_log", "input_schema": {"type": "object"}},
             {"name": "count_matches", "input_schema": {"type": "object"}},
@@ -78,12 +106,8 @@ def test_cli_serves_a_multi_turn_tool_conversation_with_cache_reads() -> None:
         assert all(r.usage.cache_read_input_tokens for r in replies[1:])
         with pytest.raises(anthropic.NotFoundError):
             client.messages.create(model="claude-unknown", max_tokens=5, messages=messages[:1])
-        client.close()
-    finally:
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=10)
-    assert f"http://127.0.0.1:{port}" in out
-    assert "Traceback" not in err
+    assert f"http://127.0.0.1:{running.port}" in running.out
+    assert "Traceback" not in running.err
 
 
 def test_port_0_serves_on_a_free_port_and_the_banner_shows_it() -> None:
@@ -205,3 +229,25 @@ def test_a_bad_cache_minimum_is_one_line_and_exit_2() -> None:
         "leanloop emulator: --min-cache-tokens takes MODEL=TOKENS (e.g. claude-sonnet-4-6=1024), "
         "got 'claude-sonnet-4-6:1024'\n"
     )
+
+
+def test_log_writes_one_json_line_per_served_call_as_it_is_answered(tmp_path: Path) -> None:
+    log = tmp_path / "calls.jsonl"
+    log.write_text('{"kept": "a line from an earlier start"}\n')
+    with running_emulator("--log", str(log)) as running:
+        reply = running.client.messages.create(
+            model="claude-haiku-4-5", max_tokens=20, messages=[{"role": "user", "content": "hi"}]
+        )
+        lines = log.read_text().splitlines()  # written while the server runs, not at exit
+    assert json.loads(lines[0]) == {"kept": "a line from an earlier start"}
+    served = json.loads(lines[1])
+    assert (served["message_id"], served["model"], served["status"]) == (reply.id, "claude-haiku-4-5", 200)
+    assert served["usage"]["output_tokens"] == reply.usage.output_tokens
+    assert served["cost_usd"] > 0
+
+
+def test_a_log_that_cannot_be_opened_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    code, output = run_cli("--log", str(tmp_path / "missing" / "calls.jsonl"))
+    assert code == 2
+    assert output.startswith(f"leanloop emulator: cannot write the call log {tmp_path / 'missing' / 'calls.jsonl'}: ")
+    assert len(output.splitlines()) == 1

@@ -220,6 +220,19 @@ def test_conditions_look_at_the_whole_user_turn() -> None:
     assert scenario(history).content[0]["text"] == "retrying"
 
 
+def test_conditions_see_the_user_turn_through_a_trailing_system_message() -> None:
+    # Claude Code on Opus 4.8 ends its request with a role "system" message after the user's prompt: the branch
+    # must still see the prompt and the tool results, as the model would.
+    spawn = {"when": {"user_contains": "SPAWN"}, "text": "spawning"}
+    failed = {"when": {"tool_error": True}, "text": "retrying"}
+    scenario = Scenario.from_mapping({"steps": [{"branches": [spawn], "text": "plain"}, {"branches": [failed]}]})
+    first = conversation(("user", "SPAWN a helper"), ("system", "Available agent types: ..."))
+    assert scenario(first).content[0]["text"] == "spawning"
+    result = [{"type": "tool_result", "tool_use_id": "t", "content": "boom", "is_error": True}]
+    later = conversation(("user", "SPAWN"), ("assistant", "spawning"), ("user", result), ("system", "reminder"))
+    assert scenario(later).content[0]["text"] == "retrying"
+
+
 @pytest.mark.parametrize(
     ("when", "message"),
     [

@@ -23,7 +23,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypedDict, Unpack, cast
 
@@ -58,6 +58,7 @@ from leanloop.emulator.validate import (
 )
 from leanloop.emulator.wire import Event, Ids, error_body, error_event, message_body, stream_events, usage_body
 from leanloop.errors import ConfigError, InvalidRequestError
+from leanloop.pricing import cost
 from leanloop.tokens import Estimator, TokenCounter
 from leanloop.usage import Usage
 
@@ -110,6 +111,29 @@ class ServedCall:
     @property
     def end(self) -> float:
         return self.start + (self.duration_s or 0.0)
+
+    def summary(self) -> dict[str, Any]:
+        """The call as plain JSON data (a line of ``leanloop emulator --log``): what was served, and ``cost_usd``,
+        what the real API would bill for it (None without a response or for a model genai-prices does not know)."""
+        priced = cost(self.model, self.usage) if self.usage is not None and self.model is not None else None
+        return {
+            "number": self.number,
+            "request_id": self.request_id,
+            "message_id": self.message_id,
+            "model": self.model,
+            "stream": self.stream,
+            "status": self.status,
+            "error_type": self.error_type,
+            "fault": self.fault,
+            "stop_reason": self.stop_reason,
+            "usage": self.usage.to_api() if self.usage is not None else None,
+            "cost_usd": priced.usd if priced is not None else None,
+            "start": self.start,
+            "ttft_s": self.ttft_s,
+            "duration_s": self.duration_s,
+            "thread": self.thread,
+            "notes": list(self.notes),
+        }
 
 
 class _Served(Exception):
@@ -199,6 +223,7 @@ class Emulator:
         self.rate_limits = options.get("rate_limits") or RateLimits()
         self.calls: list[ServedCall] = []
         self.log_limit = options.get("log_limit")
+        self.on_call = options.get("on_call")
         self._received = 0
         self._horizon = 0.0
 
@@ -215,6 +240,15 @@ class Emulator:
         self.calls.append(call)
         if self.log_limit is not None and len(self.calls) >= 2 * self.log_limit:
             del self.calls[: -self.log_limit]  # trimmed in batches, so appending stays O(1) amortised
+
+    def _answered(self, call: ServedCall) -> None:
+        """Hand the answered call to ``on_call``; a failing hook is logged, never the client's error."""
+        if self.on_call is None:
+            return
+        try:
+            self.on_call(call)
+        except Exception:
+            _log.exception("on_call failed for request %s", call.request_id)
 
     def finished(self, call: ServedCall) -> None:
         """Note that ``call``'s response has ended: later requests start no earlier than its modeled end."""
@@ -255,6 +289,9 @@ class Emulator:
                 call.status, call.error_type, call.error = 500, "api_error", error
             message = f"Internal server error (emulator: {type(error).__name__}: {error})"
             return _error(_Served(500, "api_error", message, {"x-should-retry": "false"}), request_id)
+        finally:
+            if call is not None:
+                self._answered(call)
 
     async def count_tokens(self, request: Request) -> Response:
         request_id = self.ids.request_id()
@@ -269,6 +306,10 @@ class Emulator:
         except _Served as served:
             return _error(served, request_id)
         return _json({"input_tokens": prompt.total_tokens}, request_id)
+
+    async def preflight(self, request: Request) -> Response:
+        """``HEAD /`` and ``HEAD /api/hello``: Claude Code's connection check before its first request (no key)."""
+        return Response(headers={"request-id": self.ids.request_id()})
 
     async def list_models(self, request: Request) -> Response:
         request_id = self.ids.request_id()
@@ -585,6 +626,7 @@ class EmulatorOptions(TypedDict, total=False):
     undeclared_tools: Literal["error", "serve"]
     rate_limits: RateLimits | None
     log_limit: int | None
+    on_call: Callable[[ServedCall], None] | None
 
 
 def create_app(models: Mapping[str, Policy] | None = None, **options: Unpack[EmulatorOptions]) -> Starlette:
@@ -606,6 +648,9 @@ def create_app(models: Mapping[str, Policy] | None = None, **options: Unpack[Emu
       with a 500 naming the policy and the tool; ``"serve"`` serves it.
     - ``log_limit``: keep at least the last that many calls in ``Emulator.calls`` and at most twice that (default
       10,000; None: keep every call).
+    - ``on_call``: called with each ``POST /v1/messages``'s ``ServedCall`` once it is answered (its usage and stop
+      reason known; a stream's body may still be on its way), refused ones included. ``leanloop emulator --log``
+      writes ``call.summary()`` with it. An exception it raises is logged, not sent to the client.
     """
     options.setdefault("log_limit", 10_000)
     emulator = Emulator(models, **options)
@@ -621,6 +666,8 @@ def create_app(models: Mapping[str, Policy] | None = None, **options: Unpack[Emu
         Route("/v1/messages/count_tokens", emulator.count_tokens, methods=["POST"]),
         Route("/v1/models", emulator.list_models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", emulator.retrieve_model, methods=["GET"]),
+        Route("/", emulator.preflight, methods=["HEAD"]),
+        Route("/api/hello", emulator.preflight, methods=["HEAD"]),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
     app.state.emulator = emulator

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import IO, TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
@@ -14,6 +17,9 @@ from leanloop.emulator.policies import Policy, finisher
 from leanloop.emulator.replay import ReplayPolicy
 from leanloop.emulator.scenario import load_scenario
 from leanloop.errors import ConfigError
+
+if TYPE_CHECKING:
+    from leanloop.emulator.app import ServedCall
 
 __all__ = ["emulator"]
 
@@ -55,6 +61,10 @@ def emulator(
             help="MODEL=TOKENS: a minimum cacheable length to bill by (repeatable), e.g. claude-sonnet-4-6=1024."
         ),
     ] = None,
+    log: Annotated[
+        Path | None,
+        typer.Option(help="Append one JSON line per served POST /v1/messages (ids, usage, cost) to this file."),
+    ] = None,
 ) -> None:
     """Run the Anthropic Messages API emulator on localhost (point the SDK's base_url at it)."""
     try:
@@ -80,20 +90,23 @@ def emulator(
     from leanloop.emulator.app import create_app  # noqa: PLC0415
     from leanloop.emulator.serving import bind, serve  # noqa: PLC0415
 
-    app = create_app(
-        models,
-        latency=latency,
-        faults=faults,
-        api_key=api_key,
-        seed=seed,
-        min_cache_tokens=minimums or None,
-        log_limit=1000,
-    )
-    try:
-        sock, url = bind(host, port)
-    except OSError as error:
-        _fail(f"cannot listen on {host}:{port}: {error.strerror or error}")
-    with sock:
+    with contextlib.ExitStack() as stack:
+        on_call = _call_log(stack, log) if log is not None else None
+        app = create_app(
+            models,
+            latency=latency,
+            faults=faults,
+            api_key=api_key,
+            seed=seed,
+            min_cache_tokens=minimums or None,
+            log_limit=1000,
+            on_call=on_call,
+        )
+        try:
+            sock, url = bind(host, port)
+        except OSError as error:
+            _fail(f"cannot listen on {host}:{port}: {error.strerror or error}")
+        stack.enter_context(sock)
         typer.echo(f"leanloop emulator on {url} ({len(CATALOG)} models, {source}, time scale {time_scale})")
         typer.echo(f'  anthropic.Anthropic(base_url="{url}", api_key="any-key")')
         serve(app, sock)
@@ -108,6 +121,21 @@ def _minimums(pairs: list[str]) -> dict[str, int]:
             raise ConfigError(f"--min-cache-tokens takes MODEL=TOKENS (e.g. claude-sonnet-4-6=1024), got {pair!r}")
         table[model] = int(tokens)
     return table
+
+
+def _call_log(stack: contextlib.ExitStack, path: Path) -> Callable[[ServedCall], None]:
+    """An ``on_call`` hook appending each call's summary to ``path`` as one JSON line, flushed at once so the file
+    can be read while the emulator runs. Appends: what an earlier start wrote stays."""
+    try:
+        file: IO[str] = stack.enter_context(path.open("a", encoding="utf-8"))
+    except OSError as error:
+        _fail(f"cannot write the call log {path}: {error.strerror or error}")
+
+    def write(call: ServedCall) -> None:
+        file.write(json.dumps(call.summary(), ensure_ascii=False) + "\n")
+        file.flush()
+
+    return write
 
 
 def _fail(message: str) -> NoReturn:

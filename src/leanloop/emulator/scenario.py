@@ -24,7 +24,8 @@ A step with branches but no reply of its own is skipped when none matches, so "r
 one step of branches followed by the next step. Conditions in ``when`` (all must hold) look at the user turn the
 request ends with (consecutive user messages are one turn, as the API merges them): ``tool_error`` (true/false: a
 tool_result has ``is_error: true``), ``result_contains`` (text in a tool result), ``user_contains`` (text anywhere in
-the turn). Values are checked when the file is loaded. The full format: docs/emulator.md.
+the turn; ``role: "system"`` messages are not part of it). Values are checked when the file is loaded. The full
+format: docs/emulator.md.
 
 The policy is a pure function of the request: it finds its step by replaying its own choices over the assistant turns
 already in ``messages``. So a run can be repeated, and a thousand concurrent conversations share one scenario.
@@ -86,11 +87,15 @@ class Condition:
 
 
 def user_turn(messages: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """The blocks of the user messages ``messages`` ends with, merged as the API merges them."""
+    """The blocks of the user messages ``messages`` ends with, merged as the API merges them.
+
+    ``role: "system"`` messages among them are stepped over, not part of the turn: Claude Code on Opus 4.8 ends its
+    requests with one after the user's prompt or tool results.
+    """
     start = len(messages)
-    while start > 0 and messages[start - 1].get("role") == "user":
+    while start > 0 and messages[start - 1].get("role") in ("user", "system"):
         start -= 1
-    return [block for message in messages[start:] for block in content_blocks(message)]
+    return [block for m in messages[start:] if m.get("role") == "user" for block in content_blocks(m)]
 
 
 @dataclass(frozen=True, slots=True)
