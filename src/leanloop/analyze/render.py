@@ -204,6 +204,8 @@ def print_import_log(log: ImportLog, console: Console) -> None:
     for reason, count in sorted(log.skipped.items()):
         if reason != "files of unknown format":
             console.print(f"[dim]not model calls: {count:,} {reason}[/]")
+    if log.repeated_paths:
+        console.print(f"[dim]read once: {_plural(log.repeated_paths, 'file')} named more than once[/]")
 
 
 def print_misses(result: MissReport, console: Console, *, limit: int = 50) -> None:
