@@ -178,13 +178,15 @@ class _Conversations:
     def __init__(self) -> None:
         self.nodes: dict[str, _Node] = {}
         self.chains: dict[str, _Chain] = {}
+        self._lines = 0
+        self._seen: dict[str, int] = {}  # run -> the line count when it was last seen
 
     def add_line(self, data: Mapping[str, Any], run_id: str) -> None:
         uuid = data.get("uuid")
         parent = data.get("parentUuid")
         parent = parent if isinstance(parent, str) else None
         kind = str(data.get("type"))
-        chain = self.chains.setdefault(run_id, _Chain())
+        chain = self._chain(run_id)
         message = data.get("message")
         node = _Node(parent, sys.intern(kind))
         if kind in ("user", "assistant") and isinstance(message, Mapping):
@@ -210,16 +212,26 @@ class _Conversations:
             if kind in ("user", "assistant"):
                 node.text = f"[a line of {size:,} bytes, not read]"
             self._keep(uuid, node)
-        self.chains.setdefault(run_id, _Chain())
+        self._chain(run_id)
+
+    def _chain(self, run_id: str) -> _Chain:
+        self._lines += 1
+        self._seen[run_id] = self._lines
+        return self.chains.setdefault(run_id, _Chain())
 
     def _keep(self, uuid: str, node: _Node) -> None:
+        """Keep the node; past twice the window, drop all but the last ``NODE_WINDOW`` lines and the current paths
+        of the runs seen among them (a run idle that long is done, or will be followed afresh)."""
         self.nodes[uuid] = node
-        if len(self.nodes) > 2 * NODE_WINDOW:
-            on_paths = {u for chain in self.chains.values() for u in chain.uuids}
-            recent = list(self.nodes.items())[-NODE_WINDOW:]
-            kept = {u: self.nodes[u] for u in on_paths if u in self.nodes}
-            kept.update(recent)
-            self.nodes = kept
+        if len(self.nodes) <= 2 * NODE_WINDOW:
+            return
+        idle = [run for run, seen in self._seen.items() if seen < self._lines - NODE_WINDOW]
+        for run in idle:
+            del self._seen[run]
+            self.chains.pop(run, None)
+        kept = {u: self.nodes[u] for chain in self.chains.values() for u in chain.uuids if u in self.nodes}
+        kept.update(list(self.nodes.items())[-NODE_WINDOW:])
+        self.nodes = kept
 
     @staticmethod
     def _user_events(data: Mapping[str, Any], text: str, chain: _Chain) -> None:
@@ -235,7 +247,7 @@ class _Conversations:
     def call_context(self, parent: str | None, run_id: str) -> dict[str, Any]:
         """Notes for a call whose request ends at ``parent``: events since the run's previous call, a prefix
         change if the conversation was rewritten, and the estimated tokens of the messages sent."""
-        chain = self.chains.setdefault(run_id, _Chain())
+        chain = self._chain(run_id)
         walked: list[str] = []
         cursor = parent
         seen = 0
@@ -308,6 +320,7 @@ class ClaudeCodeImport:
         self._done: set[_Key] = set()
         self._first_request: dict[int, int | None] = {}  # message id -> the request id first seen with it
         self._iterations: Counter[str] = Counter()
+        self._cwd: dict[str, str] = {}  # run -> its working directory (the project), as last seen
         self._conversations = _Conversations()
 
     def start_file(self) -> None:
@@ -324,6 +337,9 @@ class ClaudeCodeImport:
         if kind not in CLAUDE_CODE_LINE_TYPES:
             return f"unknown line type {kind!r} (ignored)"
         run_id = _run_id(data)
+        cwd = data.get("cwd")
+        if isinstance(cwd, str) and self._cwd.get(run_id) != cwd:
+            self._cwd[run_id] = sys.intern(cwd)
         if kind != "assistant":
             if self.content:
                 self._conversations.add_line(data, run_id)
@@ -385,7 +401,6 @@ class ClaudeCodeImport:
         if self.content:
             parent = data.get("parentUuid")
             notes = self._conversations.call_context(parent if isinstance(parent, str) else None, run_id)
-        cwd = data.get("cwd")
         self._open[key] = _Call(
             message_id=message_id,
             request_id=request_id,
@@ -396,7 +411,7 @@ class ClaudeCodeImport:
             path=path,
             line=line,
             stop_reason=stop_reason,
-            project=sys.intern(cwd) if isinstance(cwd, str) else None,
+            project=self._cwd.get(run_id),
             notes=notes,
         )
         self.count += 1
