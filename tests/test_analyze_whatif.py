@@ -17,7 +17,7 @@ from leanloop.analyze.prompts import growth_prompts
 from leanloop.analyze.render import print_whatif
 from leanloop.analyze.report import cost_text, usd_text
 from leanloop.analyze.sources import ImportLog, iter_calls
-from leanloop.analyze.whatif import STRATEGIES, whatif
+from leanloop.analyze.whatif import STRATEGIES, WhatIfSimulation, whatif
 from leanloop.cachesim import CacheSim
 from leanloop.cli import app
 from leanloop.pricing import Pricing
@@ -245,3 +245,16 @@ def test_monthly_cost_per_strategy_at_the_observed_rate_and_at_a_given_volume() 
         assert result.per_month(name) == strategy.cost.total / 10 * 30
     volume = whatif(calls, pricing=PRICING, runs_per_day=100)
     assert volume.per_month("no_cache") == volume.strategies["no_cache"].cost.total / 2 * 100 * 30
+
+
+def test_a_log_of_many_sessions_keeps_only_the_sessions_still_going() -> None:
+    simulation = WhatIfSimulation(pricing=PRICING)
+    hours = 3 * 3600.0
+    for k in range(1200):  # 1,200 runs of two calls, one starting every 3 hours, all in one stream
+        for call in trace_calls(2, start=1_770_000_000.0 + hours * k):
+            simulation.add(replace(call, run_id=f"r{k}"))
+    assert simulation.open_runs <= 600  # closed as they go idle, not all kept to the end
+    again = replace(trace_calls(1, start=1_770_000_000.0 + hours * 1300)[0], run_id="r0")  # r0 comes back
+    simulation.add(again)
+    result = simulation.result()
+    assert (result.runs, result.calls) == (1200, 2401)  # r0 is still one run

@@ -691,3 +691,23 @@ def test_an_openhands_array_whose_first_event_is_huge(shared_data: Path, tmp_pat
     path.write_text(json.dumps(events))
     assert detect_format(path) == "openhands"
     assert len(load(path)[0]) == 4
+
+
+def test_a_long_session_is_followed_in_bounded_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from leanloop.analyze import claude_code
+
+    monkeypatch.setattr(claude_code, "NODE_WINDOW", 40)
+    path = write_jsonl(tmp_path / "s.jsonl", session_lines("s1", 400))  # a few thousand lines, never compacted
+    importer = ClaudeCodeImport(content=True)
+    records: list[CallRecord] = []
+    for number, line in enumerate(json.loads(text) for text in path.read_text().splitlines()):
+        importer.feed(line, path=str(path), line=number + 1)
+        records.extend(importer.ready())
+        conversations = importer._conversations  # pyright: ignore[reportPrivateUsage]
+        assert len(conversations.nodes) <= 4 * 40 + 10
+        assert all(len(chain.uuids) <= 2 * 40 for chain in conversations.chains.values())
+    records.extend(importer.end_file())
+    assert len(records) == 400
+    assert not any("prefix_change" in r.notes for r in records)  # the conversation only grew
+    tokens = [r.notes["message_tokens"] for r in records]
+    assert tokens == sorted(tokens) and tokens[-1] > tokens[0]  # and is still counted in full

@@ -266,7 +266,7 @@ def test_period_cost_per_day_and_run_and_a_30_day_projection(tool_heavy: Path) -
     volume = runner.invoke(app, ["report", str(tool_heavy), "--format", "json", "--runs-per-day", "40"])
     assert json.loads(volume.stdout)["projection"]["projected_30_days_usd"] == pytest.approx(0.2266455 * 40 * 30)
     table = runner.invoke(app, ["report", str(tool_heavy)], env={"COLUMNS": "150"}).stdout
-    assert "Projected 30 days: $6.7994 (cost over the 1 calendar day" in " ".join(table.split())
+    assert "Projected 30 days: $6.7994 (1 calendar day observed, first to last call" in " ".join(table.split())
     bad = runner.invoke(app, ["report", str(tool_heavy), "--runs-per-day", "0"])
     assert bad.exit_code == 2 and "must be a positive number of runs" in bad.output
 

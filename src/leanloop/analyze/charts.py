@@ -132,12 +132,18 @@ def _day_bars(rows: Sequence[CallRow]) -> Bars:
     return Bars(bars, "day", 1, ticks, "day (UTC), idle days included")
 
 
-def _nice_ceiling(value: float) -> float:
-    """The smallest 1/2/2.5/5 x 10^k at or above ``value``."""
+def _money_scale(value: float) -> tuple[float, list[tuple[float, str]]]:
+    """The top of a dollar axis for values up to ``value``, and its ticks: round steps (1, 2, 2.5 or 5 x 10^k),
+    3 to 6 of them, labelled with as many decimals as they need (``$62.5``, ``$0.025``)."""
     if value <= 0:
-        return 1.0
-    scale = 10 ** math.floor(math.log10(value))
-    return next(step * scale for step in (1, 2, 2.5, 5, 10) if value <= step * scale * (1 + 1e-12))
+        value = 1.0
+    scale = 10 ** math.floor(math.log10(value / 6))
+    step = next(m * scale for m in (1, 2, 2.5, 5, 10, 20) if value / (m * scale) <= 6)
+    count = math.ceil(value / step - 1e-9)
+    values = [step * k for k in range(count + 1)]
+    decimals = next((d for d in range(7) if all(abs(round(v, d) - v) < 1e-9 * max(step, 1e-9) for v in values)), 6)
+    decimals = max(decimals, 2) if step < 1 else decimals  # cents, as money is written
+    return values[-1], [(v, f"${v:,.{decimals}f}") for v in values]
 
 
 def _y(value: float, top: float) -> float:
@@ -170,13 +176,6 @@ def _svg(body: list[str], title: str) -> str:
     )
 
 
-def _money_ticks(top: float) -> list[tuple[float, str]]:
-    """Five dollar ticks from 0 to ``top``, with as many decimals as they need (``$62.5``, ``$0.025``)."""
-    values = [top * k / 4 for k in range(5)]
-    decimals = next((d for d in range(5) if all(abs(round(v, d) - v) < 1e-9 for v in values)), 4)
-    return [(v, f"${v:,.{decimals}f}") for v in values]
-
-
 def _bar_x(index: int, count: int) -> float:
     """The centre of bar ``index`` of ``count``."""
     return _LEFT + (index + 0.5) * _PLOT_W / max(count, 1)
@@ -203,11 +202,11 @@ def _run_marks(bars: Sequence[_Bar]) -> list[str]:
 
 def stacked_chart(bars: Bars) -> str:
     """Cost per bar, segments in billing order."""
-    top = _nice_ceiling(max((b.total for b in bars.bars), default=0.0))
+    top, money = _money_scale(max((b.total for b in bars.bars), default=0.0))
     step = _PLOT_W / max(len(bars.bars), 1)
     width = max(step * 0.8, 0.6)
     x_ticks = [(_bar_x(i, len(bars.bars)), label) for i, label in bars.ticks]
-    body = _frame(_money_ticks(top), top, x_ticks, bars.caption)
+    body = _frame(money, top, x_ticks, bars.caption)
     body += _run_marks(bars.bars)
     for index, bar in enumerate(bars.bars):
         x = _LEFT + index * step + (step - width) / 2
@@ -256,6 +255,7 @@ def _polyline(points: Sequence[tuple[float, float, str]], color: str, *, dots: b
         parts.extend(
             f'<circle cx="{x:.2f}" cy="{y:.2f}" r="3" fill="{color}"><title>{escape(tip)}</title></circle>'
             for x, y, tip in points
+            if tip
         )
     return "".join(parts)
 
@@ -289,7 +289,7 @@ def cumulative_chart(rows: Sequence[CallRow]) -> str:
         running += row.cost.priced_total
         points.append((row.started_at or 0.0, running))
     timed = all(row.started_at is not None for row in rows) and rows and points[-1][0] > points[0][0]
-    top = _nice_ceiling(running)
+    top, money = _money_scale(running)
     if timed:
         start, end = points[0][0], points[-1][0]
 
@@ -299,14 +299,14 @@ def cumulative_chart(rows: Sequence[CallRow]) -> str:
         x_ticks = [(x_of(moment), label) for moment, label in _time_ticks(start, end)]
         caption = "time (UTC)"
         xs = [x_of(moment) for moment, _ in points]
-        body_start = [(x_of(start), _y(0.0, top), "start")]
+        body_start = [(x_of(start), _y(0.0, top), "")]
     else:
         step = _nice_step(len(rows))
         xs = [_bar_x(i, len(rows)) for i in range(len(rows))]
         x_ticks = [(xs[i - 1], f"{i:,}") for i in range(1, len(rows) + 1) if i == 1 or i % step == 0]
         caption = "calls, in time order"
         body_start = []
-    body = _frame(_money_ticks(top), top, x_ticks, caption)
+    body = _frame(money, top, x_ticks, caption)
     every = max(1, -(-len(points) // _MAX_POINTS))
     chosen = [*range(0, len(points), every), len(points) - 1] if points else []
     line = body_start + [

@@ -138,23 +138,39 @@ class _Node:
 
 @dataclass
 class _Chain:
-    """The messages sent by the latest call of one run, in order (uuids of content lines)."""
+    """The messages sent by the latest call of one run, in order (uuids of content lines), at absolute positions
+    (``messages.N``). Only the last ``NODE_WINDOW`` or so are kept: ``base`` is the position of the first kept."""
 
+    base: int = 0
     uuids: list[str] = field(default_factory=list[str])
-    index: dict[str, int] = field(default_factory=dict[str, int])
-    tokens: list[int] = field(default_factory=list[int])  # cumulative
+    index: dict[str, int] = field(default_factory=dict[str, int])  # uuid -> absolute position
+    tokens: list[int] = field(default_factory=list[int])  # cumulative, from position 0
     events: list[str] = field(default_factory=list[str])
 
+    def __len__(self) -> int:
+        return self.base + len(self.uuids)
+
+    def uuid_at(self, position: int) -> str:
+        return self.uuids[position - self.base]
+
     def truncate(self, keep: int) -> None:
-        for uuid in self.uuids[keep:]:
+        """Keep positions before ``keep`` (``keep`` is never inside the part no longer kept but 0)."""
+        cut = max(keep - self.base, 0)
+        for uuid in self.uuids[cut:]:
             del self.index[uuid]
-        del self.uuids[keep:]
-        del self.tokens[keep:]
+        del self.uuids[cut:], self.tokens[cut:]
+        if keep == 0:
+            self.base = 0
 
     def append(self, uuid: str, tokens: int) -> None:
-        self.index[uuid] = len(self.uuids)
+        self.index[uuid] = len(self)
         self.uuids.append(uuid)
         self.tokens.append((self.tokens[-1] if self.tokens else 0) + tokens)
+        if len(self.uuids) > 2 * NODE_WINDOW:  # a long session never compacted: forget its oldest messages
+            for old in self.uuids[:NODE_WINDOW]:
+                del self.index[old]
+            del self.uuids[:NODE_WINDOW], self.tokens[:NODE_WINDOW]
+            self.base += NODE_WINDOW
 
     def note(self, event: str) -> None:
         if event not in self.events:
@@ -180,6 +196,7 @@ class _Conversations:
         self.chains: dict[str, _Chain] = {}
         self._lines = 0
         self._seen: dict[str, int] = {}  # run -> the line count when it was last seen
+        self._limit = 2 * NODE_WINDOW
 
     def add_line(self, data: Mapping[str, Any], run_id: str) -> None:
         uuid = data.get("uuid")
@@ -220,10 +237,11 @@ class _Conversations:
         return self.chains.setdefault(run_id, _Chain())
 
     def _keep(self, uuid: str, node: _Node) -> None:
-        """Keep the node; past twice the window, drop all but the last ``NODE_WINDOW`` lines and the current paths
-        of the runs seen among them (a run idle that long is done, or will be followed afresh)."""
+        """Keep the node; past the limit, drop all but the last ``NODE_WINDOW`` lines and the current paths of the
+        runs seen among them (a run idle that long is done, or will be followed afresh). The limit then doubles what
+        is kept, so dropping costs O(1) per line."""
         self.nodes[uuid] = node
-        if len(self.nodes) <= 2 * NODE_WINDOW:
+        if len(self.nodes) <= self._limit:
             return
         idle = [run for run, seen in self._seen.items() if seen < self._lines - NODE_WINDOW]
         for run in idle:
@@ -232,6 +250,7 @@ class _Conversations:
         kept = {u: self.nodes[u] for chain in self.chains.values() for u in chain.uuids if u in self.nodes}
         kept.update(list(self.nodes.items())[-NODE_WINDOW:])
         self.nodes = kept
+        self._limit = max(2 * NODE_WINDOW, 2 * len(kept))
 
     @staticmethod
     def _user_events(data: Mapping[str, Any], text: str, chain: _Chain) -> None:
@@ -266,7 +285,7 @@ class _Conversations:
         if chain.events:
             notes["events"] = list(chain.events)
             chain.events.clear()
-        if keep < len(chain.uuids) and not lost:
+        if keep < len(chain) and not lost:
             notes["prefix_change"] = self._change(chain, keep, walked[-1] if walked else None)
         chain.truncate(keep)
         for uuid in reversed(walked):
@@ -275,14 +294,16 @@ class _Conversations:
         return notes
 
     def _change(self, chain: _Chain, position: int, new_uuid: str | None) -> dict[str, Any]:
-        old = self.nodes[chain.uuids[position]]
-        new = self.nodes[new_uuid] if new_uuid is not None else None
+        old = self.nodes.get(chain.uuid_at(position)) if position >= chain.base else None
+        new = self.nodes.get(new_uuid) if new_uuid is not None else None
+        before = old.text if old is not None else None
         return text_change(
             index=position,
             path=f"messages.{position}",
             section="messages",
-            before=old.text or "",
+            before=before or "",
             after=new.text if new is not None else None,
+            known=before is not None,
         )
 
 

@@ -1,8 +1,10 @@
 """``leanloop report``, ``leanloop explain`` and ``leanloop whatif``: the analyzer's commands.
 
-Each reads traces (files or directory trees, any supported format, detected from content), then hands the calls
-to the pure code in ``report``, ``misses`` or ``whatif``. Machine-readable output (json, csv, html) goes to stdout
-or ``--output``; notes about the import (skipped files, unusable lines, unknown models) go to stderr.
+Each reads traces (files or directory trees, any supported format, detected from content) and streams the calls,
+as they are read, into the pure code in ``report``, ``misses`` or ``whatif`` (a run at a time: nothing keeps a whole
+log). Output (a table, json, csv, html) goes to stdout or ``--output``; notes about the import (skipped files,
+unusable lines, unknown models) go to stderr, whatever the format. On a terminal, large inputs get a progress bar
+(bytes read, calls processed).
 
 A path that cannot be read is one warning line and the rest is imported; an import that finds no model call at all
 is one line saying why, exit status 1. A bad price file (``LEANLOOP_PRICES``) is a ``ConfigError``, before any
@@ -65,7 +67,8 @@ class TextFormat(StrEnum):
 
 # readable=False: an unreadable path is a warning and the rest is imported, not a refusal of the whole command
 Paths = Annotated[
-    list[Path], typer.Argument(help="Trace files or directories (e.g. ~/.claude/projects).", readable=False)
+    list[Path],
+    typer.Argument(help="Trace files or directories (e.g. ~/.claude/projects).", readable=False, metavar="PATH"),
 ]
 Output = Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")]
 

@@ -89,18 +89,14 @@ class Projection:
     def method(self) -> str:
         """One line saying how the month was projected (or why it was not)."""
         if self.runs_per_day is not None:
-            return (
-                f"mean cost per run ({self.period.runs:,} runs observed) x {self.runs_per_day:g} runs a day x "
-                f"{DAYS_PER_MONTH} days"
-            )
+            runs = f"{self.period.runs:,} run{'s' if self.period.runs != 1 else ''}"
+            return f"mean cost per run ({runs} observed) x {self.runs_per_day:g} runs a day x {DAYS_PER_MONTH} days"
         days = self.period.days
         if days is None:
             return "the log has no timestamps: no observed rate (give --runs-per-day to project)"
-        rough = f"; only {days} day{'s' if days != 1 else ''} observed: a rough figure" if days < _SHORT else ""
-        return (
-            f"cost over the {days:,} calendar day{'s' if days != 1 else ''} from the first call to the last (idle "
-            f"days included) x {DAYS_PER_MONTH} days{rough}"
-        )
+        rough = "; under a week observed: a rough figure" if days < _SHORT else ""
+        observed = f"{days:,} calendar day{'s' if days != 1 else ''}"
+        return f"{observed} observed, first to last call, idle days counted: cost / {days:,} x {DAYS_PER_MONTH}{rough}"
 
     def to_dict(self, cost: Decimal | None) -> dict[str, Any]:
         def usd(value: Decimal | None) -> float | None:

@@ -51,6 +51,10 @@ def _when(moment: float | None) -> str:
     return text[5:16].replace("T", " ") if text else "-"
 
 
+def _moment(moment: float) -> str:
+    return (iso_time(moment) or "")[:16].replace("T", " ")
+
+
 def _table(title: str, columns: Iterable[str], left: int = 1) -> Table:
     """The first ``left`` columns hold text (they wrap when the terminal is narrow); the others hold numbers
     (they never wrap nor get cut)."""
@@ -175,11 +179,11 @@ def _print_projection(report: Report, console: Console) -> None:
         return
     total = cost.priced_total
     if period.first_at is not None and period.last_at is not None:
-        span = f"{_when(period.first_at)} to {_when(period.last_at)} UTC"
+        span = f"{_moment(period.first_at)} to {_moment(period.last_at)} UTC"
         console.print(f"Observed: {span}, {_plural(period.days or 0, 'calendar day')}, {_plural(period.runs, 'run')}")
     per_day, per_run, month = projection.per_day(total), projection.per_run(total), projection.per_month(total)
     if per_run is not None:
-        parts = [f"{usd_text(per_run)} per run"]
+        parts = [f"{usd_text(per_run)} per run (mean)"]
         if per_day is not None:
             parts.append(f"{usd_text(per_day)} per day")
         console.print(", ".join(parts))
@@ -308,7 +312,8 @@ def print_whatif(result: WhatIf, console: Console) -> None:
             f"{ratio:.2f}x" if ratio is not None else "-",
         )
     if not wide:
-        table.caption = "* estimate  ^ upper bound (see batch below)"
+        marks = ["* estimate"] if any(s.estimated for s in result.strategies.values()) else []
+        table.caption = "  ".join(marks + (["^ upper bound (see batch below)"] if result.batch_calls else []))
     console.print(table)
     console.print(f"- $/month: {result.projection.method}")
     for note in result.assumptions:

@@ -1,10 +1,13 @@
-"""Where the money went: tokens and cost by kind, per call, per run, per model and per day.
+"""Where the money went: tokens and cost by kind, per call, per run, per model, per project and per day, and the
+observed period with a 30-day projection (``projection``).
 
 ``build_report`` consumes CallRecords as a stream and keeps one small row per call (no message content), so its
 memory grows with the number of calls, not with the size of the logs they came from. Costs are the ones each
 record carries (every importer prices each request on its own, at its own time); they are only ever added up.
 
-Cache hit rate is ``cache read / all input tokens`` (input + cache writes + cache reads).
+Cache hit rate is ``cache read / all input tokens`` (input + cache writes + cache reads). A call's project is its
+Claude Code session's working directory (what names its directory under ``~/.claude/projects``), else the
+directory of its file.
 
 A call to a model without a price has an unknown cost, never $0: its cost is null (JSON) or empty (CSV), and a
 total over it is null too, with ``cost_usd_priced`` (the priced part), ``unpriced_calls`` and ``unknown_models``.

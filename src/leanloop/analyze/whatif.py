@@ -23,7 +23,8 @@ keep their price. For the others the log cannot tell, so the batch row prices th
 bound, not a recommendation: an agent loop's calls depend on each other, so n calls are n batches in a row.
 
 Streamed (``WhatIfSimulation``): calls are simulated as they are read, a run's calls in the order the log lists
-them; per open run only its cache state and the blocks of its current prompt are kept.
+them; per open run only its cache state and the blocks of its current prompt are kept, and a run idle for two
+hours (its cache long expired) is closed.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ _CACHING: dict[str, TTL] = {"system_tools": "5m", "rolling_5m": "5m", "rolling_1
 _SPACING_S = 10.0  # between calls whose log has no timestamps
 _RUN_GAP_S = 86_400.0
 _UNTIMED_EPOCH = 1e11  # runs without timestamps are placed far from any real one, a day apart
+_IDLE_S = 2 * 3600.0  # a run idle this long has nothing left in any cache (the longest TTL is 1 h)
+_IDLE_CHECK_EVERY = 512
 _NOT_A_SUMMARY = frozenset({"tool_use", "max_tokens", "pause_turn"})  # a run cut off, not a final answer
 
 
@@ -322,6 +325,9 @@ class WhatIfSimulation:
         self._open: dict[str, _Run] = {}
         self._shared = {name: CacheSim() for name in _CACHING}  # for runs with recorded blocks and real times
         self._untimed = 0
+        self._runs: set[str] = set()
+        self._latest = 0.0
+        self._since_check = 0
 
     def add(self, record: CallRecord) -> None:
         recorded = self.strategies["as_recorded"]
@@ -346,6 +352,24 @@ class WhatIfSimulation:
         self.strategies["batch"].add(hour, self.pricing.cost(prompt.model, hour, batch=batch, at=at))
         self._hold(run, _Held(record, prompt, start, head_end, usage_of["rolling_5m"], Cost()))
         run.calls += 1
+        self._close_idle(start)
+
+    @property
+    def open_runs(self) -> int:
+        """Runs whose simulation state is kept (the others were idle long enough to be closed)."""
+        return len(self._open)
+
+    def _close_idle(self, now: float) -> None:
+        """Close the runs idle for longer than any cache entry lives (all of theirs have expired): a log of many
+        sessions keeps only the ones still going. One that resumes later is simulated from there as a new run."""
+        self._latest = max(self._latest, now)
+        self._since_check += 1
+        if self._since_check < _IDLE_CHECK_EVERY:
+            return
+        self._since_check = 0
+        idle = [run_id for run_id, run in self._open.items() if run.clock < self._latest - _IDLE_S]
+        for run_id in idle:
+            self._final_call(self._open.pop(run_id))
 
     def _open_run(self, record: CallRecord) -> _Run:
         timed = record.started_at is not None
@@ -364,7 +388,9 @@ class WhatIfSimulation:
             )
             self.estimated = True
         self._open[record.run_id] = run
-        self.period.runs += 1
+        if record.run_id not in self._runs:
+            self._runs.add(record.run_id)
+            self.period.runs += 1
         return run
 
     def _warm(self, run: _Run, record: CallRecord, prompt: Prompt, head_end: int | None, start: float) -> None:
