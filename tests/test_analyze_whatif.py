@@ -116,6 +116,9 @@ def test_whatif_json(shared_data: Path) -> None:
     assert (recorded["cost_usd"], recorded["vs_recorded"]) == (pytest.approx(0.45065955), 1.0)
     assert data["strategies"]["rolling_5m"]["estimated"] is True
     assert data["strategies"]["no_cache"]["estimated"] is False
+    for strategy in data["strategies"].values():  # one day observed: 30 of them
+        assert strategy["usd_per_month"] == pytest.approx(strategy["cost_usd"] * 30)
+    assert data["projection"]["period"]["days"] == 1
     assert data["assumptions"]
     table = runner.invoke(app, ["whatif", str(path)])
     assert table.exit_code == 0 and "rolling cache 5m (leanloop default)" in table.stdout

@@ -108,7 +108,8 @@ def cost_bars(rows: Sequence[CallRow]) -> Bars:
         ticks = [(i - 1, f"{i:,}") for i in range(1, len(rows) + 1) if i == 1 or i % step == 0]
         return Bars(bars, "call", 1, ticks, "calls, numbered in time order (dashed lines: a new run starts)")
     timed = [r.started_at for r in rows if r.started_at is not None]
-    if len(timed) == len(rows) and _day_key(max(timed)) - _day_key(min(timed)) + 1 >= _MIN_DAYS:
+    days = _day_key(max(timed)) - _day_key(min(timed)) + 1 if timed else 0
+    if len(timed) == len(rows) and _MIN_DAYS <= days <= MAX_BARS:
         return _day_bars(rows)
     size = -(-len(rows) // MAX_BARS)
     bars = [

@@ -54,7 +54,7 @@ STRATEGIES: dict[str, str] = {
     "rolling_5m": "rolling cache 5m (leanloop default)",
     "rolling_1h": "rolling cache 1h",
     "cheaper_summary": "rolling 5m, final call on a cheaper model",
-    "batch": "rolling 1h + Batch API where nobody waits (upper bound)",
+    "batch": "rolling 1h + Batch API where nobody waits",
 }
 _CACHING: dict[str, TTL] = {"system_tools": "5m", "rolling_5m": "5m", "rolling_1h": "1h"}
 _SPACING_S = 10.0  # between calls whose log has no timestamps
