@@ -1,12 +1,14 @@
-"""Analyzer throughput and memory on a generated large Claude Code log.
+"""Analyzer throughput and memory on large Claude Code logs, and whatif's cost per call as the log grows.
 
 Generates a realistic session log (assistant messages split into one line per content block with their usage
-repeated and growing, progress lines, tool results of varied size), then, in a fresh process per measurement:
-import + report + JSON output (what ``leanloop report --format json`` does), and import with message contents +
-explain + whatif. Prints MB/s, calls/s and peak memory (max RSS, and its growth over the interpreter's own), and
-writes benchmarks/results/analyze.json.
+repeated and growing, progress lines, tool results of varied size, a cache miss from a changed system prompt every
+few calls), or measures the logs given with ``--log``. In a fresh process per measurement it runs what ``leanloop
+report --format json``, ``leanloop explain --format json`` and ``leanloop whatif`` do, and prints MB/s, calls/s and
+peak memory (max RSS, as ``/usr/bin/time -v`` reports it, and its growth over the interpreter's own). Then whatif on
+generated logs of 1x, 2x and 4x the calls: the time per call must stay flat (linear in calls). Writes
+benchmarks/results/analyze.json.
 
-Run: .venv/bin/python benchmarks/bench_analyze.py [--mb 200]
+Run: .venv/bin/python benchmarks/bench_analyze.py [--mb 200] [--log BIG.jsonl ...] [--scale-mb 25]
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import warnings
 from pathlib import Path
 
 from leanloop.analyze.misses import find_misses
-from leanloop.analyze.report import build_report, write_json
+from leanloop.analyze.report import build_report, write_json, write_json_listing
 from leanloop.analyze.sources import ImportLog, iter_calls
 from leanloop.analyze.whatif import whatif
 
@@ -63,6 +65,7 @@ def generate(path: Path, megabytes: int, seed: int = 7) -> int:
             calls += 1
             stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(start + 9 * calls))
             message, request = f"msg_{calls:08d}", f"req_{calls:08d}"
+            read = prompt if calls % 4 else int(prompt * 0.7)  # a changed system prompt: only part of it is read
             if calls % 300 == 1:  # a new human prompt now and then; compaction keeps prompts bounded
                 prompt = 18_000 if prompt > 150_000 else prompt
                 uuid = f"u{calls}"
@@ -79,7 +82,7 @@ def generate(path: Path, megabytes: int, seed: int = 7) -> int:
                 )
                 parent = uuid
             new = rng.randint(200, 4000)
-            usage = _usage(prompt, new, 1)
+            usage = _usage(read, new + prompt - read, 1)
             prompt += new
             blocks = [{"type": "text", "text": " ".join(rng.choices(WORDS, k=rng.randint(5, 60)))}]
             blocks += [
@@ -87,8 +90,8 @@ def generate(path: Path, megabytes: int, seed: int = 7) -> int:
                 for k in range(rng.randint(1, 2))
             ]
             for k, block in enumerate(blocks):
-                if k == len(blocks) - 1:
-                    usage = _usage(usage["cache_read_input_tokens"], new, rng.randint(20, 400))  # type: ignore[arg-type]
+                if k == len(blocks) - 1:  # the last line of a message has its final, larger usage
+                    usage = _usage(read, new + prompt - read, rng.randint(20, 400))
                 uuid = f"a{calls}_{k}"
                 emit(
                     {
@@ -146,32 +149,40 @@ def _rss_mb() -> float:
 
 
 def measure(path: Path, mode: str) -> dict[str, object]:
-    """One measurement in this (fresh) process."""
+    """One measurement in this (fresh) process: what the command of that name does, output to /dev/null."""
     warnings.simplefilter("ignore")
     baseline = _rss_mb()
     size_mb = path.stat().st_size / 1e6
     log = ImportLog()
     began = time.perf_counter()
-    if mode == "report":
-        result = build_report(iter_calls([path], log), log)
-        calls = result.totals.calls
-        with open(os.devnull, "w") as sink:  # what `leanloop report --format json` writes, streamed
+    with open(os.devnull, "w") as sink:
+        if mode == "report":
+            result = build_report(iter_calls([path], log), log)
+            calls = result.totals.calls
             write_json(result, sink)
-        extra: dict[str, object] = {"cost_usd": float(result.totals.cost.total)}
-    else:
-        records = list(iter_calls([path], log, content=True))
-        calls = len(records)
-        misses = find_misses(records)
-        whatif(records)
-        extra = {"misses": len(misses.misses)}
+            extra: dict[str, object] = {"cost_usd": float(result.totals.cost.total)}
+        elif mode == "explain":
+            misses = find_misses(iter_calls([path], log, content=True))
+            calls = misses.calls
+            write_json_listing(
+                misses.to_dict(listed=False), "calls_that_missed", (m.to_dict() for m in misses.misses), sink
+            )
+            extra = {"misses": len(misses.misses)}
+        else:
+            what = whatif(iter_calls([path], log, content=True))
+            calls = what.calls
+            json.dump(what.to_dict(), sink)
+            extra = {"rolling_5m_usd": float(what.strategies["rolling_5m"].cost.total)}
     seconds = time.perf_counter() - began
     return {
         "mode": mode,
+        "log": path.name,
         "file_mb": round(size_mb, 1),
         "calls": calls,
         "seconds": round(seconds, 2),
         "mb_per_s": round(size_mb / seconds, 1),
         "calls_per_s": round(calls / seconds),
+        "us_per_call": round(1e6 * seconds / max(calls, 1)),
         "peak_rss_mb": round(_rss_mb(), 1),
         "rss_growth_mb": round(_rss_mb() - baseline, 1),
         "problems": log.problem_count,
@@ -179,36 +190,47 @@ def measure(path: Path, mode: str) -> dict[str, object]:
     }
 
 
+def _run(path: Path, mode: str) -> dict[str, object]:
+    done = subprocess.run(
+        [sys.executable, __file__, "--measure", str(path), mode], check=True, capture_output=True, text=True
+    )
+    row = json.loads(done.stdout)
+    print(
+        f"{mode:<8} {row['log']:<32} {row['file_mb']:>7} MB {row['calls']:>8,} calls {row['seconds']:>7} s "
+        f"{row['mb_per_s']:>6} MB/s {row['us_per_call']:>6} us/call  peak RSS {row['peak_rss_mb']} MB "
+        f"(+{row['rss_growth_mb']} MB over the interpreter)"
+    )
+    return row
+
+
+def _generated(megabytes: int) -> Path:
+    path = Path("/tmp") / f"leanloop-bench-claude-code-{megabytes}mb.jsonl"
+    if not path.exists():
+        began = time.perf_counter()
+        calls = generate(path, megabytes)
+        seconds = time.perf_counter() - began
+        print(f"generated {path} ({path.stat().st_size / 1e6:.0f} MB, {calls:,} calls) in {seconds:.0f} s")
+    return path
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--mb", type=int, default=200)
+    parser.add_argument("--mb", type=int, default=200, help="size of the generated log (without --log)")
+    parser.add_argument("--log", type=Path, action="append", help="measure these logs instead of a generated one")
+    parser.add_argument("--scale-mb", type=int, default=25, help="whatif scaling: logs of 1x, 2x and 4x this size")
     parser.add_argument("--measure", nargs=2, metavar=("PATH", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
         print(json.dumps(measure(Path(args.measure[0]), args.measure[1])))
         return 0
-    path = Path("/tmp") / f"leanloop-bench-claude-code-{args.mb}mb.jsonl"
-    if not path.exists():
-        began = time.perf_counter()
-        calls = generate(path, args.mb)
-        print(
-            f"generated {path} ({path.stat().st_size / 1e6:.0f} MB, {calls:,} calls) in "
-            f"{time.perf_counter() - began:.0f} s"
-        )
-    rows = []
-    for mode in ("report", "explain+whatif"):
-        done = subprocess.run(
-            [sys.executable, __file__, "--measure", str(path), mode], check=True, capture_output=True, text=True
-        )
-        row = json.loads(done.stdout)
-        rows.append(row)
-        print(
-            f"{mode:<15} {row['file_mb']:>6} MB {row['calls']:>8,} calls {row['seconds']:>6} s "
-            f"{row['mb_per_s']:>6} MB/s {row['calls_per_s']:>8,} calls/s  peak RSS {row['peak_rss_mb']} MB "
-            f"(+{row['rss_growth_mb']} MB over the interpreter)"
-        )
+    logs = args.log or [_generated(args.mb)]
+    rows = [_run(path, mode) for path in logs for mode in ("report", "explain", "whatif")]
+    print("whatif as the log grows (time per call must stay flat):")
+    scaling = [_run(_generated(args.scale_mb * k), "whatif") for k in (1, 2, 4)]
     OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(json.dumps({"generated_log": str(path), "rows": rows}, indent=2) + "\n")
+    OUT.write_text(
+        json.dumps({"logs": [str(p) for p in logs], "rows": rows, "whatif_scaling": scaling}, indent=2) + "\n"
+    )
     return 0
 
 

@@ -4,6 +4,7 @@ cost; on synthetic runs, on a Claude Code rewind, on the real logs, and on every
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from leanloop.analyze.misses import find_misses
 from leanloop.analyze.sources import ImportLog, detect_format, discover, iter_calls
 from leanloop.cli import app
 from leanloop.pricing import Pricing
-from leanloop.trace import BlockPrint, CallRecord
+from leanloop.trace import BlockPrint, CallRecord, TraceWriter
 from leanloop.usage import Usage
 from test_importers import assistant_line, usage, user_line, write_jsonl
 
@@ -205,3 +206,57 @@ def test_report_explain_and_whatif_run_on_every_shared_file(shared_data: Path) -
                     assert data["calls"] > 0 and "import" in data
     table = runner.invoke(app, ["explain", str(shared_data)])
     assert table.exit_code == 0 and "of 27 calls" in table.stdout
+
+
+def session_start(session: str, minute: int, *, read: int, write: int, cwd: str = "/home/user/app") -> list[Any]:
+    """The first call of a Claude Code main session (its system prompt + tools are about 20,000 tokens)."""
+    stamp = f"2026-02-10T10:{minute:02d}:00Z"
+    return [
+        user_line(session, f"{session}-u", None, "hello", cwd=cwd, timestamp=stamp),
+        assistant_line(
+            session,
+            f"{session}-a",
+            f"{session}-u",
+            f"m-{session}",
+            {"type": "text", "text": "hi"},
+            {**usage(5, read=read, write=write, split="5m"), "input_tokens": 10},
+            request_id=f"q-{session}",
+            timestamp=stamp,
+            cwd=cwd,
+        ),
+    ]
+
+
+def test_first_call_of_a_session_checked_against_the_previous_session_of_the_project(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "a.jsonl", session_start("s-a", 0, read=0, write=20_000))
+    write_jsonl(tmp_path / "b.jsonl", session_start("s-b", 2, read=0, write=20_000))  # 2 min later: it was warm
+    write_jsonl(tmp_path / "c.jsonl", session_start("s-c", 4, read=20_000, write=0))  # read it: fine
+    write_jsonl(tmp_path / "d.jsonl", session_start("s-d", 5, read=0, write=20_000, cwd="/home/user/other"))
+    write_jsonl(tmp_path / "e.jsonl", session_start("s-e", 30, read=0, write=20_000))  # 26 min later: expired
+    result = find_misses(iter_calls([tmp_path], ImportLog(), content=True), pricing=PRICING)
+    (miss,) = result.misses
+    assert (miss.run_id, miss.iteration, miss.cause) == ("s-b", 1, "prefix changed")
+    assert "previous session of this project" in miss.detail and "2m00s after run s-a" in miss.detail
+    assert miss.lost_tokens == 20_000  # what the previous session left cached (its head: about as big)
+
+
+def test_first_call_of_a_run_checked_against_an_earlier_run_with_the_same_tools(tmp_path: Path) -> None:
+    tools = BlockPrint("tools.0", "aa", 3000)
+    first = call(1, at=0, write_5m=5000, prefix=(tools, BlockPrint("system.0", "bb", 2000)))
+    second = call(1, at=60, write_5m=5000, prefix=(tools, BlockPrint("system.0", "b2", 2000)))
+    second = replace(second, run_id="r2")
+    result = find_misses([first, second], pricing=PRICING)
+    (miss,) = result.misses
+    assert (miss.run_id, miss.cause, miss.lost_tokens) == ("r2", "prefix changed", 5000)
+    assert miss.detail.startswith("system.0 changed (the log has its hash, not its text): 1m00s after run r")
+
+
+def test_explain_names_where_a_leanloop_call_is(tmp_path: Path) -> None:
+    trace = tmp_path / "run.jsonl"
+    prints = (BlockPrint("tools.0", "aa" * 8, 3000),)
+    with TraceWriter(trace) as writer:
+        writer.write_call(call(1, at=0, write_5m=5000, prefix=prints))
+        writer.write_call(call(2, at=400, write_5m=5000, prefix=prints))
+    result = runner.invoke(app, ["explain", str(trace)], env={"COLUMNS": "150"})
+    assert result.exit_code == 0, result.output
+    assert "r #2 (run.jsonl:call 2): ttl expired" in result.stdout

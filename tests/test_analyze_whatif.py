@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -14,15 +15,15 @@ from typer.testing import CliRunner
 from leanloop.analyze import estimate
 from leanloop.analyze.prompts import growth_prompts
 from leanloop.analyze.render import print_whatif
-from leanloop.analyze.report import cost_text
+from leanloop.analyze.report import cost_text, usd_text
 from leanloop.analyze.sources import ImportLog, iter_calls
-from leanloop.analyze.whatif import STRATEGIES, whatif
+from leanloop.analyze.whatif import STRATEGIES, WhatIfSimulation, whatif
 from leanloop.cachesim import CacheSim
 from leanloop.cli import app
 from leanloop.pricing import Pricing
-from leanloop.trace import BlockPrint, CallRecord
+from leanloop.trace import BlockPrint, CallRecord, TraceWriter
 from leanloop.usage import Usage
-from test_importers import assistant_line, usage, write_jsonl
+from test_importers import assistant_line, usage, user_line, write_jsonl
 
 runner = CliRunner()
 PRICING = Pricing()
@@ -48,12 +49,12 @@ def test_no_cache_is_exact_and_rolling_1h_reproduces_a_1h_session(shared_data: P
     assert list(result.strategies) == list(STRATEGIES)
 
 
-def test_rolling_5m_reproduces_a_5m_subagent_and_batch_halves_it(shared_data: Path) -> None:
+def test_rolling_5m_reproduces_a_5m_subagent(shared_data: Path) -> None:
     result = whatif(records(shared_data / "claude-code-sessions" / "subagent_sonnet45.jsonl"), pricing=PRICING)
     assert result.ratio("rolling_5m") == pytest.approx(1.0, abs=0.01)
     assert result.ratio("no_cache") == pytest.approx(4.5, abs=0.1)
     rolling_1h, batch = result.strategies["rolling_1h"].cost.total, result.strategies["batch"].cost.total
-    assert batch == rolling_1h / 2  # a sub-agent is not interactive: every call at batch rates
+    assert batch == rolling_1h  # its parent session waits for a sub-agent: nothing can go through the Batch API
     summary = result.strategies["cheaper_summary"]
     assert summary.cost.total != result.strategies["rolling_5m"].cost.total
     assert any("claude-haiku-4-5" in note for note in result.assumptions)
@@ -115,6 +116,9 @@ def test_whatif_json(shared_data: Path) -> None:
     assert (recorded["cost_usd"], recorded["vs_recorded"]) == (pytest.approx(0.45065955), 1.0)
     assert data["strategies"]["rolling_5m"]["estimated"] is True
     assert data["strategies"]["no_cache"]["estimated"] is False
+    for strategy in data["strategies"].values():  # one day observed: 30 of them
+        assert strategy["usd_per_month"] == pytest.approx(strategy["cost_usd"] * 30)
+    assert data["projection"]["period"]["days"] == 1
     assert data["assumptions"]
     table = runner.invoke(app, ["whatif", str(path)])
     assert table.exit_code == 0 and "rolling cache 5m (leanloop default)" in table.stdout
@@ -130,10 +134,12 @@ def test_whatif_table_fits_80_columns_without_cutting_a_number(shared_data: Path
     cells = " ".join(text.split())
     for name, strategy in result.strategies.items():
         usage = strategy.usage
-        numbers = [f"{n:,}" for n in (usage.cache_write_tokens, usage.cache_read_tokens, usage.output_tokens)]
+        numbers = [f"{n:,}" for n in (usage.cache_write_tokens, usage.cache_read_tokens)]
         ratio = result.ratio(name)
-        assert f" {name} " in cells
-        assert " ".join([*numbers, cost_text(strategy.cost), f"{ratio:.2f}x"]) in cells
+        month = result.per_month(name)
+        assert f" {name}{'*' if strategy.estimated and name != 'as_recorded' else ''} " in cells
+        assert month is not None  # one day observed: the month at that rate
+        assert " ".join([*numbers, cost_text(strategy.cost), usd_text(month), f"{ratio:.2f}x"]) in cells
 
 
 def test_an_unpriced_model_is_unknown_and_named(tmp_path: Path) -> None:
@@ -148,3 +154,110 @@ def test_an_unpriced_model_is_unknown_and_named(tmp_path: Path) -> None:
     table = runner.invoke(app, ["whatif", str(path)]).stdout
     (row,) = [line for line in table.splitlines() if line.lstrip().startswith("as_recorded")]
     assert row.split()[-2:] == ["unknown", "-"]
+
+
+def test_rewritten_blocks_keep_short_names_however_many_rewrites() -> None:
+    """A rewrite renames blocks from their original name: the work per call does not grow with earlier rewrites."""
+    calls = 300
+    rewrites = dict.fromkeys(range(1, calls), 0)  # every call rewrote everything (a system prompt with a clock)
+    prompts = growth_prompts(["m"] * calls, [("tools", 3000), ("system", 2000)], [100] * calls, rewrites=rewrites)
+    assert max(len(block.canonical) for prompt in prompts for block in prompt.blocks) < 60
+    assert prompts[-1].prefix_hashes[0] != prompts[-2].prefix_hashes[0]  # still a new version each time
+
+
+def two_calls_after_a_gap(tmp_path: Path, gap_minutes: int) -> Path:
+    """A session whose first call found 20,000 tokens cached, then a second call ``gap_minutes`` later."""
+    lines = [
+        user_line("s", "u0", None, "go"),
+        assistant_line(
+            "s", "a0", "u0", "m0", {"type": "text", "text": "x"}, usage(5, read=20_000, write=500, split="1h"),
+            request_id="r0", timestamp="2026-02-10T10:00:00Z",
+        ),
+        user_line("s", "u1", "a0", "more", timestamp="2026-02-10T10:00:30Z"),
+        assistant_line(
+            "s", "a1", "u1", "m1", {"type": "text", "text": "y"}, usage(5, read=20_500, write=300, split="1h"),
+            request_id="r1", timestamp=f"2026-02-10T10:{gap_minutes:02d}:00Z",
+        ),
+    ]  # fmt: skip
+    return write_jsonl(tmp_path / "s.jsonl", lines)
+
+
+def test_the_warm_start_lives_under_each_strategys_own_ttl(tmp_path: Path) -> None:
+    result = whatif(records(two_calls_after_a_gap(tmp_path, 20)), pricing=PRICING)
+    five, hour = result.strategies["rolling_5m"].usage, result.strategies["rolling_1h"].usage
+    assert hour.cache_read_tokens >= 2 * 20_000  # read at both calls
+    assert five.cache_read_tokens < 20_000 + 1000  # 20 minutes later the 5m entries are gone
+
+
+def test_batch_only_where_nobody_waited_and_said_to_be_an_upper_bound(shared_data: Path, tmp_path: Path) -> None:
+    for path in (
+        shared_data / "claude-code-sessions" / "tool_heavy_opus46.jsonl",
+        shared_data / "agent-trajectories" / "openhands_basic_gui_mode.json",  # a GUI session awaiting its user
+    ):
+        result = whatif(records(path), pricing=PRICING)
+        assert result.batch_calls == 0
+        assert result.strategies["batch"].cost.total == result.strategies["rolling_1h"].cost.total
+        assert any("does not apply" in note for note in result.assumptions)
+    trace = tmp_path / "run.jsonl"
+    calls = trace_calls(4)
+    with TraceWriter(trace) as writer:
+        for call in calls:
+            writer.write_call(call)
+    out = runner.invoke(app, ["whatif", str(trace), "--format", "json"])
+    data = json.loads(out.stdout)
+    batch = data["strategies"]["batch"]
+    assert (batch["upper_bound"], batch["batch_calls"]) == (True, 4)
+    assert batch["cost_usd"] == pytest.approx(data["strategies"]["rolling_1h"]["cost_usd"] / 2)
+    assert any("upper bound, not a recommendation" in note for note in data["assumptions"])
+    table = runner.invoke(app, ["whatif", str(trace)], env={"COLUMNS": "150"}).stdout
+    assert "upper bound" in table
+
+
+def trace_calls(count: int, *, start: float = 1_770_000_000.0, stop: str = "end_turn") -> list[CallRecord]:
+    head = (BlockPrint("tools.0", "aa" * 8, 3000), BlockPrint("system.0", "bb" * 8, 2000))
+    out: list[CallRecord] = []
+    history: tuple[BlockPrint, ...] = ()
+    for i in range(count):
+        history = (*history, BlockPrint(f"messages.{i}.content.0", f"{i:016x}", 400))
+        use = Usage(input_tokens=5000 + 400 * (i + 1) + 3, output_tokens=50)
+        cost = PRICING.cost("claude-sonnet-4-6", use)
+        reason = stop if i == count - 1 else "tool_use"
+        out.append(
+            CallRecord("claude-sonnet-4-6", use, cost, i + 1, "r", started_at=start + 20 * i, stop_reason=reason,
+                       prefix=(*head, *history))
+        )  # fmt: skip
+    return out
+
+
+def test_cheaper_summary_only_moves_a_final_answer_after_earlier_calls() -> None:
+    one = whatif(trace_calls(1), pricing=PRICING)
+    assert one.strategies["cheaper_summary"].cost.total == one.strategies["rolling_5m"].cost.total
+    cut = whatif(trace_calls(3, stop="tool_use"), pricing=PRICING)  # stopped on a tool call: not a summary
+    assert cut.strategies["cheaper_summary"].cost.total == cut.strategies["rolling_5m"].cost.total
+    done = whatif(trace_calls(3), pricing=PRICING)
+    assert done.strategies["cheaper_summary"].cost.total != done.strategies["rolling_5m"].cost.total
+
+
+def test_monthly_cost_per_strategy_at_the_observed_rate_and_at_a_given_volume() -> None:
+    calls = trace_calls(3) + [
+        replace(c, run_id="r2", started_at=(c.started_at or 0) + 9 * 86_400) for c in trace_calls(3)
+    ]
+    result = whatif(calls, pricing=PRICING)  # two runs, ten calendar days apart (first and last day counted)
+    assert result.projection.period.days == 10
+    for name, strategy in result.strategies.items():
+        assert result.per_month(name) == strategy.cost.total / 10 * 30
+    volume = whatif(calls, pricing=PRICING, runs_per_day=100)
+    assert volume.per_month("no_cache") == volume.strategies["no_cache"].cost.total / 2 * 100 * 30
+
+
+def test_a_log_of_many_sessions_keeps_only_the_sessions_still_going() -> None:
+    simulation = WhatIfSimulation(pricing=PRICING)
+    hours = 3 * 3600.0
+    for k in range(1200):  # 1,200 runs of two calls, one starting every 3 hours, all in one stream
+        for call in trace_calls(2, start=1_770_000_000.0 + hours * k):
+            simulation.add(replace(call, run_id=f"r{k}"))
+    assert simulation.open_runs <= 600  # closed as they go idle, not all kept to the end
+    again = replace(trace_calls(1, start=1_770_000_000.0 + hours * 1300)[0], run_id="r0")  # r0 comes back
+    simulation.add(again)
+    result = simulation.result()
+    assert (result.runs, result.calls) == (1200, 2401)  # r0 is still one run

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -56,7 +57,10 @@ def test_subagent_sonnet45_known_values_priced_per_call(shared_data: Path) -> No
     assert cost.total.quantize(Decimal("0.0000001"), ROUND_HALF_UP) == Decimal("0.4506596")  # exact: 0.45065955
     summed = Pricing().cost("claude-sonnet-4-5-20250929", usage)  # pricing the sum crosses the 200K tier: wrong
     assert summed.total > Decimal("1.5") * cost.total
-    assert all(r.run_id.endswith("/agent-a2898e3") and r.notes["interactive"] is False for r in records)
+    assert all(r.run_id.endswith("/agent-a2898e3") for r in records)
+    # a sub-agent's result is awaited by the session that started it, and that session by its user
+    assert all(r.notes["interactive"] is True for r in records)
+    assert {r.notes["project"] for r in records} == {"/home/USER/projects/spotter-worktrees/spotter-dov"}
 
 
 def test_streamed_recording_takes_final_usage_from_message_delta(shared_data: Path) -> None:
@@ -581,3 +585,129 @@ def test_compaction_and_slash_commands_are_noted_on_the_next_call(tmp_path: Path
     assert records[-1].notes["events"] == ["compaction", "/model"]
     assert "prefix_change" in records[-1].notes  # the chain restarted at the summary
     assert records[-1].notes["message_tokens"] < records[0].notes["message_tokens"] + 50
+
+
+# --- paths named more than once, one bad element, huge lines, other OpenHands layouts ---------------------------
+
+
+def demo_trace(path: Path, calls: int = 3) -> Path:
+    prints = (BlockPrint("tools.0", "aa" * 8, 900), BlockPrint("system.0", "bb" * 8, 1200))
+    with TraceWriter(path) as writer:
+        for i in range(calls):
+            use = Usage(input_tokens=3, cache_write_5m_tokens=2100, output_tokens=50)
+            cost = Pricing().cost("claude-sonnet-4-6", use)
+            record = CallRecord("claude-sonnet-4-6", use, cost, i + 1, "r1", started_at=1e9 + i, prefix=prints)
+            writer.write_call(record)
+    return path
+
+
+def test_overlapping_paths_are_read_once_whatever_the_format(shared_data: Path, tmp_path: Path) -> None:
+    trajectories = shared_data / "agent-trajectories"
+    records, log = load(trajectories, trajectories / "openhands_basic_gui_mode.json")
+    assert len(records) == 4
+    assert [f.path.name for f in log.files] == ["openhands_basic_gui_mode.json"]
+    recordings = shared_data / "anthropic-recordings"
+    assert len(load(recordings, recordings)[0]) == 7
+    trace = demo_trace(tmp_path / "ll" / "demo.jsonl")
+    assert len(load(trace, tmp_path / "ll" / ".." / "ll" / "demo.jsonl")[0]) == 3
+    (tmp_path / "ll" / "latest.jsonl").symlink_to(trace)  # a link to a file of the same tree
+    records, log = load(tmp_path / "ll", trace)
+    assert len(records) == 3
+    assert log.repeated_paths == 2
+
+
+def test_one_bad_element_of_an_openhands_array_is_reported_and_the_rest_imported(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    events = json.loads((shared_data / "agent-trajectories" / "openhands_basic_gui_mode.json").read_text())
+    lines = json.dumps(events, indent=2).split("\n")
+    lines[len(lines) // 3] += " @@@"  # one corrupted line a third of the way in
+    path = tmp_path / "trajectory.json"
+    path.write_text("\n".join(lines))
+    records, log = load(path)
+    assert len(records) == 4  # each response is attached to two events: the other copy still counts
+    (problem,) = log.problems
+    assert problem.path == str(path)
+    assert re.search(r"array element \d+ is not valid JSON .*: skipped, reading went on at line \d+", problem.message)
+    compact = tmp_path / "compact.json"
+    compact.write_text(json.dumps(events).replace('"id": 5,', '"id": 5 oops,', 1))
+    records, log = load(compact)
+    assert len(records) == 4
+    assert "array element 5 " in log.problems[0].message
+
+
+def huge_first_line_session(shared_data: Path, path: Path, size: int) -> Path:
+    """A real session whose first line is a user message with a pasted screenshot of ``size`` bytes."""
+    lines = (shared_data / "claude-code-sessions" / "tool_heavy_opus46.jsonl").read_text().splitlines()
+    first = json.loads(lines[3])
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "A" * size}}
+    first["message"] = {"role": "user", "content": [image]}
+    path.write_text(json.dumps(first) + "\n" + "\n".join(lines) + "\n")
+    return path
+
+
+def test_a_huge_first_line_does_not_hide_a_claude_code_session(shared_data: Path, tmp_path: Path) -> None:
+    path = huge_first_line_session(shared_data, tmp_path / "s.jsonl", 17_000_000)
+    assert detect_format(path) == "claude_code"
+    records, log = load(path)
+    assert len(records) == 4 and log.problem_count == 0
+
+
+def test_a_line_over_the_limit_is_skipped_with_a_report(
+    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from leanloop.analyze import reading
+
+    monkeypatch.setattr(reading, "LINE_LIMIT", 64 << 10)
+    path = huge_first_line_session(shared_data, tmp_path / "s.jsonl", 200_000)
+    records, log = load(path, content=True)
+    assert len(records) == 4
+    (problem,) = log.problems
+    assert problem.line == 1 and "longer than" in problem.message and "skipped" in problem.message
+
+
+def test_openhands_event_store_and_trajectory_wrapper(shared_data: Path, tmp_path: Path) -> None:
+    events = json.loads((shared_data / "agent-trajectories" / "openhands_basic_gui_mode.json").read_text())
+    store = tmp_path / "sessions" / "abc" / "events"
+    store.mkdir(parents=True)
+    for event in events:  # one event per file, named by id (so 10.json sorts before 2.json)
+        (store / f"{event['id']}.json").write_text(json.dumps(event))
+    records, log = load(tmp_path / "sessions")
+    assert len(records) == 4 and log.problem_count == 0
+    assert {r.run_id for r in records} == {"abc"}
+    assert [r.iteration for r in records] == [1, 2, 3, 4]
+    wrapped = tmp_path / "wrapped.json"
+    wrapped.write_text(json.dumps({"trajectory": events}, indent=2))
+    assert detect_format(wrapped) == "openhands"
+    records, log = load(wrapped)
+    assert len(records) == 4 and log.problem_count == 0
+
+
+def test_an_openhands_array_whose_first_event_is_huge(shared_data: Path, tmp_path: Path) -> None:
+    events = json.loads((shared_data / "agent-trajectories" / "openhands_basic_gui_mode.json").read_text())
+    events[0] = {"id": 0, "timestamp": events[0]["timestamp"], "source": "environment", "message": "x" * 3_000_000}
+    events[0]["observation"] = "agent_state_changed"  # after the long message: beyond what detection reads
+    path = tmp_path / "trajectory.json"
+    path.write_text(json.dumps(events))
+    assert detect_format(path) == "openhands"
+    assert len(load(path)[0]) == 4
+
+
+def test_a_long_session_is_followed_in_bounded_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from leanloop.analyze import claude_code
+
+    monkeypatch.setattr(claude_code, "NODE_WINDOW", 40)
+    path = write_jsonl(tmp_path / "s.jsonl", session_lines("s1", 400))  # a few thousand lines, never compacted
+    importer = ClaudeCodeImport(content=True)
+    records: list[CallRecord] = []
+    for number, line in enumerate(json.loads(text) for text in path.read_text().splitlines()):
+        importer.feed(line, path=str(path), line=number + 1)
+        records.extend(importer.ready())
+        conversations = importer._conversations  # pyright: ignore[reportPrivateUsage]
+        assert len(conversations.nodes) <= 4 * 40 + 10
+        assert all(len(chain.uuids) <= 2 * 40 for chain in conversations.chains.values())
+    records.extend(importer.end_file())
+    assert len(records) == 400
+    assert not any("prefix_change" in r.notes for r in records)  # the conversation only grew
+    tokens = [r.notes["message_tokens"] for r in records]
+    assert tokens == sorted(tokens) and tokens[-1] > tokens[0]  # and is still counted in full

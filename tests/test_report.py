@@ -18,6 +18,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from leanloop.analyze import cli as analyze_cli
+from leanloop.analyze import reading
 from leanloop.analyze.claude_code import ClaudeCodeImport
 from leanloop.analyze.html import render_html
 from leanloop.analyze.render import print_report
@@ -25,7 +26,7 @@ from leanloop.analyze.report import CSV_COLUMNS, build_report, cost_text
 from leanloop.analyze.sources import ImportLog, iter_calls
 from leanloop.cli import app
 from leanloop.pricing import Pricing, UnknownModelWarning
-from test_importers import assistant_line, fake_claude_projects, usage, write_jsonl
+from test_importers import assistant_line, fake_claude_projects, session_lines, usage, write_jsonl
 
 runner = CliRunner()
 KNOWN = {
@@ -105,7 +106,8 @@ def test_html_groups_calls_when_there_are_many() -> None:
     for number, line in enumerate(lines, 1):
         importer.feed(line, path="x", line=number)
     page = render_html(build_report(importer.records()))
-    assert "Each bar groups 3 neighbouring calls" in page
+    assert "Cost per group of 3 calls, by component" in page
+    assert "calls, in time order (3 per bar)" in page
     assert page.count("<svg") == 3
 
 
@@ -228,15 +230,115 @@ def test_report_tables_fit_80_columns_without_cutting_a_number(shared_data: Path
     assert " unknown " in cells and " $0.7781+? " in cells
 
 
-def test_progress_bar_advances_on_large_inputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = write_jsonl(tmp_path / "s.jsonl", [assistant_line("s", "u", None, "m", {"type": "text"}, usage(1))])
+def test_the_progress_bar_moves_with_the_bytes_read_and_the_calls_processed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_jsonl(tmp_path / "s.jsonl", session_lines("s1", 300))
     monkeypatch.setattr(analyze_cli, "_PROGRESS_BYTES", 1)
-    seen: list[int] = []
-    console = Console(file=io.StringIO(), force_terminal=True)
-    with analyze_cli._progress([path], console) as advance:  # pyright: ignore[reportPrivateUsage]
-        assert advance is not None
-        advance(10)
-        seen.append(10)
-    with analyze_cli._progress([path], Console(file=io.StringIO())) as advance:  # pyright: ignore[reportPrivateUsage]
-        assert advance is None  # not a terminal: no bar
-    assert seen == [10]
+    monkeypatch.setattr(analyze_cli, "_REFRESH_S", 0.0)  # draw on every update
+    monkeypatch.setattr(analyze_cli, "_CALLS_PER_UPDATE", 10)
+    monkeypatch.setattr(reading, "_REPORT_EVERY", 8192)
+    for command in ("report", "explain", "whatif"):
+        screen = io.StringIO()
+        console = Console(file=screen, force_terminal=True, width=150)
+        monkeypatch.setattr(analyze_cli, "_stderr", lambda console=console: console)
+        result = runner.invoke(app, [command, str(path), "--format", "json"])
+        assert result.exit_code == 0, result.output
+        drawn = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue())
+        assert "reading 1 file " in drawn
+        calls = [int(n.replace(",", "")) for n in re.findall(r"([\d,]+) calls", drawn)]
+        assert len(set(calls)) >= 5 and calls == sorted(calls), (command, calls)  # it moved, forwards
+        done = [float(n) for n in re.findall(r"([\d.]+)/[\d.]+ [kM]B", drawn)]
+        assert len(set(done)) >= 5 and done == sorted(done), (command, done)
+    quiet = Console(file=io.StringIO())  # not a terminal: no bar
+    with analyze_cli._progress([path], quiet) as bar:  # pyright: ignore[reportPrivateUsage]
+        assert bar.on_bytes is None
+
+
+def test_period_cost_per_day_and_run_and_a_30_day_projection(tool_heavy: Path) -> None:
+    data = json.loads(runner.invoke(app, ["report", str(tool_heavy), "--format", "json"]).stdout)
+    projection = data["projection"]
+    assert projection["period"]["days"] == 1 and projection["period"]["runs"] == 1
+    assert projection["period"]["first_call_at"] == "2026-02-10T22:57:57Z"
+    assert projection["cost_per_day_usd"] == pytest.approx(0.2266455)
+    assert projection["projected_30_days_usd"] == pytest.approx(0.2266455 * 30)
+    assert "calendar day" in projection["method"] and "rough" in projection["method"]
+    volume = runner.invoke(app, ["report", str(tool_heavy), "--format", "json", "--runs-per-day", "40"])
+    assert json.loads(volume.stdout)["projection"]["projected_30_days_usd"] == pytest.approx(0.2266455 * 40 * 30)
+    table = runner.invoke(app, ["report", str(tool_heavy)], env={"COLUMNS": "150"}).stdout
+    assert "Projected 30 days: $6.7994 (1 calendar day observed, first to last call" in " ".join(table.split())
+    bad = runner.invoke(app, ["report", str(tool_heavy), "--runs-per-day", "0"])
+    assert bad.exit_code == 2 and "must be a positive number of runs" in bad.output
+
+
+def test_runs_and_costs_per_project(tmp_path: Path) -> None:
+    projects = fake_claude_projects(tmp_path)
+    data = json.loads(runner.invoke(app, ["report", str(projects), "--format", "json"]).stdout)
+    assert set(data["by_project"]) == {"/home/user/project"}  # every fake session ran in one working directory
+    other = tmp_path / "other.jsonl"
+    write_jsonl(
+        other, [{**line, "cwd": "/home/user/lib"} if "cwd" in line else line for line in session_lines("s9", 2)]
+    )
+    data = json.loads(runner.invoke(app, ["report", str(projects), str(other), "--format", "json"]).stdout)
+    assert {p: (v["runs"], v["calls"]) for p, v in data["by_project"].items()} == {
+        "/home/user/project": (4, 8),
+        "/home/user/lib": (1, 2),
+    }
+    table = runner.invoke(app, ["report", str(projects), str(other)], env={"COLUMNS": "150"}).stdout
+    assert "By project" in table and "/home/user/lib" in table
+
+
+def test_import_notes_go_to_stderr_in_every_format(tmp_path: Path) -> None:
+    lines: list[object] = [*session_lines("s1", 2), "{broken"]
+    path = write_jsonl(tmp_path / "s.jsonl", lines)
+    for output_format in ("table", "json", "csv", "html"):
+        result = runner.invoke(app, ["report", str(path), "--format", output_format])
+        assert result.exit_code == 0, result.output
+        assert "unusable lines" in result.stderr
+        assert (
+            "unusable lines" not in result.stdout
+            and "s.jsonl:" + str(len(lines)) not in result.stdout.split("<h2>Import notes")[0]
+        )
+
+
+def test_csv_costs_are_plain_decimals(tool_heavy: Path) -> None:
+    text = runner.invoke(app, ["report", str(tool_heavy), "--format", "csv"]).stdout
+    assert "e-0" not in text
+    (first, *_) = list(csv.DictReader(io.StringIO(text)))
+    assert first["input_usd"] == "0.000015"
+
+
+def test_html_charts_have_ticks_time_order_across_files_and_the_cache_misses(shared_data: Path, tmp_path: Path) -> None:
+    sessions = shared_data / "claude-code-sessions"
+    out = tmp_path / "r.html"
+    # the sub-agent file sorts before the opus session but ran two days later
+    args = ["report", str(sessions / "subagent_sonnet45.jsonl"), str(sessions / "tool_heavy_opus46.jsonl")]
+    assert runner.invoke(app, [*args, "--format", "html", "-o", str(out)]).exit_code == 0
+    page = out.read_text()
+    body = page.split("<h2>All calls, in time order</h2>")[1]
+    assert body.index("d6e0bada #1") < body.index("4d5611e5/agent-a2898e3 #1")
+    charts = re.findall(r"<svg.*?</svg>", page, re.DOTALL)
+    assert len(charts) == 3
+    for chart in charts:
+        ticks = re.findall(r'text-anchor="middle">([^<]+)</text>', chart)
+        assert len(ticks) >= 3, ticks  # tick labels and the axis caption
+    assert ">16 calls<" not in page and 'text-anchor="middle">10</text>' in charts[0]  # call numbers
+    assert ">Feb 11 00:00<" in charts[1] and ">Feb 12 00:00<" in charts[1]  # the cumulative cost against time
+    assert "<h2>Cache misses: $0.0759 lost</h2>" in page
+    assert "prefix changed" in page and "/mcp ran just before" in page
+    assert "projected for 30 days" in page
+
+
+def test_html_shows_many_calls_over_several_days_per_day() -> None:
+    importer = ClaudeCodeImport()
+    for i in range(900):
+        stamp = f"2026-02-{10 + i // 300:02d}T10:{(i % 300) // 6:02d}:00Z"
+        line = assistant_line(
+            "s", f"u{i}", None, f"m{i}", {"type": "text"}, usage(5), request_id=f"r{i}", timestamp=stamp
+        )
+        importer.feed(line, path="x", line=i + 1)
+    page = render_html(build_report(importer.records()))
+    assert "Cost per day, by component" in page and "Cache hit rate per day" in page
+    assert "day (UTC), idle days included" in page
+    for day in ("Feb 10", "Feb 11", "Feb 12"):
+        assert f">{day}</text>" in page

@@ -41,10 +41,15 @@ def change_from_dict(data: Mapping[str, Any]) -> PrefixChange | None:
         return None
 
 
-def text_change(*, index: int, path: str, section: str, before: str, after: str | None) -> dict[str, Any]:
-    """The change of one block whose old and new texts are known (``after`` None: the block was removed)."""
+def text_change(
+    *, index: int, path: str, section: str, before: str, after: str | None, known: bool = True
+) -> dict[str, Any]:
+    """The change of one block whose old and new texts are known (``after`` None: the block was removed;
+    ``known=False``: the old text is no longer kept, only that it changed)."""
     if after is None:
         return change_to_dict(PrefixChange(index, path, section, "removed"))
+    if not known:
+        return change_to_dict(PrefixChange(index, path, section, "edited"))
     change = diff_texts([(path, before)], [(path, after)])
     if change is None:  # equal as far as the log keeps the texts (they are truncated): the difference is further on
         return change_to_dict(PrefixChange(index, path, section, "edited"))

@@ -1,8 +1,10 @@
 """``leanloop report``, ``leanloop explain`` and ``leanloop whatif``: the analyzer's commands.
 
-Each reads traces (files or directory trees, any supported format, detected from content), then hands the calls
-to the pure code in ``report``, ``misses`` or ``whatif``. Machine-readable output (json, csv, html) goes to stdout
-or ``--output``; notes about the import (skipped files, unusable lines, unknown models) go to stderr.
+Each reads traces (files or directory trees, any supported format, detected from content) and streams the calls,
+as they are read, into the pure code in ``report``, ``misses`` or ``whatif`` (a run at a time: nothing keeps a whole
+log). Output (a table, json, csv, html) goes to stdout or ``--output``; notes about the import (skipped files,
+unusable lines, unknown models) go to stderr, whatever the format. On a terminal, large inputs get a progress bar
+(bytes read, calls processed).
 
 A path that cannot be read is one warning line and the rest is imported; an import that finds no model call at all
 is one line saying why, exit status 1. A bad price file (``LEANLOOP_PRICES``) is a ``ConfigError``, before any
@@ -13,23 +15,32 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import warnings
-from collections.abc import Callable, Collection, Generator
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import IO, Annotated, Any, Protocol
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 
 from leanloop.analyze import whatif as whatif_model
 from leanloop.analyze.html import render_html
-from leanloop.analyze.misses import find_misses
+from leanloop.analyze.misses import MissFinder
 from leanloop.analyze.render import print_import_log, print_misses, print_report, print_whatif
-from leanloop.analyze.report import build_report, unpriced_warning, write_csv, write_json
-from leanloop.analyze.sources import ImportLog, count_lines, discover, iter_calls
+from leanloop.analyze.report import build_report, unpriced_warning, write_csv, write_json, write_json_listing
+from leanloop.analyze.sources import FileCalls, ImportLog, count_lines, discover, iter_files
 from leanloop.errors import ConfigError
 from leanloop.pricing import Pricing, UnknownModelWarning, default_pricing
 from leanloop.trace import CallRecord
@@ -38,6 +49,8 @@ __all__ = ["explain", "report", "whatif"]
 
 _PROGRESS_BYTES = 32 << 20  # show a progress bar from this much input on
 _PROGRESS_FILES = 200
+_CALLS_PER_UPDATE = 256
+_REFRESH_S = 0.1
 
 
 class ReportFormat(StrEnum):
@@ -54,7 +67,8 @@ class TextFormat(StrEnum):
 
 # readable=False: an unreadable path is a warning and the rest is imported, not a refusal of the whole command
 Paths = Annotated[
-    list[Path], typer.Argument(help="Trace files or directories (e.g. ~/.claude/projects).", readable=False)
+    list[Path],
+    typer.Argument(help="Trace files or directories (e.g. ~/.claude/projects).", readable=False, metavar="PATH"),
 ]
 Output = Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")]
 
@@ -109,34 +123,85 @@ def _checked(
         _warn(console, unpriced_warning(unknown, unpriced))
 
 
+class _Bar:
+    """What the commands tell the progress bar: bytes read (``on_bytes``) and calls processed (``call``)."""
+
+    def __init__(self, progress: Progress | None = None, task: TaskID | None = None) -> None:
+        self._progress = progress
+        self._task = task
+        self._calls = 0
+        self._refreshed = 0.0
+        self.on_bytes: Callable[[int], None] | None = self._bytes if progress is not None else None
+
+    def _bytes(self, count: int) -> None:
+        assert self._progress is not None
+        assert self._task is not None
+        self._progress.update(self._task, advance=count, calls=self._calls)
+        self._refresh()
+
+    def call(self) -> None:
+        self._calls += 1
+        if self._progress is not None and not self._calls % _CALLS_PER_UPDATE:
+            assert self._task is not None
+            self._progress.update(self._task, calls=self._calls)
+            self._refresh()
+
+    def _refresh(self) -> None:
+        now = time.monotonic()
+        if self._progress is not None and now - self._refreshed >= _REFRESH_S:
+            self._refreshed = now
+            self._progress.refresh()
+
+
 @contextmanager
-def _progress(files: list[Path], console: Console) -> Generator[Callable[[int], None] | None]:
-    """A byte progress bar on stderr for large inputs (and only on a terminal); yields its advance callback."""
+def _progress(files: list[Path], console: Console) -> Generator[_Bar]:
+    """A progress bar on stderr for large inputs (and only on a terminal): bytes read, and calls processed (which
+    is where explain and whatif spend their time)."""
     total = sum(path.stat().st_size for path in files)
     show = console.is_terminal and (total >= _PROGRESS_BYTES or len(files) >= _PROGRESS_FILES)
     if not show:
-        yield None
+        yield _Bar()
         return
     columns = (
-        TextColumn(f"reading {len(files):,} files"),
+        TextColumn(f"reading {len(files):,} file{'' if len(files) == 1 else 's'}"),
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
+        TextColumn("{task.fields[calls]:,} calls"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("read", total=total)
-
-        def advance(count: int) -> None:
-            progress.advance(task, count)
-
-        yield advance
+    with Progress(*columns, console=console, transient=True, auto_refresh=False) as progress:
+        yield _Bar(progress, progress.add_task("read", total=total, calls=0))
 
 
-def _load(paths: list[Path], log: ImportLog, console: Console, pricing: Pricing) -> list[CallRecord]:
+class _Consumer(Protocol):
+    """Takes the calls as they are read, and learns when the runs read so far are complete."""
+
+    def add(self, record: CallRecord) -> object: ...
+
+    def end_runs(self) -> None: ...
+
+
+def _records(units: Iterable[FileCalls], bar: _Bar, *consumers: _Consumer) -> Iterator[CallRecord]:
+    for unit in units:
+        for record in unit.calls:
+            for consumer in consumers:
+                consumer.add(record)
+            bar.call()
+            yield record
+        for consumer in consumers:
+            consumer.end_runs()
+
+
+def _stream(paths: list[Path], log: ImportLog, console: Console, pricing: Pricing, consumer: _Consumer) -> int:
+    """Read every call into ``consumer`` (explain, whatif), with message contents; returns how many there were."""
     files = _files(paths, log)
-    with _quiet_unknown_models(), _progress(files, console) as advance:
-        return list(iter_calls(paths, log, content=True, pricing=pricing, on_bytes=advance, files=files))
+    calls = 0
+    with _quiet_unknown_models(), _progress(files, console) as bar:
+        units = iter_files(paths, log, content=True, pricing=pricing, on_bytes=bar.on_bytes, files=files)
+        for _ in _records(units, bar, consumer):
+            calls += 1
+    return calls
 
 
 def _refuse_overwriting(output: Path | None, paths: list[Path], files: list[Path]) -> None:
@@ -177,40 +242,64 @@ def _dump(data: Any) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
-def report(
+RunsPerDay = Annotated[
+    float | None,
+    typer.Option(
+        "--runs-per-day",
+        help="Project the month at this many runs a day (mean cost per run x N x 30) instead of the observed rate.",
+    ),
+]
+
+
+def _checked_volume(runs_per_day: float | None) -> float | None:
+    if runs_per_day is not None and not runs_per_day > 0:
+        raise typer.BadParameter(
+            f"must be a positive number of runs, got {runs_per_day:g}", param_hint="--runs-per-day"
+        )
+    return runs_per_day
+
+
+def report(  # noqa: PLR0917 - a command: one parameter per option
     paths: Paths,
     output_format: Annotated[ReportFormat, typer.Option("--format", "-f", help="Output format.")] = ReportFormat.table,
     output: Output = None,
     top: Annotated[int, typer.Option(min=1, help="How many of the costliest calls to list.")] = 10,
     all_calls: Annotated[bool, typer.Option("--all-calls", help="List every call in the table.")] = False,
+    runs_per_day: RunsPerDay = None,
 ) -> None:
-    """Where the money went: tokens and cost by kind per call and per run, by model and by day, cache hit rate,
-    the costliest calls. Reads leanloop traces, Claude Code logs (~/.claude/projects), OpenHands trajectories and
-    API recordings."""
+    """Where the money went: tokens and cost by kind per call and per run, by model, by project and by day, cache
+    hit rate, the costliest calls, and a 30-day projection. Reads leanloop traces, Claude Code logs
+    (~/.claude/projects), OpenHands trajectories and API recordings."""
+    runs_per_day = _checked_volume(runs_per_day)
     stderr = _stderr()
     pricing = default_pricing()
     log = ImportLog()
     files = _files(paths, log)
     _refuse_overwriting(output, paths, files)
-    with _quiet_unknown_models(), _progress(files, stderr) as advance:
-        result = build_report(iter_calls(paths, log, pricing=pricing, on_bytes=advance, files=files), log)
+    html = output_format is ReportFormat.html
+    misses = MissFinder(pricing=pricing)  # the html report shows the cache misses too: it needs message contents
+    with _quiet_unknown_models(), _progress(files, stderr) as bar:
+        units = iter_files(paths, log, content=html, pricing=pricing, on_bytes=bar.on_bytes, files=files)
+        result = build_report(_records(units, bar, *((misses,) if html else ())), log)
+    result.runs_per_day = runs_per_day
     totals = result.totals
     _checked(paths, log, stderr, calls=totals.calls, unknown=totals.cost.unknown_models, unpriced=totals.unpriced_calls)
     if output_format is ReportFormat.table:
         if output is None:
             print_report(result, _stdout(), top=top, all_calls=all_calls)
-            return
-        with _opened(output) as file:
-            print_report(result, Console(file=file, width=160), top=top, all_calls=all_calls)
-        return
-    if output_format in (ReportFormat.json, ReportFormat.csv):
+        else:
+            with _opened(output) as file:
+                print_report(result, Console(file=file, width=160), top=top, all_calls=all_calls)
+    elif output_format in (ReportFormat.json, ReportFormat.csv):
         with _opened(output) as file:
             if output_format is ReportFormat.json:
                 write_json(result, file, top=top)
             else:
                 write_csv(result, file)
     else:
-        _write(render_html(result, title=_title(paths), top=top), output)
+        with _quiet_unknown_models():
+            missed = misses.result()
+        _write(render_html(result, title=_title(paths), top=top, misses=missed), output)
     print_import_log(log, stderr)
 
 
@@ -236,15 +325,16 @@ def explain(
     stderr = _stderr()
     pricing = default_pricing()
     log = ImportLog()
-    records = _load(paths, log, stderr, pricing)
+    finder = MissFinder(min_tokens=min_tokens, pricing=pricing)
+    calls = _stream(paths, log, stderr, pricing, finder)
     with _quiet_unknown_models():
-        result = find_misses(records, min_tokens=min_tokens, pricing=pricing)
-    _checked(paths, log, stderr, calls=len(records), unknown=result.total_cost.unknown_models, unpriced=None)
+        result = finder.result()
+    _checked(paths, log, stderr, calls=calls, unknown=result.total_cost.unknown_models, unpriced=None)
     if output_format is TextFormat.json:
-        _write(_dump({**result.to_dict(), "import": log.to_dict()}), None)
-        print_import_log(log, stderr)
-        return
-    print_misses(result, _stdout(), limit=limit)
+        head = {**result.to_dict(listed=False), "import": log.to_dict()}
+        write_json_listing(head, "calls_that_missed", (miss.to_dict() for miss in result.misses), sys.stdout)
+    else:
+        print_misses(result, _stdout(), limit=limit)
     print_import_log(log, stderr)
 
 
@@ -254,16 +344,19 @@ def whatif(
     summary_model: Annotated[
         str, typer.Option(help="The cheaper model for the final summarising call.")
     ] = whatif_model.DEFAULT_SUMMARY_MODEL,
+    runs_per_day: RunsPerDay = None,
 ) -> None:
     """The recorded workload re-priced under other strategies: no caching, system+tools only, rolling cache
-    (5m, 1h), a cheaper model for the final call, Batch API for non-interactive calls."""
+    (5m, 1h), a cheaper model for the final call, Batch API where nobody waits (an upper bound); with $/month."""
+    runs_per_day = _checked_volume(runs_per_day)
     stderr = _stderr()
     pricing = default_pricing()
     log = ImportLog()
-    records = _load(paths, log, stderr, pricing)
+    simulation = whatif_model.WhatIfSimulation(summary_model=summary_model, pricing=pricing, runs_per_day=runs_per_day)
+    calls = _stream(paths, log, stderr, pricing, simulation)
     with _quiet_unknown_models():
-        result = whatif_model.whatif(records, summary_model=summary_model, pricing=pricing)
-    _checked(paths, log, stderr, calls=len(records), unknown=result.unknown_models, unpriced=None)
+        result = simulation.result()
+    _checked(paths, log, stderr, calls=calls, unknown=result.unknown_models, unpriced=None)
     if output_format is TextFormat.json:
         _write(_dump({**result.to_dict(), "import": log.to_dict()}), None)
     else:

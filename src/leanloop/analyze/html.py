@@ -1,65 +1,66 @@
 """The HTML report: one self-contained file (inline CSS, inline SVG charts, no script, nothing fetched) that opens
-offline in any browser.
+offline in any browser and fits a 1400-pixel screen without scrolling sideways.
 
-Charts: cost per call stacked by component, cumulative cost, and cache hit rate per call. With more calls than a
-chart has room for, neighbouring calls are grouped into one bar (costs added, hit rate weighted by prompt tokens);
-the caption says so. Hovering a bar or point shows its numbers (SVG ``<title>``).
+From the top: what was spent, over which period, and the month at that rate; where the money went over time (cost
+by component, cumulative cost, cache hit rate: per call, per day or per group of calls, in time order across all
+files); what the cache misses cost and why (``explain``'s findings); then the tables: by kind, project, model, day,
+run, the costliest calls. Hovering a bar or point shows its numbers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from decimal import Decimal
 from html import escape
 
+from leanloop.analyze.charts import COLORS, cost_bars, cumulative_chart, hit_rate_chart, stacked_chart
+from leanloop.analyze.misses import Miss, MissReport, format_gap
+from leanloop.analyze.projection import Projection
 from leanloop.analyze.report import (
     COMPONENTS,
     CallRow,
     Report,
+    RunTotals,
     Totals,
     cost_text,
     iso_time,
+    short_model,
     short_run,
     short_source,
     unpriced_warning,
     usd_text,
 )
+from leanloop.usage import Usage
 
 __all__ = ["COLORS", "render_html"]
 
-COLORS: dict[str, str] = {
-    "input": "#4e79a7",
-    "cache_write_5m": "#f28e2b",
-    "cache_write_1h": "#e15759",
-    "cache_read": "#76b7b2",
-    "output": "#59a14f",
-}
-_WIDTH = 1100
-_HEIGHT = 260
-_LEFT = 70
-_RIGHT = 20
-_TOP = 16
-_BOTTOM = 34
-_MAX_BARS = 400
-_MAX_TABLE_CALLS = 2000
+_MAX_TABLE_CALLS = 500
+_MAX_RUNS = 25
+_MAX_MISSES = 15
 
 _CSS = """
-body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1160px;
-color:#1d2330;background:#fff}
-h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px}
-.sub{color:#5b6475;margin-bottom:16px}
-.cards{display:flex;gap:12px;flex-wrap:wrap}
-.card{border:1px solid #dde2ea;border-radius:8px;padding:10px 14px;min-width:140px}
-.card b{display:block;font-size:20px}.card span{color:#5b6475;font-size:12px}
-.scroll{overflow-x:auto}table{border-collapse:collapse;width:100%;font-size:13px}
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1240px;
+padding:0 16px;color:#1d2330;background:#fff}
+h1{font-size:24px;margin:0 0 2px}h2{font-size:18px;margin:34px 0 6px}
+.sub{color:#5b6475;margin-bottom:14px}
+.lead{font-size:16px;margin:10px 0 16px}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(180px,1fr));gap:12px}
+.card{border:1px solid #dde2ea;border-radius:8px;padding:10px 14px}
+.card b{display:block;font-size:21px}.card span{color:#5b6475;font-size:12px}
+.card.key{border-color:#4e79a7;background:#f5f8fc}
+table{border-collapse:collapse;width:100%;font-size:13px;margin-top:4px}
 th,td{padding:4px 8px;border-bottom:1px solid #eef0f4;text-align:right;white-space:nowrap}
-th:first-child,td:first-child,td.l,th.l{text-align:left}
+td.l,th.l,td.w,th.w{text-align:left}td.w{white-space:normal;overflow-wrap:anywhere;min-width:12em}
 th{background:#f6f7f9;font-weight:600}
-.legend{display:flex;gap:16px;font-size:12px;margin:4px 0 0 70px}
+.legend{display:flex;gap:18px;font-size:12px;margin:2px 0 0 76px;flex-wrap:wrap}
 .legend i{display:inline-block;width:11px;height:11px;border-radius:2px;margin-right:5px;vertical-align:-1px}
-.caption{color:#5b6475;font-size:12px;margin-left:70px}
+.caption,.note{color:#5b6475;font-size:12px}
+.caption{margin-left:76px}
 .warn{color:#9a5b00}
-svg text{font:11px system-ui,sans-serif;fill:#5b6475}
+svg{display:block}
+svg text{font:12px system-ui,sans-serif;fill:#5b6475}
+svg text.axis{fill:#1d2330}
+svg line.run{stroke:#9aa3b2;stroke-dasharray:3 3}
 """
 
 
@@ -67,138 +68,138 @@ def _pct(value: float) -> str:
     return f"{100 * value:.1f}%"
 
 
-@dataclass(frozen=True, slots=True)
-class _Bar:
-    label: str
-    parts: tuple[float, ...]  # USD per component, in COMPONENTS order
-    read: int
-    prompt: int
-    unpriced: bool  # a call in the bar has no price: ``parts`` leave it out
-
-    @property
-    def total(self) -> float:
-        return sum(self.parts)
-
-    @property
-    def hit_rate(self) -> float:
-        return self.read / self.prompt if self.prompt else 0.0
+def _plural(count: int, noun: str) -> str:
+    if count == 1:
+        return f"1 {noun}"
+    return f"{count:,} {noun}{'es' if noun.endswith(('s', 'sh', 'ch', 'x')) else 's'}"
 
 
-def _bars(calls: Sequence[CallRow]) -> tuple[list[_Bar], int]:
-    """One bar per call, or per group of neighbouring calls when there are more than ``_MAX_BARS``."""
-    size = max(1, -(-len(calls) // _MAX_BARS))
-    bars: list[_Bar] = []
-    for start in range(0, len(calls), size):
-        group = calls[start : start + size]
-        parts = tuple(sum(getattr(c.cost, attr) for c in group) for _, _, attr in COMPONENTS)
-        first = group[0]
-        label = f"calls {start + 1}-{start + len(group)}" if size > 1 else f"{first.run_id[:12]} #{first.iteration}"
-        read = sum(c.usage.cache_read_tokens for c in group)
-        prompt = sum(c.usage.prompt_tokens for c in group)
-        bars.append(_Bar(label, parts, read, prompt, unpriced=any(not c.cost.is_known for c in group)))
-    return bars, size
+def _row(cells: Sequence[str], classes: Sequence[str], tag: str = "td") -> str:
+    return "<tr>" + "".join(f"<{tag}{k}>{escape(c)}</{tag}>" for c, k in zip(cells, classes, strict=False)) + "</tr>"
 
 
-def _nice_ceiling(value: float) -> float:
-    """The smallest 1/2/2.5/5 x 10^k at or above ``value``."""
-    if value <= 0:
-        return 1.0
-    scale = 1.0
-    while scale * 10 < value:
-        scale *= 10
-    while scale > value:
-        scale /= 10
-    for step in (1, 2, 2.5, 5, 10):
-        if value <= step * scale + 1e-15:
-            return step * scale
-    return 10 * scale  # pragma: no cover
+def _table(
+    head: Sequence[str], rows: Sequence[Sequence[str]], text_columns: int = 1, wrap: tuple[int, ...] = ()
+) -> str:
+    """The first ``text_columns`` columns hold text (left-aligned; those in ``wrap`` wrap, long paths and
+    sentences); the others numbers."""
+    classes = [(" class=w" if i in wrap else " class=l") if i < text_columns else "" for i in range(len(head))]
+    body = "".join(_row(r, classes) for r in rows)
+    return "<table>" + _row(head, classes, "th") + body + "</table>"
 
 
-def _frame(ticks: Sequence[tuple[float, str]], y_of: float, x_label: str) -> list[str]:
-    """Axes, horizontal grid lines with labels, and the x-axis caption."""
-    plot_w = _WIDTH - _LEFT - _RIGHT
-    out: list[str] = []
-    for value, label in ticks:
-        y = _TOP + (1 - value / y_of) * (_HEIGHT - _TOP - _BOTTOM) if y_of else _HEIGHT - _BOTTOM
-        out.append(f'<line x1="{_LEFT}" x2="{_LEFT + plot_w}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eef0f4"/>')
-        out.append(f'<text x="{_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{escape(label)}</text>')
-    base = _HEIGHT - _BOTTOM
-    out.append(f'<line x1="{_LEFT}" x2="{_LEFT + plot_w}" y1="{base}" y2="{base}" stroke="#9aa3b2"/>')
-    out.append(f'<text x="{_LEFT + plot_w / 2:.0f}" y="{_HEIGHT - 8}" text-anchor="middle">{escape(x_label)}</text>')
-    return out
+def _totals_cells(totals: Totals) -> list[str]:
+    usage = totals.usage
+    tokens = [f"{getattr(usage, attribute):,}" for _, attribute, _ in COMPONENTS]
+    return [f"{totals.calls:,}", *tokens, _pct(totals.hit_rate), cost_text(totals.cost)]
 
 
-def _svg(body: list[str], title: str) -> str:
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {_WIDTH} {_HEIGHT}" width="100%" role="img" '
-        f'aria-label="{escape(title)}">' + "".join(body) + "</svg>"
-    )
+_TOTAL_HEAD = ("calls", "input", "write 5m", "write 1h", "read", "output", "hit rate", "cost")
+# Calls and runs: the prompt as a whole (input + writes + reads) and the part read from the cache; the split of
+# writes by TTL is in the totals tables.
+_CALL_HEAD = ("call", "source", "time (UTC)", "model", "prompt", "cache read", "cache write", "output", "hit", "cost")
+_RUN_HEAD = ("run", "project", "models", "first call (UTC)", "calls", "prompt", "output", "hit rate", "cost")
 
 
-def _money_ticks(top: float) -> list[tuple[float, str]]:
-    return [(top * k / 4, usd_text(top * k / 4)) for k in range(5)]
+def _when(moment: float | None) -> str:
+    return (iso_time(moment) or "-").replace("T", " ").rstrip("Z")
 
 
-def _stacked_cost_chart(bars: Sequence[_Bar]) -> str:
-    """Cost per call, one stacked bar per call, segments in billing order."""
-    top = _nice_ceiling(max((b.total for b in bars), default=0.0))
-    plot_w, plot_h = _WIDTH - _LEFT - _RIGHT, _HEIGHT - _TOP - _BOTTOM
-    step = plot_w / max(len(bars), 1)
-    width = max(step * 0.8, 0.6)
-    body = _frame(_money_ticks(top), top, "calls, in time order")
-    for index, bar in enumerate(bars):
-        x = _LEFT + index * step + (step - width) / 2
-        y = float(_TOP + plot_h)
-        tip = f"{bar.label}: {usd_text(bar.total)}{'+?' if bar.unpriced else ''}"
-        for (label, _, attribute), value in zip(COMPONENTS, bar.parts, strict=True):
-            if value <= 0:
-                continue
-            height = value / top * plot_h
-            y -= height
-            body.append(
-                f'<rect x="{x:.2f}" y="{y:.2f}" width="{width:.2f}" height="{height:.2f}" '
-                f'fill="{COLORS[attribute]}"><title>{escape(tip)} - {label} {usd_text(value)}</title></rect>'
-            )
-    return _svg(body, "cost per call by component")
+def _call_cells(row: CallRow) -> list[str]:
+    usage = row.usage
+    return [
+        f"{short_run(row.run_id)} #{row.iteration}",
+        short_source(row.source),
+        _when(row.started_at),
+        short_model(row.model),
+        *_prompt_cells(usage),
+        _pct(row.hit_rate),
+        cost_text(row.cost),
+    ]
 
 
-def _cumulative_cost_chart(bars: Sequence[_Bar]) -> str:
-    totals: list[float] = []
-    tips: list[str] = []
-    running = 0.0
-    unpriced = False
-    for bar in bars:
-        running += bar.total
-        unpriced = unpriced or bar.unpriced
-        totals.append(running)
-        tips.append(f"{bar.label}: {usd_text(running)}{'+?' if unpriced else ''} so far")
-    top = _nice_ceiling(running)
-    body = _frame(_money_ticks(top), top, "calls, in time order")
-    body.append(_polyline(totals, top, "#4e79a7", tips))
-    return _svg(body, "cumulative cost")
+def _run_cells(run: RunTotals) -> list[str]:
+    totals = run.totals
+    return [
+        short_run(run.run_id),
+        run.project,
+        ", ".join(short_model(m) for m in sorted(run.models)),
+        _when(run.first_at),
+        f"{totals.calls:,}",
+        f"{totals.usage.prompt_tokens:,}",
+        f"{totals.usage.output_tokens:,}",
+        _pct(totals.hit_rate),
+        cost_text(totals.cost),
+    ]
 
 
-def _hit_rate_chart(bars: Sequence[_Bar]) -> str:
-    rates = [bar.hit_rate for bar in bars]
-    ticks = [(k / 4, f"{25 * k}%") for k in range(5)]
-    body = _frame(ticks, 1.0, "calls, in time order")
-    tips = [f"{b.label}: {_pct(b.hit_rate)} of {b.prompt:,} prompt tokens read from cache" for b in bars]
-    body.append(_polyline(rates, 1.0, "#76b7b2", tips))
-    return _svg(body, "cache hit rate per call")
+def _prompt_cells(usage: Usage) -> list[str]:
+    return [
+        f"{usage.prompt_tokens:,}",
+        f"{usage.cache_read_tokens:,}",
+        f"{usage.cache_write_tokens:,}",
+        f"{usage.output_tokens:,}",
+    ]
 
 
-def _polyline(values: Sequence[float], top: float, color: str, tips: Sequence[str]) -> str:
-    plot_w, plot_h = _WIDTH - _LEFT - _RIGHT, _HEIGHT - _TOP - _BOTTOM
-    step = plot_w / max(len(values), 1)
-    points = [(_LEFT + (i + 0.5) * step, _TOP + (1 - (v / top if top else 0)) * plot_h) for i, v in enumerate(values)]
-    line = " ".join(f"{x:.2f},{y:.2f}" for x, y in points)
-    parts = [f'<polyline points="{line}" fill="none" stroke="{color}" stroke-width="2"/>']
-    if len(points) <= _MAX_BARS:
-        parts.extend(
-            f'<circle cx="{x:.2f}" cy="{y:.2f}" r="3" fill="{color}"><title>{escape(tip)}</title></circle>'
-            for (x, y), tip in zip(points, tips, strict=True)
-        )
-    return "".join(parts)
+def _time_ordered(report: Report) -> list[CallRow]:
+    """Every call across all files in time order; calls without a time after them, in the order read."""
+    timed = sorted((r for r in report.calls if r.started_at is not None), key=lambda r: r.started_at or 0.0)
+    return timed + [r for r in report.calls if r.started_at is None]
+
+
+def _card(value: str, label: str, *, key: bool = False) -> str:
+    return f'<div class="card{" key" if key else ""}"><b>{escape(value)}</b><span>{escape(label)}</span></div>'
+
+
+def _lost(misses: MissReport, total: Decimal) -> tuple[str, str, bool]:
+    """The card for what cache misses cost: never $0 for misses without a price."""
+    if not misses.misses:
+        return "none", "cache misses", False
+    priced = len(misses.misses) - misses.unpriced_misses
+    value = (usd_text(misses.lost_usd) + ("+?" if misses.unpriced_misses else "")) if priced else "unknown"
+    share = f", {_pct(float(misses.lost_usd / total))} of spend" if total and priced else ""
+    return value, f"lost to {_plural(len(misses.misses), 'cache miss')}{share}", False
+
+
+def _cards(report: Report, projection: Projection, misses: MissReport | None) -> str:
+    totals = report.totals
+    known = totals.cost.is_known
+    total = totals.cost.priced_total
+    rate = " (at --runs-per-day)" if projection.runs_per_day else " at this rate"
+    figures: list[tuple[str | Decimal | None, str, bool]] = [
+        (cost_text(totals.cost), f"spent on {_plural(totals.calls, 'call')}", True),
+        (projection.per_month(total) if known else None, f"projected for 30 days{rate}", True),
+        (projection.per_day(total) if known else None, "per day", False),
+        (projection.per_run(total) if known else None, f"per run ({_plural(projection.period.runs, 'run')})", False),
+        (_pct(totals.hit_rate), "cache hit rate (read / all input)", False),
+    ]
+    if misses is not None:
+        figures.append(_lost(misses, total))
+    cards = [
+        _card(value if isinstance(value, str) else usd_text(value), label, key=key)
+        for value, label, key in figures
+        if value is not None
+    ]
+    return '<div class="cards">' + "".join(cards) + "</div>"
+
+
+def _headline(report: Report, projection: Projection, misses: MissReport | None) -> list[str]:
+    totals = report.totals
+    period = projection.period
+    month = projection.per_month(totals.cost.priced_total) if totals.cost.is_known else None
+    lead = f"<b>{escape(cost_text(totals.cost))}</b> on {_plural(totals.calls, 'model call')}"
+    lead += f" in {_plural(len(report.runs), 'run')}"
+    if period.first_at is not None and period.last_at is not None:
+        days = _plural(period.days or 0, "calendar day")
+        lead += f", {escape(_when(period.first_at))} to {escape(_when(period.last_at))} UTC ({days})"
+    if month is not None:
+        lead += f". At this rate, <b>{escape(usd_text(month))}</b> per 30 days."
+    return [
+        f'<p class="lead">{lead}</p>',
+        _cards(report, projection, misses),
+        f'<p class="note">30-day projection: {escape(projection.method)}.</p>',
+    ]
 
 
 def _legend() -> str:
@@ -209,108 +210,136 @@ def _legend() -> str:
     return f'<div class="legend">{items}</div>'
 
 
-def _is_text(cell: str) -> bool:
-    return any(ch.isalpha() for ch in cell.removesuffix(" est."))
-
-
-def _row(cells: Sequence[str], tag: str = "td") -> str:
-    return "<tr>" + "".join(f"<{tag}{' class=l' if _is_text(c) else ''}>{escape(c)}</{tag}>" for c in cells) + "</tr>"
-
-
-def _totals_cells(totals: Totals) -> list[str]:
-    usage = totals.usage
-    tokens = [f"{getattr(usage, attribute):,}" for _, attribute, _ in COMPONENTS]
-    return [f"{totals.calls:,}", *tokens, _pct(totals.hit_rate), cost_text(totals.cost)]
-
-
-_TOTAL_HEAD = ("calls", "input", "write 5m", "write 1h", "read", "output", "hit rate", "cost")
-_CALL_HEAD = ("call", "time (UTC)", "model", "input", "write 5m", "write 1h", "read", "output", "hit", "cost", "source")
-
-
-def _call_cells(row: CallRow) -> list[str]:
-    usage = row.usage
+def _charts(report: Report) -> list[str]:
+    rows = _time_ordered(report)
+    bars = cost_bars(rows)
+    untimed = sum(1 for r in rows if r.started_at is None)
+    order = f" {_plural(untimed, 'call')} without a time come last." if untimed and untimed < len(rows) else ""
+    unit = {"call": "call", "day": "day", "group": f"group of {bars.group:,} calls"}[bars.unit]
     return [
-        f"{short_run(row.run_id)} #{row.iteration}",
-        (iso_time(row.started_at) or "-").replace("T", " ").rstrip("Z"),
-        row.model,
-        *(f"{getattr(usage, attribute):,}" for _, attribute, _ in COMPONENTS),
-        _pct(row.hit_rate),
-        cost_text(row.cost),
-        short_source(row.source),
+        f"<h2>Cost per {escape(unit)}, by component</h2>",
+        stacked_chart(bars),
+        _legend(),
+        f'<div class="caption">Hover a bar for its numbers.{escape(order)}</div>',
+        "<h2>Cumulative cost</h2>",
+        cumulative_chart(rows),
+        f"<h2>Cache hit rate per {escape(unit)}</h2>",
+        hit_rate_chart(bars),
+        '<div class="caption">cache read tokens / all input tokens (uncached input + cache writes + cache reads)'
+        + (", weighted by prompt size" if bars.unit != "call" else "")
+        + "</div>",
     ]
 
 
-def _table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    return '<div class="scroll"><table>' + _row(head, "th") + "".join(_row(r) for r in rows) + "</table></div>"
+_MISS_HEAD = ("call", "cause", "why", "time (UTC)", "gap", "tokens lost", "USD lost")
 
 
-def _chart_calls(report: Report) -> list[CallRow]:
-    if all(row.started_at is not None for row in report.calls):
-        return sorted(report.calls, key=lambda row: row.started_at or 0.0)
-    return list(report.calls)
+def _miss_cells(miss: Miss) -> list[str]:
+    return [
+        f"{short_run(miss.run_id)} #{miss.iteration}",
+        miss.cause,
+        miss.detail,
+        _when(miss.started_at),
+        format_gap(miss.gap_s) if miss.gap_s is not None else "-",
+        f"{miss.lost_tokens:,}",
+        usd_text(miss.lost_usd) if miss.lost_usd is not None else "unknown",
+    ]
 
 
-def render_html(report: Report, *, title: str = "leanloop report", top: int = 10) -> str:
-    """The whole report as one HTML document."""
+def _misses(misses: MissReport | None, total: float) -> list[str]:
+    if misses is None:
+        return []
+    if not misses.misses:
+        return ["<h2>Cache misses: none</h2>", "<p>No call re-wrote or re-sent what an earlier call had cached.</p>"]
+    head = [f"<h2>Cache misses: {escape(_lost(misses, Decimal(0))[0])} lost</h2>"]
+    share = f" ({_pct(float(misses.lost_usd) / total)} of the spend)" if total else ""
+    head.append(
+        f"<p>{_plural(len(misses.misses), 'call')} wrote or sent uncached what an earlier call had cached: "
+        f"{misses.lost_tokens:,} tokens, {escape(usd_text(misses.lost_usd))}{escape(share)} more than reading them "
+        "would have cost.</p>"
+    )
+    causes = [
+        [cause, f"{t.calls:,}", f"{t.lost_tokens:,}", usd_text(t.lost_usd)] for cause, t in misses.by_cause.items()
+    ]
+    shown = sorted(misses.misses, key=lambda m: m.lost_usd or 0, reverse=True)[:_MAX_MISSES]
+    more = len(misses.misses) - len(shown)
+    return [
+        *head,
+        _table(("cause", "calls", "tokens lost", "USD lost"), causes),
+        f"<h2>Costliest misses{f' (top {len(shown)} of {len(misses.misses):,})' if more else ''}</h2>",
+        _table(_MISS_HEAD, [_miss_cells(m) for m in shown], 3, wrap=(2,)),
+        '<p class="note">leanloop explain lists every miss (--format json).</p>' if more else "",
+    ]
+
+
+def _runs_shown(count: int) -> str:
+    return f" (the {_MAX_RUNS} costliest of {count:,})" if count > _MAX_RUNS else ", costliest first"
+
+
+def _tables(report: Report, top: int) -> list[str]:
     totals = report.totals
-    calls = _chart_calls(report)
-    bars, group = _bars(calls)
-    grouped = f" Each bar groups {group:,} neighbouring calls." if group > 1 else ""
-    files = [f for f in report.log.files if f.format]
-    cards = [
-        (cost_text(totals.cost), "total cost"),
-        (f"{totals.calls:,}", "model calls"),
-        (f"{len(report.runs):,}", "runs"),
-        (_pct(totals.hit_rate), "cache hit rate (read / all input)"),
-        (f"{totals.usage.prompt_tokens:,}", "input tokens (all kinds)"),
-        (f"{totals.usage.output_tokens:,}", "output tokens"),
-    ]
+    total = totals.cost.priced_total
     kinds = [
-        [label, f"{getattr(totals.usage, attr):,}", cost_text(totals.cost, getattr(totals.cost, cost_attr))]
+        [
+            label,
+            f"{getattr(totals.usage, attr):,}",
+            cost_text(totals.cost, getattr(totals.cost, cost_attr)),
+            _pct(float(getattr(totals.cost, cost_attr) / total)) if total else "-",
+        ]
         for label, attr, cost_attr in COMPONENTS
     ]
     runs = sorted(report.runs.values(), key=lambda run: run.totals.cost.priced_total, reverse=True)
-    parts = [
-        "<!doctype html><html lang=en><head><meta charset=utf-8>",
-        f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{escape(title)}</h1>",
-        f'<div class="sub">{len(files):,} file{"" if len(files) == 1 else "s"}: '
-        + escape(", ".join(sorted({f.format or "" for f in files})) or "no known format")
-        + "</div>",
-        '<div class="cards">'
-        + "".join(f"<div class=card><b>{escape(v)}</b><span>{escape(k)}</span></div>" for v, k in cards)
-        + "</div>",
-        _unpriced(totals),
-        "<h2>Cost per call, by component</h2>",
-        _stacked_cost_chart(bars),
-        _legend(),
-        f'<div class="caption">Hover a bar for its numbers.{grouped}</div>',
-        "<h2>Cumulative cost</h2>",
-        _cumulative_cost_chart(bars),
-        "<h2>Cache hit rate per call</h2>",
-        _hit_rate_chart(bars),
-        '<div class="caption">cache read tokens / all input tokens (uncached input + cache writes + cache reads)'
-        + (", weighted by prompt size within a group" if group > 1 else "")
-        + "</div>",
-        "<h2>Tokens and cost by kind</h2>",
-        _table(("kind", "tokens", "cost"), kinds),
+    run_rows = [_run_cells(run) for run in runs[:_MAX_RUNS]]
+    parts = ["<h2>Tokens and cost by kind</h2>", _table(("kind", "tokens", "cost", "share of cost"), kinds)]
+    if len(report.by_project) > 1:
+        counts = report.runs_by_project()
+        projects = sorted(report.by_project.items(), key=lambda item: -item[1].cost.priced_total)
+        parts += [
+            "<h2>By project</h2>",
+            _table(
+                ("project", "runs", *_TOTAL_HEAD),
+                [[p, f"{counts.get(p, 0):,}", *_totals_cells(t)] for p, t in projects],
+                wrap=(0,),
+            ),
+        ]
+    parts += [
         "<h2>By model</h2>",
         _table(("model", *_TOTAL_HEAD), [[m, *_totals_cells(t)] for m, t in sorted(report.by_model.items())]),
         "<h2>By day (UTC)</h2>",
         _table(("day", *_TOTAL_HEAD), [[d, *_totals_cells(t)] for d, t in sorted(report.by_day.items())]),
-        "<h2>Runs</h2>",
-        _table(
-            ("run", "models", *_TOTAL_HEAD),
-            [[r.run_id, ", ".join(sorted(r.models)), *_totals_cells(r.totals)] for r in runs],
-        ),
-        f"<h2>Costliest calls (top {top})</h2>",
-        _table(_CALL_HEAD, [_call_cells(row) for row in report.costliest(top)]),
+        f"<h2>Runs{_runs_shown(len(runs))}</h2>",
+        _table(_RUN_HEAD, run_rows, 3, wrap=(1,)),
+        f"<h2>Costliest calls (top {min(top, len(report.calls))})</h2>",
+        _table(_CALL_HEAD, [_call_cells(row) for row in report.costliest(top)], 2, wrap=(0, 1)),
     ]
     if len(report.calls) <= _MAX_TABLE_CALLS:
-        parts += ["<h2>All calls</h2>", _table(_CALL_HEAD, [_call_cells(row) for row in report.calls])]
-    parts.append(_problems(report))
-    parts.append("</body></html>")
-    return "\n".join(parts)
+        rows = [_call_cells(row) for row in _time_ordered(report)]
+        parts += ["<h2>All calls, in time order</h2>", _table(_CALL_HEAD, rows, 2, wrap=(0, 1))]
+    return parts
+
+
+def render_html(
+    report: Report, *, title: str = "leanloop report", top: int = 10, misses: MissReport | None = None
+) -> str:
+    """The whole report as one HTML document; ``misses`` (from ``explain``) adds what the cache misses cost."""
+    totals = report.totals
+    files = [f for f in report.log.files if f.format]
+    formats = ", ".join(sorted({f.format or "" for f in files})) or "no known format"
+    parts = [
+        "<!doctype html><html lang=en><head><meta charset=utf-8>",
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{escape(title)}</h1>",
+        f'<div class="sub">{_plural(len(files), "file")} ({escape(formats)})</div>',
+        *_headline(report, report.projection, misses),
+        _unpriced(totals),
+        *_charts(report),
+        *_misses(misses, float(totals.cost.priced_total)),
+        *_tables(report, top),
+        _problems(report),
+        "</body></html>",
+    ]
+    return "\n".join(part for part in parts if part)
 
 
 def _unpriced(totals: Totals) -> str:

@@ -1,11 +1,15 @@
-"""OpenHands trajectories (a JSON array of events) as CallRecords.
+"""OpenHands trajectories as CallRecords: a JSON array of events, the same array wrapped as ``{"trajectory": [...]}``,
+or an event store (``sessions/<id>/events/<n>.json``, one event per file).
 
 The model response that produced an action is attached to each event it caused (the action and its observation,
 and every action of a response with several tool calls), so one response appears on several events: each response
 is counted once, keyed by its id. Usage is LiteLLM's: ``prompt_tokens`` includes cache writes and reads, and the
 5m/1h split of cache writes is not recorded (their cost is marked as estimated, priced at the 5m rate).
 
-The file is read element by element (``reading.iter_json_array``), so a large trajectory is never held whole.
+A trajectory is read element by element (``reading.iter_json_array``), so a large one is never held whole.
+
+Whether anyone waited on the calls: a trajectory in which a user message follows the agent's work, or the agent
+stops ``awaiting_user_input``, had a person in the loop (``interactive``); otherwise the log cannot tell.
 """
 
 from __future__ import annotations
@@ -85,35 +89,48 @@ class _Response:
     model: str
     usage: Usage
     started_at: float | None
-    line: int
+    source: str
     message_tokens: int
     stop_reason: str | None
 
 
+def _waits_for_a_person(event: Mapping[str, Any], responses: int) -> bool:
+    """A user message after the agent has answered, or the agent stopping to await the user's input."""
+    if event.get("source") == "user" and event.get("action") == "message" and responses:
+        return True
+    extras = event.get("extras")
+    state = cast(Mapping[str, Any], extras).get("agent_state") if isinstance(extras, Mapping) else None
+    return state == "awaiting_user_input"
+
+
 @dataclass
 class OpenHandsImport:
-    """Collects the model responses of one trajectory, element by element; ``records()`` yields each once."""
+    """Collects the model responses of one trajectory, event by event; ``records()`` yields each once."""
 
     path: Path
     pricing: Pricing | None = None
+    run_id: str = ""
     duplicates: int = 0
+    interactive: bool = False
     _responses: dict[str, _Response] = field(default_factory=dict[str, _Response])
     _message_tokens: int = 0
 
-    def feed(self, event: Any, *, line: int) -> str | None:
-        """Take one element; a problem message when it is not an event."""
+    def feed(self, event: Any, *, line: int, source: str | None = None) -> str | None:
+        """Take one event (``source``: where it is, for the report; default ``path:line``); a problem message when
+        it is not an event."""
         if not is_openhands_event(event):
             return "not an OpenHands event (needs 'source' and 'action' or 'observation')"
         event = cast(Mapping[str, Any], event)
+        self.interactive = self.interactive or _waits_for_a_person(event, len(self._responses))
         metadata = event.get("tool_call_metadata")
         response = cast(Mapping[str, Any], metadata).get("model_response") if isinstance(metadata, Mapping) else None
         problem = None
         if isinstance(response, Mapping):
-            problem = self._response(cast(Mapping[str, Any], response), event, line)
+            problem = self._response(cast(Mapping[str, Any], response), event, source or f"{self.path}:{line}")
         self._message_tokens += _event_tokens(event)
         return problem
 
-    def _response(self, response: Mapping[str, Any], event: Mapping[str, Any], line: int) -> str | None:
+    def _response(self, response: Mapping[str, Any], event: Mapping[str, Any], source: str) -> str | None:
         key = response.get("id")
         raw = response.get("usage")
         if not isinstance(key, str) or not isinstance(raw, Mapping):
@@ -138,7 +155,7 @@ class OpenHandsImport:
             model=_model(str(response.get("model", ""))),
             usage=usage,
             started_at=started,
-            line=line,
+            source=source,
             message_tokens=self._message_tokens,
             stop_reason=stop if isinstance(stop, str) else None,
         )
@@ -156,10 +173,14 @@ class OpenHandsImport:
                 usage=response.usage,
                 cost=pricing.cost(response.model, response.usage, at=at),
                 iteration=iteration,
-                run_id=self.path.stem,
+                run_id=self.run_id or self.path.stem,
                 started_at=response.started_at,
                 stop_reason=response.stop_reason,
                 message_id=key,
-                source=f"{self.path}:{response.line}",
-                notes={"format": "openhands", "message_tokens": response.message_tokens},
+                source=response.source,
+                notes={
+                    "format": "openhands",
+                    "message_tokens": response.message_tokens,
+                    **({"interactive": True} if self.interactive else {}),
+                },
             )

@@ -51,6 +51,10 @@ def _when(moment: float | None) -> str:
     return text[5:16].replace("T", " ") if text else "-"
 
 
+def _moment(moment: float) -> str:
+    return (iso_time(moment) or "")[:16].replace("T", " ")
+
+
 def _table(title: str, columns: Iterable[str], left: int = 1) -> Table:
     """The first ``left`` columns hold text (they wrap when the terminal is narrow); the others hold numbers
     (they never wrap nor get cut)."""
@@ -139,14 +143,18 @@ def print_report(report: Report, console: Console, *, top: int = 10, all_calls: 
         f"[bold]{cost_text(totals.cost)}[/]{excluded}, cache hit rate {_pct(totals.hit_rate)} (read / all input)"
     )
     if not totals.calls:
-        print_import_log(report.log, console)
         return
+    _print_projection(report, console)
     layout = _Layout.of(totals, console)
     console.print(_kinds_table(totals))
-    for title, column, groups in (("By model", "model", report.by_model), ("By day (UTC)", "day", report.by_day)):
+    groups = [("By model", "model", report.by_model), ("By day (UTC)", "day", report.by_day)]
+    if len(report.by_project) > 1:
+        groups.append(("By project", "project", report.by_project))
+    for title, column, group in groups:
         table = _table(title, (column, *layout.total_columns()))
-        for key, group in sorted(groups.items()):
-            table.add_row(short_model(key) if column == "model" else key, *layout.totals_cells(group))
+        rows = sorted(group.items(), key=lambda item: -item[1].cost.priced_total if column == "project" else 0)
+        for key, totals_ in rows if column == "project" else sorted(group.items()):
+            table.add_row(short_model(key) if column == "model" else key, *layout.totals_cells(totals_))
         console.print(table)
     console.print(_runs_table(report, layout))
     listed = all_calls or len(report.calls) <= _MAX_CALL_ROWS
@@ -160,7 +168,29 @@ def print_report(report: Report, console: Console, *, top: int = 10, all_calls: 
         for row in report.costliest(top):
             table.add_row(*layout.call_cells(row))
         console.print(table)
-    print_import_log(report.log, console)
+
+
+def _print_projection(report: Report, console: Console) -> None:
+    """The observed period, cost per day and per run, and the month at that rate (with how it was projected)."""
+    projection = report.projection
+    period = projection.period
+    cost = report.totals.cost
+    if not cost.is_known:
+        return
+    total = cost.priced_total
+    if period.first_at is not None and period.last_at is not None:
+        span = f"{_moment(period.first_at)} to {_moment(period.last_at)} UTC"
+        console.print(f"Observed: {span}, {_plural(period.days or 0, 'calendar day')}, {_plural(period.runs, 'run')}")
+    per_day, per_run, month = projection.per_day(total), projection.per_run(total), projection.per_month(total)
+    if per_run is not None:
+        parts = [f"{usd_text(per_run)} per run (mean)"]
+        if per_day is not None:
+            parts.append(f"{usd_text(per_day)} per day")
+        console.print(", ".join(parts))
+    if month is not None:
+        console.print(f"[bold]Projected 30 days: {usd_text(month)}[/] ({projection.method})", highlight=False)
+    else:
+        console.print(f"No 30-day projection: {projection.method}", highlight=False)
 
 
 def _kinds_table(totals: Totals) -> Table:
@@ -204,6 +234,8 @@ def print_import_log(log: ImportLog, console: Console) -> None:
     for reason, count in sorted(log.skipped.items()):
         if reason != "files of unknown format":
             console.print(f"[dim]not model calls: {count:,} {reason}[/]")
+    if log.repeated_paths:
+        console.print(f"[dim]read once: {_plural(log.repeated_paths, 'file')} named more than once[/]")
 
 
 def print_misses(result: MissReport, console: Console, *, limit: int = 50) -> None:
@@ -244,28 +276,45 @@ def print_misses(result: MissReport, console: Console, *, limit: int = 50) -> No
         )
 
 
+def _strategy_label(result: WhatIf, name: str, *, wide: bool) -> str:
+    """``name: label (estimate)`` on a wide terminal; ``name*`` (estimate) or ``name^`` (upper bound) otherwise."""
+    strategy = result.strategies[name]
+    bound = name == "batch" and result.batch_calls > 0
+    estimate = strategy.estimated and name != "as_recorded"
+    if not wide:
+        return name + ("*" if estimate else "") + ("^" if bound else "")
+    marks = [mark for mark, on in (("upper bound", bound), ("estimate", estimate)) if on]
+    return f"{name}: {strategy.label}" + (f" ({', '.join(marks)})" if marks else "")
+
+
 def print_whatif(result: WhatIf, console: Console) -> None:
-    """One row per strategy; a narrow terminal gets names without labels, and no prompt column (the prompt is the
-    same under every strategy, give or take the simulated tail)."""
+    """One row per strategy, with $/month at the observed rate (or at --runs-per-day) when there is one. A narrow
+    terminal gets names without labels (estimates marked *, an upper bound ^), and no prompt nor output column (they
+    are the same under every strategy, give or take the simulated tail)."""
     console.print(
         f"[bold]{_plural(result.calls, 'call')}[/] in {_plural(result.runs, 'run')}, re-priced under each strategy"
     )
     wide = console.width >= _WIDE
-    prompt = ("prompt",) if wide else ()
-    table = _table("Strategies", ("strategy", *prompt, "write", "read", "output", "cost", "vs recorded"))
+    monthly = result.projection.available
+    tokens = ("prompt", "write", "read", "output") if wide else ("write", "read")
+    month = ("$/month",) if monthly else ()
+    table = _table("Strategies", ("strategy", *tokens, "cost", *month, "vs recorded"))
     for name, strategy in result.strategies.items():
         usage = strategy.usage
         ratio = result.ratio(name)
-        estimate = " (estimate)" if strategy.estimated and name != "as_recorded" else ""
+        per_month = result.per_month(name)
+        counts = (usage.prompt_tokens, usage.cache_write_tokens, usage.cache_read_tokens, usage.output_tokens)
         table.add_row(
-            (f"{name}: {strategy.label}" if wide else name) + estimate,
-            *((f"{usage.prompt_tokens:,}",) if wide else ()),
-            f"{usage.cache_write_tokens:,}",
-            f"{usage.cache_read_tokens:,}",
-            f"{usage.output_tokens:,}",
+            _strategy_label(result, name, wide=wide),
+            *(f"{n:,}" for n in (counts if wide else counts[1:3])),
             cost_text(strategy.cost),
+            *((usd_text(per_month) if per_month is not None else "unknown",) if monthly else ()),
             f"{ratio:.2f}x" if ratio is not None else "-",
         )
+    if not wide:
+        marks = ["* estimate"] if any(s.estimated for s in result.strategies.values()) else []
+        table.caption = "  ".join(marks + (["^ upper bound (see batch below)"] if result.batch_calls else []))
     console.print(table)
+    console.print(f"- $/month: {result.projection.method}")
     for note in result.assumptions:
         console.print(f"- {note}")

@@ -1,10 +1,13 @@
-"""Where the money went: tokens and cost by kind, per call, per run, per model and per day.
+"""Where the money went: tokens and cost by kind, per call, per run, per model, per project and per day, and the
+observed period with a 30-day projection (``projection``).
 
 ``build_report`` consumes CallRecords as a stream and keeps one small row per call (no message content), so its
 memory grows with the number of calls, not with the size of the logs they came from. Costs are the ones each
 record carries (every importer prices each request on its own, at its own time); they are only ever added up.
 
-Cache hit rate is ``cache read / all input tokens`` (input + cache writes + cache reads).
+Cache hit rate is ``cache read / all input tokens`` (input + cache writes + cache reads). A call's project is its
+Claude Code session's working directory (what names its directory under ``~/.claude/projects``), else the
+directory of its file.
 
 A call to a model without a price has an unknown cost, never $0: its cost is null (JSON) or empty (CSV), and a
 total over it is null too, with ``cost_usd_priced`` (the priced part), ``unpriced_calls`` and ``unknown_models``.
@@ -21,6 +24,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import IO, Any
 
+from leanloop.analyze.projection import Period, Projection
 from leanloop.analyze.sources import ImportLog
 from leanloop.pricing import Cost
 from leanloop.trace import CallRecord
@@ -39,6 +43,7 @@ __all__ = [
     "day_of",
     "hit_rate",
     "iso_time",
+    "project_of",
     "short_model",
     "short_run",
     "short_source",
@@ -46,6 +51,7 @@ __all__ = [
     "usd_text",
     "write_csv",
     "write_json",
+    "write_json_listing",
 ]
 
 # (label, Usage attribute, Cost attribute), in billing order.
@@ -233,6 +239,7 @@ class CallRow:
     stop_reason: str | None
     message_id: str | None
     source: str | None
+    project: str
 
     @classmethod
     def of(cls, record: CallRecord) -> CallRow:
@@ -246,6 +253,7 @@ class CallRow:
             stop_reason=sys.intern(record.stop_reason) if record.stop_reason else None,
             message_id=record.message_id,
             source=record.source,
+            project=sys.intern(project_of(record)),
         )
 
     @property
@@ -255,6 +263,7 @@ class CallRow:
     def to_dict(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id,
+            "project": self.project,
             "iteration": self.iteration,
             "model": self.model,
             "started_at": iso_time(self.started_at),
@@ -271,6 +280,7 @@ class CallRow:
 class RunTotals:
     run_id: str
     source: str
+    project: str = ""
     totals: Totals = field(default_factory=Totals)
     first_at: float | None = None
     last_at: float | None = None
@@ -286,12 +296,23 @@ class RunTotals:
     def to_dict(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id,
+            "project": self.project,
             "source": self.source,
             "models": sorted(self.models),
             "first_call_at": iso_time(self.first_at),
             "last_call_at": iso_time(self.last_at),
             **self.totals.to_dict(),
         }
+
+
+def project_of(record: CallRecord) -> str:
+    """Where a call belongs: a Claude Code session's working directory (what its project directory under
+    ``~/.claude/projects`` encodes); for other logs, the directory of the file."""
+    project = record.notes.get("project")
+    if isinstance(project, str) and project:
+        return project
+    path = (record.source or "").rsplit(":", 1)[0]
+    return path.rsplit("/", 1)[0] if "/" in path else "."
 
 
 @dataclass
@@ -302,16 +323,41 @@ class Report:
     runs: dict[str, RunTotals]
     calls: list[CallRow]
     log: ImportLog
+    by_project: dict[str, Totals] = field(default_factory=dict[str, Totals])
+    runs_per_day: float | None = None  # project the month at this volume instead of the observed rate
 
     def costliest(self, count: int = 10) -> list[CallRow]:
         return sorted(self.calls, key=lambda row: row.cost.priced_total, reverse=True)[:count]
 
+    @property
+    def projection(self) -> Projection:
+        period = Period(runs=len(self.runs))
+        for run in self.runs.values():
+            for moment in (run.first_at, run.last_at):
+                if moment is not None:
+                    period.add(moment)
+        period.calls = self.totals.calls
+        return Projection(period, self.runs_per_day)
+
+    def runs_by_project(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for run in self.runs.values():
+            counts[run.project] = counts.get(run.project, 0) + 1
+        return counts
+
     def to_dict(self, *, top: int = 10, per_call: bool = True) -> dict[str, Any]:
         """The JSON report: totals at the top level (``calls``, ``input_tokens``, ..., ``cost_usd``), then detail."""
         data = self.totals.to_dict()
+        cost = self.totals.cost
+        data["projection"] = self.projection.to_dict(cost.priced_total if cost.is_known else None)
         data["runs"] = [run.to_dict() for run in self.runs.values()]
         data["by_model"] = {model: totals.to_dict() for model, totals in sorted(self.by_model.items())}
         data["by_day"] = {day: totals.to_dict() for day, totals in sorted(self.by_day.items())}
+        runs = self.runs_by_project()
+        data["by_project"] = {
+            project: {"runs": runs.get(project, 0), **totals.to_dict()}
+            for project, totals in sorted(self.by_project.items(), key=lambda item: -item[1].cost.priced_total)
+        }
         data["costliest_calls"] = [row.to_dict() for row in self.costliest(top)]
         if per_call:
             data["per_call"] = [row.to_dict() for row in self.calls]
@@ -324,6 +370,7 @@ def build_report(records: Iterable[CallRecord], log: ImportLog | None = None) ->
     totals = Totals()
     by_model: dict[str, Totals] = {}
     by_day: dict[str, Totals] = {}
+    by_project: dict[str, Totals] = {}
     runs: dict[str, RunTotals] = {}
     calls: list[CallRow] = []
     for record in records:
@@ -332,15 +379,17 @@ def build_report(records: Iterable[CallRecord], log: ImportLog | None = None) ->
         totals.add(row.usage, record.cost)
         by_model.setdefault(row.model, Totals()).add(row.usage, record.cost)
         by_day.setdefault(day_of(row.started_at), Totals()).add(row.usage, record.cost)
+        by_project.setdefault(row.project, Totals()).add(row.usage, record.cost)
         source = (row.source or "").rsplit(":", 1)[0]
-        runs.setdefault(row.run_id, RunTotals(row.run_id, source)).add(row, record.cost)
+        runs.setdefault(row.run_id, RunTotals(row.run_id, source, row.project)).add(row, record.cost)
     order = {run_id: index for index, run_id in enumerate(runs)}
     calls.sort(key=lambda row: (order[row.run_id], row.started_at is None, row.started_at or 0.0, row.iteration))
-    return Report(totals, by_model, by_day, runs, calls, log or ImportLog())
+    return Report(totals, by_model, by_day, runs, calls, log or ImportLog(), by_project)
 
 
 CSV_COLUMNS: tuple[str, ...] = (
     "run_id",
+    "project",
     "iteration",
     "started_at",
     "model",
@@ -364,17 +413,26 @@ CSV_COLUMNS: tuple[str, ...] = (
 )
 
 
+def _decimal_text(value: float) -> str:
+    """``1.2e-05`` -> ``0.000012``: plain decimals a spreadsheet reads the same everywhere."""
+    return f"{value:.12f}".rstrip("0").rstrip(".") or "0"
+
+
 def _csv_rows(calls: Iterable[CallRow]) -> Iterator[list[Any]]:
     for row in calls:
         yield [
             row.run_id,
+            row.project,
             row.iteration,
             iso_time(row.started_at) or "",
             row.model,
             *(getattr(row.usage, attribute) for _, attribute, _ in COMPONENTS),
             f"{row.hit_rate:.4f}",
-            *(repr(getattr(row.cost, attribute)) if row.cost.is_known else "" for _, _, attribute in COMPONENTS),
-            repr(row.cost.priced_total) if row.cost.is_known else "",
+            *(
+                _decimal_text(getattr(row.cost, attribute)) if row.cost.is_known else ""
+                for _, _, attribute in COMPONENTS
+            ),
+            _decimal_text(row.cost.priced_total) if row.cost.is_known else "",
             "" if row.cost.is_known else "yes",
             "yes" if row.cost.estimated else "",
             row.stop_reason or "",
@@ -385,12 +443,20 @@ def _csv_rows(calls: Iterable[CallRow]) -> Iterator[list[Any]]:
 
 def write_json(report: Report, file: IO[str], *, top: int = 10) -> None:
     """The JSON report (``Report.to_dict``), written call by call: a large report is never one big string."""
-    head = json.dumps(report.to_dict(top=top, per_call=False), indent=2, ensure_ascii=False)
-    file.write(head[: -len("\n}")] + ',\n  "per_call": [')
-    for index, row in enumerate(report.calls):
-        text = json.dumps(row.to_dict(), indent=2, ensure_ascii=False).replace("\n", "\n    ")
-        file.write(("\n    " if index == 0 else ",\n    ") + text)
-    file.write("\n  ]\n}\n" if report.calls else "]\n}\n")
+    head = report.to_dict(top=top, per_call=False)
+    write_json_listing(head, "per_call", (row.to_dict() for row in report.calls), file)
+
+
+def write_json_listing(head: dict[str, Any], key: str, items: Iterable[dict[str, Any]], file: IO[str]) -> None:
+    """``head`` with ``key`` holding ``items``, as indented JSON written item by item (never one big string)."""
+    text = json.dumps(head, indent=2, ensure_ascii=False)
+    file.write((text[: -len("\n}")] + ",\n" if head else "{\n") + f"  {json.dumps(key)}: [")
+    written = False
+    for item in items:
+        body = json.dumps(item, indent=2, ensure_ascii=False).replace("\n", "\n    ")
+        file.write((",\n    " if written else "\n    ") + body)
+        written = True
+    file.write("\n  ]\n}\n" if written else "]\n}\n")
 
 
 def write_csv(report: Report, file: IO[str]) -> None:

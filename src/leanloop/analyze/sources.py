@@ -4,32 +4,38 @@ Formats (detected from the first lines, never from the file name):
 
 - ``leanloop``: leanloop's own JSONL trace (``{"kind": "call", ...}`` lines).
 - ``claude_code``: a Claude Code session log (``~/.claude/projects/**/*.jsonl``, sub-agent files included).
-- ``openhands``: an OpenHands trajectory (a JSON array of events).
+- ``openhands``: an OpenHands trajectory: a JSON array of events, ``{"trajectory": [...]}``, or an event store
+  (``sessions/<id>/events/<n>.json``, one event per file: the files of one directory are one trajectory).
 - ``recording``: a VCR-style YAML cassette of Messages API traffic.
 - ``sse``: a raw streamed Messages API response body.
 
-A path may be a file or a directory (walked recursively). Files of no known format inside a directory are listed
-and skipped; a file or directory that cannot be read is noted once, with the reason; a broken or unknown line is
-reported with its file and line number. The import goes on in each case.
-Claude Code calls are de-duplicated across all files of one import (a resumed session repeats earlier messages),
-so they come out after the other formats' calls, once every file has been read.
+A path may be a file or a directory (walked recursively). A file named twice (a directory and a file in it, the
+same file under two spellings, a link to a file of the tree) is read once. Files of no known format inside a
+directory are listed and skipped; a file or directory that cannot be read is noted once, with the reason; a broken
+or unknown line is reported with its file and line number. The import goes on in each case.
+
+Calls are streamed file by file (``iter_files``; ``iter_calls`` flattens it): nothing keeps a whole file, and a
+consumer that works per run learns where each file ends. Claude Code calls are de-duplicated across all files of one
+import (a resumed session repeats earlier messages): the first file that has a call counts it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from itertools import groupby
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import IO, Any, Literal, NamedTuple, TypedDict, Unpack, cast
 
 from leanloop.analyze.claude_code import ClaudeCodeImport, is_claude_code_line
 from leanloop.analyze.openhands import OpenHandsImport, is_openhands_event
-from leanloop.analyze.reading import Broken, iter_json_array, iter_json_lines
+from leanloop.analyze.reading import Broken, iter_json_array, iter_json_lines, top_level_scalars
 from leanloop.analyze.recordings import Recorded, iter_cassette, iter_sse_file
 from leanloop.errors import ConfigError
 from leanloop.pricing import Pricing, default_pricing
@@ -37,23 +43,31 @@ from leanloop.trace import CallRecord, TraceProblem, iter_trace
 
 __all__ = [
     "FORMATS",
+    "FileCalls",
     "Format",
     "ImportLog",
+    "ImportOptions",
     "SourceFile",
     "count_lines",
     "detect_format",
     "discover",
     "iter_calls",
+    "iter_files",
 ]
 
 Format = Literal["leanloop", "claude_code", "openhands", "recording", "sse"]
 FORMATS: tuple[Format, ...] = ("leanloop", "claude_code", "openhands", "recording", "sse")
+# How an OpenHands file holds its events.
+_Layout = Literal["", "array", "wrapped", "event"]
 _LEANLOOP_KINDS = frozenset({"call", "run_start", "run_end", "tool_output", "event"})
 _SNIFF_LINES = 25
 _SNIFF_BYTES = 1 << 20
-_LINE_LIMIT = 16 << 20
+_SNIFF_SKIP_BYTES = 64 << 20  # lines too long to sniff that detection reads past before it gives up
+_WHOLE_OBJECT_BYTES = 4 << 20  # a one-object file (an OpenHands event, pretty-printed) is parsed whole up to this
 _KEEP_PROBLEMS = 1000
 _UNKNOWN_FORMAT = "files of unknown format"
+_OPENHANDS_SOURCES = frozenset({"agent", "user", "environment"})
+_TRAJECTORY = re.compile(rb'"trajectory"\s*:\s*\[')
 
 
 @dataclass
@@ -63,18 +77,20 @@ class SourceFile:
     size: int
     calls: int = 0
     note: str = ""
+    layout: _Layout = ""
 
 
 @dataclass
 class ImportLog:
     """What an import read: files with their format, paths it could not read (with the reason), unusable lines
-    (the first 1,000 kept), skipped lines."""
+    (the first 1,000 kept), skipped lines, files named more than once (read once)."""
 
     files: list[SourceFile] = field(default_factory=list[SourceFile])
     unreadable: dict[str, str] = field(default_factory=dict[str, str])
     problems: list[TraceProblem] = field(default_factory=list[TraceProblem])
     problem_count: int = 0
     skipped: Counter[str] = field(default_factory=Counter[str])
+    repeated_paths: int = 0
 
     def cannot_read(self, path: Path | str, error: OSError) -> None:
         """Note a file or directory that could not be read; a path noted twice keeps its first reason."""
@@ -113,6 +129,7 @@ class ImportLog:
             "problem_count": self.problem_count,
             "problems": [{"path": p.path, "line": p.line, "message": p.message} for p in self.problems],
             "skipped": dict(self.skipped),
+            "repeated_paths": self.repeated_paths,
         }
 
 
@@ -148,10 +165,11 @@ def _note(note: str) -> dict[str, str]:
 
 
 def discover(paths: Iterable[str | Path], log: ImportLog | None = None) -> list[Path]:
-    """Every regular file under ``paths`` (files as given, directories walked in sorted order).
+    """Every regular file under ``paths`` (files as given, directories walked in sorted order), each once.
 
-    A path that does not exist is a ``ConfigError``. A file or directory that cannot be read is noted in ``log`` and
-    left out (without a log, it is a ``ConfigError`` too).
+    A file reached twice (named twice, inside a directory also named, or through a link) is kept where first found
+    (counted in ``log.repeated_paths``). A path that does not exist is a ``ConfigError``. A file or directory that
+    cannot be read is noted in ``log`` and left out (without a log, it is a ``ConfigError`` too).
     """
 
     def unreadable(error: OSError) -> None:
@@ -160,91 +178,195 @@ def discover(paths: Iterable[str | Path], log: ImportLog | None = None) -> list[
         log.cannot_read(error.filename, error)
 
     found: list[Path] = []
+    seen: set[tuple[int, int]] = set()
+
+    def keep(path: Path, status: os.stat_result) -> None:
+        identity = (status.st_dev, status.st_ino)
+        if identity in seen:
+            if log is not None:
+                log.repeated_paths += 1
+            return
+        seen.add(identity)
+        found.append(path)
+
     for raw in paths:
         path = Path(raw).expanduser()
         try:
-            mode = path.stat().st_mode
+            status = path.stat()
         except (FileNotFoundError, NotADirectoryError):
             raise ConfigError(f"{path}: no such file or directory") from None
         except OSError as error:
             unreadable(error)
             continue
-        if stat.S_ISDIR(mode):
-            found.extend(_walk(path, unreadable))
-        elif stat.S_ISREG(mode):
-            found.append(path)
+        if stat.S_ISDIR(status.st_mode):
+            for child, child_status in _walk(path, unreadable):
+                keep(child, child_status)
+        elif stat.S_ISREG(status.st_mode):
+            keep(path, status)
         else:
             raise ConfigError(f"{path}: not a regular file or a directory")
     return found
 
 
-def _walk(top: Path, unreadable: Callable[[OSError], None]) -> Iterator[Path]:
+def _walk(top: Path, unreadable: Callable[[OSError], None]) -> Iterator[tuple[Path, os.stat_result]]:
     for root, dirs, files in os.walk(top, onerror=unreadable):
         dirs.sort()
-        for name in sorted(files):
+        for name in sorted(files, key=_natural):
             path = Path(root, name)
             try:
-                mode = path.stat().st_mode
+                status = path.stat()
             except FileNotFoundError:  # a dangling link, or removed meanwhile
                 continue
             except OSError as error:
                 unreadable(error)
                 continue
-            if stat.S_ISREG(mode):
-                yield path
+            if stat.S_ISREG(status.st_mode):
+                yield path, status
 
 
-def _sniff_json_line(data: Any) -> Format | None:
+def _natural(name: str) -> tuple[Any, ...]:
+    """Sort key putting ``2.json`` before ``10.json`` (an OpenHands event store names events by number)."""
+    stem = name.partition(".")[0]
+    return (0, int(stem), name) if stem.isdigit() else (1, 0, name)
+
+
+# --- format detection ------------------------------------------------------------------------------------------
+
+
+def _sniff_json_line(data: Any) -> tuple[Format, _Layout] | None:
     if not isinstance(data, Mapping):
         return None
     data = cast(Mapping[str, Any], data)
     if data.get("kind") in _LEANLOOP_KINDS:
-        return "leanloop"
+        return "leanloop", ""
     if is_claude_code_line(data):
-        return "claude_code"
+        return "claude_code", ""
+    if is_openhands_event(data):
+        return "openhands", "event"
+    trajectory = data.get("trajectory")
+    if isinstance(trajectory, list) and trajectory and is_openhands_event(trajectory[0]):
+        return "openhands", "wrapped"
     return None
 
 
-def _sniff_array(head: bytes) -> Format | None:
+def _sniff_array(head: bytes) -> bool:
+    """Whether ``head`` (the start of a JSON array) starts with an OpenHands event."""
     text = head.decode(errors="replace").lstrip()[1:].lstrip()
     try:
         first, _ = json.JSONDecoder().raw_decode(text)
-    except ValueError:  # the first element is longer than the sample: fall back to its keys
-        keys = ('"source"', '"action"', '"observation"')
-        return "openhands" if keys[0] in text and (keys[1] in text or keys[2] in text) else None
-    return "openhands" if is_openhands_event(first) else None
+    except ValueError:  # the first element is longer than the sample: its leading fields tell
+        fields = top_level_scalars(text)
+        if "action" in fields or "observation" in fields:
+            return "source" in fields
+        return fields.get("source") in _OPENHANDS_SOURCES and "id" in fields  # the rest follows a long message
+    return is_openhands_event(first)
+
+
+def _trajectory_start(head: bytes) -> int | None:
+    """Where the array of a ``{"trajectory": [...]}`` file starts, when ``head`` shows it."""
+    match = _TRAJECTORY.search(head)
+    return match.end() - 1 if match is not None else None
 
 
 def detect_format(path: Path) -> Format | None:
     """The format of ``path`` from its first lines, or None when it is none of ``FORMATS``."""
+    return _detect(path)[0]
+
+
+def _detect(path: Path) -> tuple[Format | None, _Layout]:
     with path.open("rb") as file:
         head = file.read(4096)
         start = head.lstrip(b"\xef\xbb\xbf \t\r\n")
         if start.startswith(b"["):
-            return _sniff_array(head + file.read(_SNIFF_BYTES))
+            return ("openhands", "array") if _sniff_array(head + file.read(_SNIFF_BYTES)) else (None, "")
         if start.startswith((b"event:", b"data:")):
-            return "sse"
+            return "sse", ""
         if start.startswith((b"interactions:", b"---", b"#")):
-            return "recording" if b"interactions:" in head and b"request:" in head + file.read(65536) else None
+            cassette = b"interactions:" in head and b"request:" in head + file.read(65536)
+            return ("recording", "") if cassette else (None, "")
         if not start.startswith(b"{"):
-            return None
+            return None, ""
         file.seek(0)
-        read = 0
-        for _ in range(_SNIFF_LINES):
-            line = file.readline(_LINE_LIMIT)
-            if not line or read > _SNIFF_BYTES:
-                break
-            read += len(line)
-            try:
-                found = _sniff_json_line(json.loads(line))
-            except ValueError:
-                continue
+        return _sniff_lines(file, path)
+
+
+def _sniff_lines(file: IO[bytes], path: Path) -> tuple[Format | None, _Layout]:
+    """A JSON-lines file from its first lines (a line longer than the sample, from its leading fields), or one JSON
+    object (an OpenHands event or wrapped trajectory)."""
+    skipped = 0
+    for number in range(_SNIFF_LINES):
+        line = file.readline(_SNIFF_BYTES)
+        if not line:
+            break
+        if len(line) == _SNIFF_BYTES and not line.endswith(b"\n"):  # longer than the sample
+            found = _sniff_json_line(top_level_scalars(line.decode(errors="replace").lstrip("\ufeff")))
+            if found is None and number == 0 and (offset := _trajectory_start(line)) is not None:
+                return ("openhands", "wrapped") if _sniff_array(line[offset:]) else (None, "")
             if found is not None:
                 return found
-    return None
+            skipped += _skip_line(file)
+            if skipped > _SNIFF_SKIP_BYTES:
+                break
+            continue
+        try:
+            found = _sniff_json_line(json.loads(line.removeprefix(b"\xef\xbb\xbf")))
+        except ValueError:
+            found = _sniff_object(path) if number == 0 else None
+        if found is not None:
+            return found
+    return None, ""
 
 
-def iter_calls(
+def _skip_line(file: IO[bytes]) -> int:
+    """Read to the end of the current line; returns how many bytes that was."""
+    size = 0
+    while chunk := file.readline(_SNIFF_BYTES):
+        size += len(chunk)
+        if chunk.endswith(b"\n"):
+            break
+    return size
+
+
+def _sniff_object(path: Path) -> tuple[Format, _Layout] | None:
+    """A file whose first line is not a whole JSON value: a pretty-printed object, perhaps."""
+    with path.open("rb") as file:
+        head = file.read(_WHOLE_OBJECT_BYTES + 1)
+    if len(head) <= _WHOLE_OBJECT_BYTES:
+        try:
+            return _sniff_json_line(json.loads(head.removeprefix(b"\xef\xbb\xbf")))
+        except ValueError:
+            return None
+    offset = _trajectory_start(head[:_SNIFF_BYTES])
+    return ("openhands", "wrapped") if offset is not None and _sniff_array(head[offset:]) else None
+
+
+# --- reading ---------------------------------------------------------------------------------------------------
+
+
+class FileCalls(NamedTuple):
+    """The calls of one file (or of the files of one OpenHands event store), read as ``calls`` is iterated."""
+
+    files: list[SourceFile]
+    calls: Iterator[CallRecord]
+
+
+class ImportOptions(TypedDict, total=False):
+    content: bool
+    pricing: Pricing | None
+    on_bytes: Callable[[int], None] | None
+    files: list[Path] | None
+
+
+def iter_calls(paths: Iterable[str | Path], log: ImportLog, **options: Unpack[ImportOptions]) -> Iterator[CallRecord]:
+    """Stream the model calls of every trace under ``paths``; ``log`` receives files, problems and skips.
+
+    Options are ``iter_files``'.
+    """
+    for unit in iter_files(paths, log, **options):
+        yield from unit.calls
+
+
+def iter_files(
     paths: Iterable[str | Path],
     log: ImportLog,
     *,
@@ -252,18 +374,36 @@ def iter_calls(
     pricing: Pricing | None = None,
     on_bytes: Callable[[int], None] | None = None,
     files: list[Path] | None = None,
-) -> Iterator[CallRecord]:
-    """Stream the model calls of every trace under ``paths``; ``log`` receives files, problems and skips.
+) -> Iterator[FileCalls]:
+    """The calls of every trace under ``paths``, file by file (each ``FileCalls`` must be read to its end before
+    the next is asked for).
 
     ``content=True`` makes the Claude Code importer follow message contents (for ``explain`` and ``whatif``).
     ``on_bytes`` is called with byte counts as the files are read (a progress bar). ``files`` short-cuts
     ``discover(paths, log)`` when the caller already has the list.
     """
+    pricing = pricing or default_pricing()
     claude = ClaudeCodeImport(content=content, pricing=pricing)
-    claude_files: list[SourceFile] = []
-    for path in files if files is not None else discover(paths, log):
+    sources = _sources(files if files is not None else discover(paths, log), log, on_bytes)
+    for store, group in groupby(sources, key=lambda s: s.path.parent if s.layout == "event" else s.path):
+        grouped = list(group)
+        if grouped[0].layout == "event":
+            yield FileCalls(grouped, _read_event_store(grouped, log, pricing, on_bytes, store))
+        elif grouped[0].format == "claude_code":
+            yield FileCalls(grouped, _read_claude_code(grouped[0], claude, log, on_bytes))
+        else:
+            yield FileCalls(grouped, _counted(grouped[0], _read_other(grouped[0], log, pricing, on_bytes)))
+    log.skipped.update(claude.skipped)
+    if claude.duplicate_lines:
+        log.skipped["repeated lines of an already counted Claude Code message"] += claude.duplicate_lines
+
+
+def _sources(paths: Iterable[Path], log: ImportLog, on_bytes: Callable[[int], None] | None) -> Iterator[SourceFile]:
+    """Each readable file with its format; files of no known format are noted and passed over."""
+    for path in paths:
         try:
-            source = SourceFile(path, detect_format(path), path.stat().st_size)
+            found, layout = _detect(path)
+            source = SourceFile(path, found, path.stat().st_size, layout=layout)
         except OSError as error:
             log.cannot_read(path, error)
             continue
@@ -273,20 +413,13 @@ def iter_calls(
             log.skipped[_UNKNOWN_FORMAT] += 1
             _advance(on_bytes, source.size)
             continue
-        if source.format == "claude_code":
-            before = len(claude)
-            claude.start_file()
-            _read_claude_code(path, claude, log, on_bytes)
-            source.calls = len(claude) - before
-            claude_files.append(source)
-            continue
-        for record in _read_other(source, log, pricing, on_bytes):
-            source.calls += 1
-            yield record
-    yield from claude.records()
-    log.skipped.update(claude.skipped)
-    if claude.duplicate_lines:
-        log.skipped["repeated lines of an already counted Claude Code message"] += claude.duplicate_lines
+        yield source
+
+
+def _counted(source: SourceFile, records: Iterator[CallRecord]) -> Iterator[CallRecord]:
+    for record in records:
+        source.calls += 1
+        yield record
 
 
 def _advance(on_bytes: Callable[[int], None] | None, count: int) -> None:
@@ -295,49 +428,109 @@ def _advance(on_bytes: Callable[[int], None] | None, count: int) -> None:
 
 
 def _read_claude_code(
-    path: Path, claude: ClaudeCodeImport, log: ImportLog, on_bytes: Callable[[int], None] | None
-) -> None:
+    source: SourceFile, claude: ClaudeCodeImport, log: ImportLog, on_bytes: Callable[[int], None] | None
+) -> Iterator[CallRecord]:
+    path = source.path
+    claude.start_file()
+    before = len(claude)
     with path.open("rb") as file:
         for item in iter_json_lines(file, on_bytes):
             if isinstance(item, Broken):
-                log.problem(path, item.line, item.message, truncated=item.truncated)
+                message = item.message
+                if item.head:
+                    message += f" ({claude.feed_unread(item.head, item.tail, size=item.size)})"
+                log.problem(path, item.line, message, truncated=item.truncated)
                 continue
             number, data = item
             problem = claude.feed(data, path=str(path), line=number)
             if problem is not None:
                 log.problem(path, number, problem)
+            yield from claude.ready()
+    source.calls = len(claude) - before
+    yield from claude.end_file()
 
 
-def _repriced(record: CallRecord, pricing: Pricing | None) -> CallRecord:
+def _repriced(record: CallRecord, pricing: Pricing) -> CallRecord:
     """A traced call its writer could not price, priced again (an override file may know the model now)."""
     at = datetime.fromtimestamp(record.started_at, tz=UTC) if record.started_at is not None else None
-    return replace(record, cost=(pricing or default_pricing()).cost(record.model, record.usage, at=at))
+    return replace(record, cost=pricing.cost(record.model, record.usage, at=at))
+
+
+def _read_leanloop(path: Path, log: ImportLog, pricing: Pricing) -> Iterator[CallRecord]:
+    """A leanloop trace's calls; each names where it is (``trace.jsonl:call 3``) unless the writer said so."""
+    number = 0
+    for item in iter_trace(path):
+        if isinstance(item, CallRecord):
+            number += 1
+            record = item if item.cost.is_known else _repriced(item, pricing)
+            yield record if record.source else replace(record, source=f"{path}:call {number}")
+        elif isinstance(item, TraceProblem):
+            log.problem(path, item.line, item.message, truncated=item.truncated)
+
+
+def _read_openhands(
+    source: SourceFile, log: ImportLog, pricing: Pricing, on_bytes: Callable[[int], None] | None
+) -> Iterator[CallRecord]:
+    """Every event of the file is read before the first call comes out: a response is attached to several."""
+    path = source.path
+    trajectory = OpenHandsImport(path, pricing)
+    with path.open("rb") as file:
+        if source.layout == "wrapped":
+            start = _trajectory_start(file.read(_SNIFF_BYTES)) or 0
+            _advance(on_bytes, start)
+            file.seek(start)
+        for item in iter_json_array(file, on_bytes):
+            if isinstance(item, Broken):
+                log.problem(path, item.line, item.message, truncated=item.truncated)
+                continue
+            problem = trajectory.feed(item[1], line=item[0])
+            if problem is not None:
+                log.problem(path, item[0], problem)
+    if trajectory.duplicates:
+        log.skipped["OpenHands events repeating an already counted model response"] += trajectory.duplicates
+    return trajectory.records()
+
+
+def _read_event_store(
+    sources: list[SourceFile],
+    log: ImportLog,
+    pricing: Pricing,
+    on_bytes: Callable[[int], None] | None,
+    directory: Path,
+) -> Iterator[CallRecord]:
+    """The files of one OpenHands event store directory, one event each, in event order: one trajectory."""
+    session = directory.parent.name if directory.name == "events" else directory.name
+    trajectory = OpenHandsImport(directory, pricing, run_id=session)
+    counts: Counter[Path] = Counter()
+    for source in sources:
+        try:
+            event = json.loads(source.path.read_bytes().removeprefix(b"\xef\xbb\xbf"))
+        except (OSError, ValueError) as error:
+            log.problem(source.path, 1, f"not a readable OpenHands event ({error})")
+            continue
+        finally:
+            _advance(on_bytes, source.size)
+        before = len(trajectory)
+        problem = trajectory.feed(event, line=1, source=f"{source.path}:1")
+        if problem is not None:
+            log.problem(source.path, 1, problem)
+        counts[source.path] += len(trajectory) - before
+    for source in sources:
+        source.calls = counts[source.path]
+    if trajectory.duplicates:
+        log.skipped["OpenHands events repeating an already counted model response"] += trajectory.duplicates
+    yield from trajectory.records()
 
 
 def _read_other(
-    source: SourceFile, log: ImportLog, pricing: Pricing | None, on_bytes: Callable[[int], None] | None
+    source: SourceFile, log: ImportLog, pricing: Pricing, on_bytes: Callable[[int], None] | None
 ) -> Iterator[CallRecord]:
     path = source.path
     if source.format == "leanloop":
-        for item in iter_trace(path):
-            if isinstance(item, CallRecord):
-                yield item if item.cost.is_known else _repriced(item, pricing)
-            elif isinstance(item, TraceProblem):
-                log.problem(path, item.line, item.message, truncated=item.truncated)
+        yield from _read_leanloop(path, log, pricing)
         _advance(on_bytes, source.size)
     elif source.format == "openhands":
-        trajectory = OpenHandsImport(path, pricing)
-        with path.open("rb") as file:
-            for item in iter_json_array(file, on_bytes):
-                if isinstance(item, Broken):
-                    log.problem(path, item.line, item.message, truncated=item.truncated)
-                    continue
-                problem = trajectory.feed(item[1], line=item[0])
-                if problem is not None:
-                    log.problem(path, item[0], problem)
-        if trajectory.duplicates:
-            log.skipped["OpenHands events repeating an already counted model response"] += trajectory.duplicates
-        yield from trajectory.records()
+        yield from _read_openhands(source, log, pricing, on_bytes)
     elif source.format == "recording":
         found = Recorded()
         yield from iter_cassette(path, found, pricing=pricing)

@@ -2,36 +2,49 @@
 
 Every recorded call keeps its model, its prompt size, its output size and its time; only where the breakpoints go
 (and, for two strategies, the model or the price list) changes. Each strategy's requests run through ``cachesim``
-in time order and are priced per request with ``pricing``.
+and are priced per request with ``pricing``.
 
 What each call's prompt is made of:
 
 - When the log holds the request's blocks (leanloop traces, API recordings: ``CallRecord.prefix``), those blocks,
-  scaled to the recorded prompt size.
-- Otherwise (Claude Code, OpenHands): a head of system prompt + tool definitions, then one block per call holding
-  what the call added to the history (``prompts.growth_prompts``). The head's size is an estimate: the first
-  prompt minus the estimated tokens of the messages it sent. Such results are marked as estimates.
+  scaled to the recorded prompt size. Such runs share one cache per strategy (runs with the same tools and system
+  prompt read each other's entries, as they would on the API).
+- Otherwise (Claude Code, OpenHands): a head of system prompt + tools, then one block per call holding what the
+  call added to the history (``prompts.GrowthPrompts``). The head's size is an estimate: the first prompt minus
+  the estimated tokens of the messages it sent. Such results are marked as estimates.
 
 Cache state before the log: a run whose first call read N tokens from the cache found them there; every caching
-strategy starts with those N tokens cached (a strategy cannot be blamed or credited for what happened before).
+strategy starts with those N tokens cached, under its own TTL (a strategy cannot be blamed or credited for what
+happened before).
+
+The Batch API (half price, results within 24 h) only suits calls nobody waits on. A log says when someone did
+(Claude Code: a person at the terminal, and a sub-agent's session; OpenHands: a user in the loop): those calls
+keep their price. For the others the log cannot tell, so the batch row prices them at batch rates as an upper
+bound, not a recommendation: an agent loop's calls depend on each other, so n calls are n batches in a row.
+
+Streamed (``WhatIfSimulation``): calls are simulated as they are read, a run's calls in the order the log lists
+them; per open run only its cache state and the blocks of its current prompt are kept, and a run idle for two
+hours (its cache long expired) is closed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
-from leanloop.analyze.misses import CONTENT_CAUSES, run_misses
-from leanloop.analyze.prompts import iter_growth_prompts
+from leanloop.analyze.misses import CONTENT_CAUSES, cache_ttl, pair_miss
+from leanloop.analyze.projection import Period, Projection
+from leanloop.analyze.prompts import GrowthPrompts
 from leanloop.cachesim import TTL, Block, CacheSim, Prompt, block_fingerprint
 from leanloop.pricing import Cost, Pricing, default_pricing
 from leanloop.tokens import TRAILING_PROMPT_TOKENS
 from leanloop.trace import CallRecord
 from leanloop.usage import Usage
 
-__all__ = ["DEFAULT_SUMMARY_MODEL", "STRATEGIES", "StrategyCost", "WhatIf", "whatif"]
+__all__ = ["DEFAULT_SUMMARY_MODEL", "STRATEGIES", "StrategyCost", "WhatIf", "WhatIfSimulation", "whatif"]
 
 DEFAULT_SUMMARY_MODEL = "claude-haiku-4-5"
 STRATEGIES: dict[str, str] = {
@@ -41,10 +54,15 @@ STRATEGIES: dict[str, str] = {
     "rolling_5m": "rolling cache 5m (leanloop default)",
     "rolling_1h": "rolling cache 1h",
     "cheaper_summary": "rolling 5m, final call on a cheaper model",
-    "batch": "rolling 1h + Batch API for non-interactive calls",
+    "batch": "rolling 1h + Batch API where nobody waits",
 }
+_CACHING: dict[str, TTL] = {"system_tools": "5m", "rolling_5m": "5m", "rolling_1h": "1h"}
 _SPACING_S = 10.0  # between calls whose log has no timestamps
 _RUN_GAP_S = 86_400.0
+_UNTIMED_EPOCH = 1e11  # runs without timestamps are placed far from any real one, a day apart
+_IDLE_S = 2 * 3600.0  # a run idle this long has nothing left in any cache (the longest TTL is 1 h)
+_IDLE_CHECK_EVERY = 512
+_NOT_A_SUMMARY = frozenset({"tool_use", "max_tokens", "pause_turn"})  # a run cut off, not a final answer
 
 
 @dataclass
@@ -67,6 +85,8 @@ class WhatIf:
     strategies: dict[str, StrategyCost]
     assumptions: list[str]
     summary_model: str
+    batch_calls: int = 0  # calls the log does not show anyone waited on: priced at batch rates in the batch row
+    projection: Projection = field(default_factory=lambda: Projection(Period()))
 
     @property
     def recorded(self) -> StrategyCost:
@@ -84,10 +104,16 @@ class WhatIf:
             return None
         return float(other.priced_total / base.priced_total)
 
+    def per_month(self, name: str) -> Decimal | None:
+        """The strategy's cost for 30 days at the observed rate (or at ``--runs-per-day``); None when unknown."""
+        cost = self.strategies[name].cost
+        return self.projection.per_month(cost.priced_total) if cost.is_known else None
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name, strategy in self.strategies.items():
             usage = strategy.usage
+            month = self.per_month(name)
             out[name] = {
                 "label": strategy.label,
                 "prompt_tokens": usage.prompt_tokens,
@@ -97,31 +123,22 @@ class WhatIf:
                 "cache_read_tokens": usage.cache_read_tokens,
                 "output_tokens": usage.output_tokens,
                 "cost_usd": strategy.cost.usd,
+                "usd_per_month": float(month) if month is not None else None,
                 "vs_recorded": None if (r := self.ratio(name)) is None else round(r, 4),
                 "estimated": strategy.estimated,
             }
             if not strategy.cost.is_known:
                 out[name]["unknown_models"] = sorted(strategy.cost.unknown_models)
+        out["batch"]["upper_bound"] = True
+        out["batch"]["batch_calls"] = self.batch_calls
         return {
             "calls": self.calls,
             "runs": self.runs,
             "summary_model": self.summary_model,
             "strategies": out,
+            "projection": self.projection.to_dict(None),
             "assumptions": self.assumptions,
         }
-
-
-@dataclass
-class _Run:
-    """One run, ready to simulate: its calls and times, and how to make their unmarked prompts (one at a time:
-    a prompt holds the whole history, so a long run's prompts are never all kept)."""
-
-    calls: list[CallRecord]
-    prompts: Callable[[], Iterator[Prompt]]
-    head_blocks: int | None  # synthetic prompts: how many head blocks; None: find system/tools blocks by path
-    warm: Prompt | None
-    times: list[float]
-    estimated: bool
 
 
 def _at(record: CallRecord) -> datetime | None:
@@ -136,11 +153,15 @@ def _print_block(path: str, digest: str, tokens: int) -> Block:
     return Block(path=path, fingerprint=fingerprint, tokens=tokens)
 
 
-def _recorded_prompts(calls: Sequence[CallRecord]) -> Iterator[Prompt]:
+class _RecordedPrompts:
     """The recorded blocks of each call. A block keeps the size it had when first seen; the new blocks of a call
     are scaled so its prompt adds up to the recorded prompt size (block sizes are often estimates)."""
-    sizes: dict[tuple[str, str], int] = {}
-    for record in calls:
+
+    def __init__(self) -> None:
+        self._sizes: dict[tuple[str, str], int] = {}
+
+    def next(self, record: CallRecord) -> Prompt:
+        sizes = self._sizes
         total = record.usage.prompt_tokens
         tail = min(TRAILING_PROMPT_TOKENS, total)
         new = [b for b in record.prefix if (b.path, b.hash) not in sizes]
@@ -156,7 +177,7 @@ def _recorded_prompts(calls: Sequence[CallRecord]) -> Iterator[Prompt]:
             sizing = sizes
         blocks = [_print_block(b.path, b.hash, sizing[(b.path, b.hash)]) for b in record.prefix]
         tail = max(total - sum(b.tokens for b in blocks), 0)
-        yield Prompt(model=record.model, blocks=tuple(blocks), tail_tokens=tail)
+        return Prompt(model=record.model, blocks=tuple(blocks), tail_tokens=tail)
 
 
 def _head_end(prompt: Prompt) -> int | None:
@@ -164,67 +185,24 @@ def _head_end(prompt: Prompt) -> int | None:
     return ends[-1] if ends else None
 
 
-def _warm_prompt(prompt: Prompt, cached: int) -> Prompt | None:
-    """The leading blocks of ``prompt`` that fit in ``cached`` tokens (read by the first call), marked to cache."""
+def _warm_prompt(prompt: Prompt, cached: int, ttl: TTL, head_end: int | None) -> Prompt | None:
+    """The leading blocks of ``prompt`` that fit in ``cached`` tokens (read by the first call), marked to cache
+    under ``ttl`` (at their end, and at the end of the head when it fits too)."""
     fit = [i for i, tokens in enumerate(prompt.prefix_tokens) if tokens <= cached and prompt.blocks[i].tokens]
     if not cached or not fit:
         return None
     last = fit[-1]
     head = Prompt(prompt.model, prompt.blocks[: last + 1], tail_tokens=0)
-    return head.with_marks({last: "1h"})
-
-
-def _head_tokens(calls: Sequence[CallRecord]) -> tuple[int, str]:
-    first = calls[0]
-    total = first.usage.prompt_tokens
-    messages = first.notes.get("message_tokens")
-    if isinstance(messages, int):
-        return max(total - messages, 0), "the first prompt minus the estimated tokens of its messages"
-    cached = first.usage.cache_read_tokens + first.usage.cache_write_tokens
-    return min(cached, total), "what the first call cached (the log holds no message text)"
-
-
-def _rewrites(calls: Sequence[CallRecord], pricing: Pricing) -> dict[int, int]:
-    """Calls whose recorded miss came from changed content (any strategy would have missed there too), with how
-    many leading tokens they could still read."""
-    misses = run_misses(calls, pricing=pricing)
-    return {m.index: m.read_tokens for m in misses if m.cause in CONTENT_CAUSES}
-
-
-def _shape(calls: list[CallRecord], clock: float, notes: set[str], pricing: Pricing) -> _Run:
-    timed = all(c.started_at is not None for c in calls)
-    times = [c.started_at or 0.0 for c in calls] if timed else [clock + _SPACING_S * i for i in range(len(calls))]
-    if not timed:
-        notes.add(f"calls without timestamps are spaced {_SPACING_S:.0f} s apart")
-    first_read = calls[0].usage.cache_read_tokens
-    if all(c.prefix for c in calls):
-        estimated = any(bool(c.notes.get("prefix_estimated")) for c in calls)
-        if estimated:
-            notes.add("block sizes of recorded requests are estimated from their text, scaled to the recorded total")
-        warm = _warm_prompt(next(_recorded_prompts(calls[:1])), first_read)
-        return _Run(calls, lambda: _recorded_prompts(calls), None, warm, times, estimated)
-    head, how = _head_tokens(calls)
-    notes.add(f"system prompt + tools size per run estimated as {how}")
-    cached = min(first_read, head)
-    blocks = [("head.cached", cached), ("head", head - cached)] if cached else [("head", head)]
-    history = [max(c.usage.prompt_tokens - head - TRAILING_PROMPT_TOKENS, 0) for c in calls]
-    models = [c.model for c in calls]
-    rewrites = _rewrites(calls, pricing)
-    salt = f"{calls[0].run_id}."
-
-    def prompts() -> Iterator[Prompt]:
-        return iter_growth_prompts(models, blocks, history, head_salt=salt, history_salt=salt, rewrites=rewrites)
-
-    warm = _warm_prompt(next(prompts()), first_read)
-    return _Run(calls, prompts, len(blocks), warm, times, True)
+    marks: dict[int, TTL] = {last: ttl}
+    if head_end is not None and head_end < last:
+        marks[head_end] = ttl
+    return head.with_marks(marks)
 
 
 def _marks(strategy: str, prompt: Prompt, head_end: int | None, previous_blocks: int) -> dict[int, TTL]:
-    if strategy == "no_cache":
-        return {}
+    ttl = _CACHING[strategy]
     if strategy == "system_tools":
-        return {head_end: "5m"} if head_end is not None else {}
-    ttl: TTL = "1h" if strategy == "rolling_1h" else "5m"
+        return {head_end: ttl} if head_end is not None else {}
     marks: dict[int, TTL] = {}
     if head_end is not None:
         marks[head_end] = ttl
@@ -234,96 +212,280 @@ def _marks(strategy: str, prompt: Prompt, head_end: int | None, previous_blocks:
     return marks
 
 
-def _simulate(strategy: str, runs: Sequence[_Run], summary_model: str) -> list[tuple[CallRecord, str, Usage]]:
-    """Every call of every run, in time order, through one cache: (call, model sent to, simulated usage)."""
-    sim = CacheSim()
-    order = sorted((t, r, i) for r, run in enumerate(runs) for i, t in enumerate(run.times))
-    prompts = [run.prompts() for run in runs]
-    previous = [0] * len(runs)
-    out: list[tuple[CallRecord, str, Usage]] = []
-    for start, r, i in order:
-        run = runs[r]
-        record, prompt = run.calls[i], next(prompts[r])
-        if i == 0 and run.warm is not None and strategy != "no_cache":
-            sim.request(run.warm, start=start - 1.0)
-        if strategy == "cheaper_summary" and i == len(run.calls) - 1:
-            prompt = Prompt(summary_model, prompt.blocks, prompt.auto_ttl, prompt.tail_tokens)
-        head_end = run.head_blocks - 1 if run.head_blocks is not None else _head_end(prompt)
-        marked = prompt.with_marks(_marks(strategy, prompt, head_end, previous[r]))
-        previous[r] = len(prompt.blocks)
-        usage = sim.request(marked, start=start).usage
-        out.append((record, prompt.model, usage.with_output(record.usage.output_tokens)))
-    return out
+def _awaited(record: CallRecord) -> bool:
+    """The log shows someone waited on this call (its importer said so)."""
+    return record.notes.get("interactive") is True
 
 
-def _price(
-    name: str, simulated: Sequence[tuple[CallRecord, str, Usage]], pricing: Pricing, estimated: bool
-) -> StrategyCost:
-    result = StrategyCost(name, STRATEGIES[name], estimated=estimated and name != "no_cache")
-    for record, model, usage in simulated:
-        batch = name == "batch" and record.notes.get("interactive") is not True
+class _SyntheticPrompts:
+    """Prompts for a run whose log has no blocks: an estimated head, then what each call added to the history.
+    A call whose recorded miss came from changed content rewrites the prompt from where its read stopped (any
+    strategy would have missed there too)."""
+
+    def __init__(self, first: CallRecord, pricing: Pricing) -> None:
+        messages = first.notes.get("message_tokens")
+        total = first.usage.prompt_tokens
+        if isinstance(messages, int):
+            self.head = max(total - messages, 0)
+            self.how = "the first prompt minus the estimated tokens of its messages"
+        else:
+            self.head = min(first.usage.cache_read_tokens + first.usage.cache_write_tokens, total)
+            self.how = "what the first call cached (the log holds no message text)"
+        cached = min(first.usage.cache_read_tokens, self.head)
+        blocks = [("head.cached", cached), ("head", self.head - cached)] if cached else [("head", self.head)]
+        self.head_blocks = len(blocks)
+        salt = f"{first.run_id}."
+        self._growth = GrowthPrompts(blocks, head_salt=salt, history_salt=salt)
+        self._pricing = pricing
+        self._previous: CallRecord | None = None
+        self._ttl = "5m"
+        self._index = 0
+
+    def next(self, record: CallRecord) -> Prompt:
+        unchanged: int | None = None
+        if self._previous is not None:
+            self._ttl = cache_ttl(self._previous.usage, self._ttl)
+            miss = pair_miss(
+                self._previous, record, index=self._index, ttl=self._ttl, min_tokens=512, pricing=self._pricing
+            )
+            if miss is not None and miss.cause in CONTENT_CAUSES:
+                unchanged = miss.read_tokens
+        self._previous = record
+        self._index += 1
+        history = max(record.usage.prompt_tokens - self.head - TRAILING_PROMPT_TOKENS, 0)
+        return self._growth.next(record.model, history, unchanged=unchanged)
+
+
+@dataclass
+class _Held:
+    """The latest call of a run, whose cheaper_summary price waits until it is known whether it was the last."""
+
+    record: CallRecord
+    prompt: Prompt
+    start: float
+    head_end: int | None
+    usage: Usage
+    cost: Cost
+
+
+class _Run:
+    """One run being simulated under every strategy."""
+
+    def __init__(self, first: CallRecord, sims: dict[str, CacheSim] | None, clock: float, pricing: Pricing) -> None:
+        self.synthetic = None if first.prefix else _SyntheticPrompts(first, pricing)
+        self.recorded = _RecordedPrompts() if first.prefix else None
+        self.sims = sims if sims is not None else {name: CacheSim() for name in _CACHING}
+        self.previous_blocks = dict.fromkeys(_CACHING, 0)
+        self.clock = clock
+        self.calls = 0
+        self.held: _Held | None = None
+
+    def prompt(self, record: CallRecord) -> tuple[Prompt, int | None]:
+        if self.synthetic is not None:
+            return self.synthetic.next(record), self.synthetic.head_blocks - 1
+        assert self.recorded is not None
+        prompt = self.recorded.next(record)
+        return prompt, _head_end(prompt)
+
+    def request(self, strategy: str, prompt: Prompt, head_end: int | None, start: float, output: int) -> Usage:
+        """The call under ``strategy``'s breakpoints, through its cache."""
+        marked = prompt.with_marks(_marks(strategy, prompt, head_end, self.previous_blocks[strategy]))
+        self.previous_blocks[strategy] = len(prompt.blocks)
+        return self.sims[strategy].request(marked, start=start).usage.with_output(output)
+
+    def start(self, record: CallRecord) -> float:
+        if record.started_at is not None and record.started_at >= self.clock:
+            self.clock = record.started_at
+        elif self.calls:
+            self.clock += _SPACING_S
+        return self.clock
+
+
+class WhatIfSimulation:
+    """``whatif`` as a stream: ``add`` each call, ``end_runs`` when the runs read so far are complete (at the end of a
+    file), ``result`` at the end."""
+
+    def __init__(
+        self,
+        *,
+        summary_model: str = DEFAULT_SUMMARY_MODEL,
+        pricing: Pricing | None = None,
+        runs_per_day: float | None = None,
+    ) -> None:
+        self.summary_model = summary_model
+        self.pricing = pricing or default_pricing()
+        self.runs_per_day = runs_per_day
+        self.strategies = {name: StrategyCost(name, label) for name, label in STRATEGIES.items()}
+        self.notes: set[str] = set()
+        self.period = Period()
+        self.batch_calls = 0
+        self.warm_runs = 0
+        self.warm_tokens = 0
+        self.estimated = False
+        self._open: dict[str, _Run] = {}
+        self._shared = {name: CacheSim() for name in _CACHING}  # for runs with recorded blocks and real times
+        self._untimed = 0
+        self._runs: set[str] = set()
+        self._latest = 0.0
+        self._since_check = 0
+
+    def add(self, record: CallRecord) -> None:
+        recorded = self.strategies["as_recorded"]
+        recorded.add(record.usage, record.cost)
+        recorded.estimated = recorded.estimated or record.cost.estimated
+        self.period.add(record.started_at)
+        run = self._open.get(record.run_id) or self._open_run(record)
+        start = run.start(record)
+        prompt, head_end = run.prompt(record)
+        if run.calls == 0:
+            self._warm(run, record, prompt, head_end, start)
+        output = record.usage.output_tokens
+        usage_of = {name: run.request(name, prompt, head_end, start, output) for name in _CACHING}
         at = _at(record)
-        result.add(usage, pricing.cost(model, usage, batch=batch, at=at))
-    return result
+        for name, usage in usage_of.items():
+            self.strategies[name].add(usage, self.pricing.cost(prompt.model, usage, at=at))
+        plain = Usage(input_tokens=prompt.total_tokens, output_tokens=output)
+        self.strategies["no_cache"].add(plain, self.pricing.cost(prompt.model, plain, at=at))
+        batch = not _awaited(record)
+        self.batch_calls += batch
+        hour = usage_of["rolling_1h"]
+        self.strategies["batch"].add(hour, self.pricing.cost(prompt.model, hour, batch=batch, at=at))
+        self._hold(run, _Held(record, prompt, start, head_end, usage_of["rolling_5m"], Cost()))
+        run.calls += 1
+        self._close_idle(start)
+
+    @property
+    def open_runs(self) -> int:
+        """Runs whose simulation state is kept (the others were idle long enough to be closed)."""
+        return len(self._open)
+
+    def _close_idle(self, now: float) -> None:
+        """Close the runs idle for longer than any cache entry lives (all of theirs have expired): a log of many
+        sessions keeps only the ones still going. One that resumes later is simulated from there as a new run."""
+        self._latest = max(self._latest, now)
+        self._since_check += 1
+        if self._since_check < _IDLE_CHECK_EVERY:
+            return
+        self._since_check = 0
+        idle = [run_id for run_id, run in self._open.items() if run.clock < self._latest - _IDLE_S]
+        for run_id in idle:
+            self._final_call(self._open.pop(run_id))
+
+    def _open_run(self, record: CallRecord) -> _Run:
+        timed = record.started_at is not None
+        clock = record.started_at if record.started_at is not None else _UNTIMED_EPOCH + _RUN_GAP_S * self._untimed
+        if not timed:
+            self._untimed += 1
+            self.notes.add(f"calls without timestamps are spaced {_SPACING_S:.0f} s apart")
+        sims = self._shared if record.prefix and timed else None
+        run = _Run(record, sims, clock, self.pricing)
+        if run.synthetic is not None:
+            self.notes.add(f"system prompt + tools size per run estimated as {run.synthetic.how}")
+            self.estimated = True
+        elif record.notes.get("prefix_estimated"):
+            self.notes.add(
+                "block sizes of recorded requests are estimated from their text, scaled to the recorded total"
+            )
+            self.estimated = True
+        self._open[record.run_id] = run
+        if record.run_id not in self._runs:
+            self._runs.add(record.run_id)
+            self.period.runs += 1
+        return run
+
+    def _warm(self, run: _Run, record: CallRecord, prompt: Prompt, head_end: int | None, start: float) -> None:
+        cached = record.usage.cache_read_tokens
+        if not cached:
+            return
+        self.warm_runs += 1
+        self.warm_tokens += cached
+        for name, ttl in _CACHING.items():
+            warm = _warm_prompt(prompt, cached, ttl, head_end)
+            if warm is not None:
+                run.sims[name].request(warm, start=start - 1.0)
+
+    def _hold(self, run: _Run, call: _Held) -> None:
+        """cheaper_summary is rolling_5m but for a run's final call: price the call before this one as rolling_5m."""
+        call.cost = self.pricing.cost(call.prompt.model, call.usage, at=_at(call.record))
+        if run.held is not None:
+            self.strategies["cheaper_summary"].add(run.held.usage, run.held.cost)
+        run.held = call
+
+    def end_runs(self) -> None:
+        for run in self._open.values():
+            self._final_call(run)
+        self._open.clear()
+
+    def _final_call(self, run: _Run) -> None:
+        """The run's final call on the cheaper model, when it is a final answer after earlier calls (a one-call run
+        is not a summary; a run that stopped on a tool call was cut off). A model switch: nothing of the other
+        model's cache can be read."""
+        held = run.held
+        if held is None:
+            return
+        summary = self.strategies["cheaper_summary"]
+        record = held.record
+        if run.calls < 2 or record.stop_reason in _NOT_A_SUMMARY or record.model == self.summary_model:
+            summary.add(held.usage, held.cost)
+            return
+        prompt = Prompt(self.summary_model, held.prompt.blocks, held.prompt.auto_ttl, held.prompt.tail_tokens)
+        marked = prompt.with_marks(_marks("rolling_5m", prompt, held.head_end, len(prompt.blocks)))
+        usage = run.sims["rolling_5m"].predict(marked, start=held.start).usage.with_output(record.usage.output_tokens)
+        summary.add(usage, self.pricing.cost(self.summary_model, usage, at=_at(record)))
+
+    def result(self) -> WhatIf:
+        self.end_runs()
+        for name, strategy in self.strategies.items():
+            if name not in ("as_recorded", "no_cache"):
+                strategy.estimated = self.estimated
+        return WhatIf(
+            calls=self.period.calls,
+            runs=self.period.runs,
+            strategies=self.strategies,
+            assumptions=sorted(self.notes) + self._fixed_notes(),
+            summary_model=self.summary_model,
+            batch_calls=self.batch_calls,
+            projection=Projection(self.period, self.runs_per_day),
+        )
+
+    def _fixed_notes(self) -> list[str]:
+        notes: list[str] = []
+        if self.warm_runs:
+            notes.append(
+                f"{self.warm_runs} run(s) found {self.warm_tokens:,} tokens already cached by their first call: every "
+                "caching strategy starts with them cached, under its own TTL"
+            )
+        notes.append(
+            f"cheaper_summary: the final answer of each run of 2 or more calls goes to {self.summary_model} (a "
+            "model switch: it cannot read the other model's cache)"
+        )
+        calls = self.period.calls
+        awaited = calls - self.batch_calls
+        if not self.batch_calls:
+            notes.append(
+                f"batch: someone waited on every one of the {calls:,} calls (an interactive session, or a sub-agent "
+                "its session waited for): the Batch API does not apply, the row is rolling_1h"
+            )
+        else:
+            known = f"{awaited:,} were awaited and keep their price; " if awaited else ""
+            notes.append(
+                f"batch: an upper bound, not a recommendation. The log cannot tell whether anyone waited on "
+                f"{self.batch_calls:,} of the {calls:,} calls ({known}those are priced at Batch API rates: half "
+                "price). Only calls nobody waits on can be batched, with results in up to 24 h each; an agent "
+                "loop's calls depend on each other, so a run of n calls is n batches in a row"
+            )
+        return notes
 
 
 def whatif(
-    records: Iterable[CallRecord], *, summary_model: str = DEFAULT_SUMMARY_MODEL, pricing: Pricing | None = None
+    records: Iterable[CallRecord],
+    *,
+    summary_model: str = DEFAULT_SUMMARY_MODEL,
+    pricing: Pricing | None = None,
+    runs_per_day: float | None = None,
 ) -> WhatIf:
     """Re-price ``records`` under every strategy in ``STRATEGIES``."""
-    pricing = pricing or default_pricing()
-    by_run: dict[str, list[CallRecord]] = {}
-    recorded = StrategyCost("as_recorded", STRATEGIES["as_recorded"])
+    simulation = WhatIfSimulation(summary_model=summary_model, pricing=pricing, runs_per_day=runs_per_day)
     for record in records:
-        by_run.setdefault(record.run_id, []).append(record)
-        recorded.add(record.usage, record.cost)
-        recorded.estimated = recorded.estimated or record.cost.estimated
-    notes: set[str] = set()
-    runs: list[_Run] = []
-    clock = max((r.started_at or 0.0 for calls in by_run.values() for r in calls), default=0.0) + _RUN_GAP_S
-    for calls in by_run.values():
-        if all(c.started_at is not None for c in calls):
-            calls.sort(key=lambda c: c.started_at or 0.0)
-        runs.append(_shape(calls, clock, notes, pricing))
-        clock = max(clock, runs[-1].times[-1]) + _RUN_GAP_S
-    strategies = {"as_recorded": recorded}
-    estimated = any(run.estimated for run in runs)
-    simulated: dict[str, list[tuple[CallRecord, str, Usage]]] = {}
-    for name in STRATEGIES:
-        if name == "as_recorded":
-            continue
-        # batch uses rolling_1h's breakpoints: the same simulation, priced differently
-        key = "rolling_1h" if name == "batch" else name
-        if key not in simulated:
-            simulated[key] = _simulate(key, runs, summary_model)
-        strategies[name] = _price(name, simulated[key], pricing, estimated)
-    return WhatIf(
-        calls=sum(len(r.calls) for r in runs),
-        runs=len(runs),
-        strategies=strategies,
-        assumptions=sorted(notes) + _fixed_notes(runs, summary_model),
-        summary_model=summary_model,
-    )
-
-
-def _fixed_notes(runs: Sequence[_Run], summary_model: str) -> list[str]:
-    notes: list[str] = []
-    warm = [run for run in runs if run.warm is not None]
-    if warm:
-        tokens = sum(run.calls[0].usage.cache_read_tokens for run in warm)
-        notes.append(
-            f"{len(warm)} run(s) found {tokens:,} tokens already cached by their first call: every caching "
-            "strategy starts with them cached"
-        )
-    calls = [c for run in runs for c in run.calls]
-    interactive = sum(1 for c in calls if c.notes.get("interactive") is True)
-    notes.append(
-        f"cheaper_summary: the last call of each run goes to {summary_model} (a model switch: it cannot read the "
-        "other model's cache)"
-    )
-    notes.append(
-        f"batch: {len(calls) - interactive} of {len(calls)} calls are not interactive and priced at Batch API "
-        "rates (half price; the price data has batch rates only from 2026-10-14, earlier calls get the documented "
-        "50 % off); batches may take up to 24 h and their cache hits are best effort"
-    )
-    return notes
+        simulation.add(record)
+    return simulation.result()
