@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from leanloop.errors import BudgetExceeded, RunError
 from leanloop.explain import CacheMiss
+from leanloop.history import Cut
 from leanloop.limits import LoopGuard
 from leanloop.pricing import Cost
 from leanloop.tools import ToolOutcome, ToolUse
@@ -19,6 +20,7 @@ from leanloop.verify import SentCall
 __all__ = [
     "CacheMissed",
     "CallFinished",
+    "Compacted",
     "Event",
     "Finished",
     "Notice",
@@ -84,7 +86,8 @@ class RunResult:
 
     @property
     def iterations(self) -> int:
-        return len(self.calls)
+        """Calls to the model in the conversation (side calls are in ``calls`` and ``cost``, not counted here)."""
+        return sum(1 for c in self.calls if "side_call" not in c.notes)
 
     @property
     def cache_hit_rate(self) -> float:
@@ -156,8 +159,22 @@ class CacheMissed:
 
 @dataclass(frozen=True, slots=True)
 class Notice:
-    """Something worth a warning: volatile content in the prefix, a prompt below the cacheable minimum."""
+    """Something worth a warning: volatile content in the prefix, a prompt below the cacheable minimum, a
+    compaction, a model switch made or refused, a side call that failed."""
 
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Compacted:
+    """The history was compacted before ``iteration``'s call: it neared the context window, or the API said it
+    crossed it (``forced``). ``cut`` says what went and what the cache pays; ``summarized_by`` names the model that
+    summarised the dropped turns (None: a note stands for them). ``message`` is the line also sent as a Notice."""
+
+    iteration: int
+    cut: Cut
+    forced: bool
+    summarized_by: str | None
     message: str
 
 
@@ -166,4 +183,6 @@ class Finished:
     result: RunResult
 
 
-Event = TextDelta | TurnDiscarded | ToolStarted | ToolFinished | CallFinished | CacheMissed | Notice | Finished
+Event = (
+    TextDelta | TurnDiscarded | ToolStarted | ToolFinished | CallFinished | CacheMissed | Notice | Compacted | Finished
+)
