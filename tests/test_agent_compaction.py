@@ -25,7 +25,7 @@ from leanloop.emulator.policies import Reply
 from leanloop.emulator.serving import async_client
 from leanloop.history import AUTO_TRIGGER_SHARE, CLEARED_PREFIX, NOTE_PREFIX, Compaction
 from leanloop.limits import Budget
-from leanloop.testing import FunctionModel, call, say
+from leanloop.testing import FunctionModel, call, emulated_client, say
 from leanloop.tiers import Tiers
 from leanloop.tokens import Estimator
 from leanloop.trace import read_trace
@@ -410,3 +410,30 @@ def test_long_runs_stay_valid_near_the_trigger_and_under_budget(
             assert record.usage.prompt_tokens <= trigger + biggest_turn
     assert len(refused) <= 1  # once the API has named the window, the run compacts before it
     assert (forced is not None) == bool(refused)
+
+
+async def test_on_the_emulator_a_run_past_haikus_window_completes() -> None:
+    """The emulator refuses a prompt over the model's window as the API does; the run compacts and goes on."""
+    validate = pytest.importorskip("leanloop.emulator.validate")
+    if not hasattr(validate, "check_context_window"):
+        pytest.skip("this emulator does not check the context window yet")
+    model = FunctionModel(reader(40))
+    client = emulated_client({"claude-haiku-4-5": model})
+    never = Compaction(trigger_tokens=1_000_000)  # over the window: only the API's 400 can start a cut
+
+    def dump(part: int, lines: int = 50) -> str:
+        """Read a big part of the log.
+
+        Args:
+            part: Which part.
+            lines: Ignored: every part is about 7,000 tokens.
+        """
+        return read_log(part, 320)
+
+    dump.__name__ = "read_log"
+    agent = Agent("claude-haiku-4-5", system=SYSTEM, tools=[dump], client=client, compaction=never)
+    events, result = await events_of(agent)
+    assert result.ok, result.stop
+    forced = [e for e in events if isinstance(e, Compacted) and e.forced]
+    assert len(forced) == 1
+    assert max(r.usage.prompt_tokens for r in result.calls) <= 200_000
