@@ -15,22 +15,32 @@ rules) and priced per request by leanloop.pricing. Calls are 15 s apart, so no 5
    (whose cost is included).
 3. A model switch mid-run (Sonnet 4.6 -> Haiku 4.5 at a 100K prompt): ``switch_estimate``'s predicted break-even
    against the simulated one.
+4. The same long run as (1) through the real Agent on the in-process emulator (streamed calls, tools, budget
+   checks, cache verification), with its default compaction at the 160K trigger and without compaction; and the
+   tiers run of (2) with ``Agent(tiers=Tiers())``, whose side calls go to an emulated Haiku 4.5. Cost is what the
+   emulator billed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import sys
+import time
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from leanloop.agent import Agent, RunResult
 from leanloop.cachesim import CacheSim, prompt_from_request
+from leanloop.emulator.policies import Reply
 from leanloop.history import Compaction, Sizes, apply, plan
+from leanloop.limits import Budget
 from leanloop.pricing import default_pricing
 from leanloop.request import CachePolicy, RequestBuilder
+from leanloop.testing import FunctionModel, emulated_client, say
 from leanloop.tiers import Tiers, result_summary_request, switch_estimate
 from leanloop.tokens import count_text
 from leanloop.tools import Tool, cap_text
@@ -230,8 +240,67 @@ def switch_figure() -> dict[str, Any]:
     return {"switch_at_call": switch_at, "predicted": predicted, "simulated_break_even_calls": actual}
 
 
+def agent_run(model: str, steps: list[tuple[dict[str, Any], str]], **kwargs: Any) -> dict[str, Any]:
+    """``steps`` through the Agent on the emulator: the model asks for the next part, the tool returns its text."""
+    texts = {use["content"][1]["input"]["part"]: text for use, text in steps}
+
+    def read_log(part: int) -> str:
+        """Read the next part of a service log.
+
+        Args:
+            part: Which part.
+        """
+        return texts[part]
+
+    def answer(request: Mapping[str, Any]) -> Reply:
+        asked = [
+            b["input"]["part"]
+            for m in request["messages"]
+            if m["role"] == "assistant"
+            for b in m["content"]
+            if b["type"] == "tool_use"
+        ]
+        done = max(asked) + 1 if asked else 0
+        return say("The payment service times out.") if done >= len(steps) else Reply(steps[done][0]["content"])
+
+    cheap = FunctionModel(lambda _request: say("Condensed: " + "finding " * (SUMMARY_TOKENS - 20)))
+    client = emulated_client({model: FunctionModel(answer), HAIKU: cheap})
+    agent = Agent(model, system=SYSTEM, tools=[read_log], client=client, **kwargs)
+    task = "Checkout fails since 12:00. Read the logs and find out why."
+    started = time.perf_counter()
+    result: RunResult = asyncio.run(agent.run(task, budget=Budget(max_iterations=None)))
+    conversation = [c for c in result.calls if "side_call" not in c.notes]
+    return {
+        "stop": result.stop.reason,
+        "calls": result.iterations,
+        "side_calls": len(result.calls) - result.iterations,
+        "usd": round(float(result.cost.total), 4),
+        "cache_hit_rate": round(result.cache_hit_rate, 3),
+        "cuts": sum(1 for c in conversation if "compacted" in c.notes),
+        "max_prompt_tokens": max(c.usage.prompt_tokens for c in conversation),
+        "cache_misses": len(result.cache_misses),
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
+
+
+def agent_figure(long_steps: list[tuple[dict[str, Any], str]]) -> dict[str, Any]:
+    tiers_steps = turns(30, lambda _rng: 20_000, seed=11)
+    tiers = Tiers(cheap=HAIKU, summarize_results_over=8000, result_summary_tokens=SUMMARY_TOKENS)
+    return {
+        "long_run": {
+            "leanloop_trigger_160k": agent_run(SONNET, long_steps, compaction=Compaction(trigger_tokens=160_000)),
+            "no_compaction_1m_window": agent_run(SONNET, long_steps, compaction=None),
+        },
+        "tiers": {
+            "cut_head_tail_8k": agent_run(SONNET, tiers_steps),
+            "haiku_summary": agent_run(SONNET, tiers_steps, tiers=tiers),
+        },
+    }
+
+
 def main() -> int:
     results = {"long_run": long_run(), "tiers": tiers_figure(), "switch": switch_figure()}
+    results["agent"] = agent_figure(turns(150, lambda rng: rng.randint(2000, 4000)))
     run = results["long_run"]
     print(f"long run: {run['calls']} calls of 2-4K-token tool results, {run['model']}, {run['window']:,} window")
     print(f"{'strategy':34} {'calls':>5} {'USD':>8} {'hit rate':>8} {'cuts':>5} {'max prompt':>10} {'written':>10}")
@@ -256,6 +325,14 @@ def main() -> int:
         f"tokens lost): predicted break-even {predicted['break_even_calls']} calls, simulated "
         f"{switch['simulated_break_even_calls']}"
     )
+    print("\nthe Agent on the emulator (billed by the emulator):")
+    for part, rows in results["agent"].items():
+        for name, row in rows.items():
+            print(
+                f"  {part:9} {name:30} {row['calls']:>4} calls + {row['side_calls']:>2} side  ${row['usd']:>7.2f}  "
+                f"hit {row['cache_hit_rate']:.1%}  cuts {row['cuts']}  max prompt {row['max_prompt_tokens']:>7,}  "
+                f"misses {row['cache_misses']}  {row['wall_s']:.1f} s  {row['stop']}"
+            )
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text(json.dumps(results, indent=2) + "\n")
     return 0

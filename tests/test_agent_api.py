@@ -72,12 +72,26 @@ async def test_history_ending_with_tool_results_takes_the_task_after_them_in_one
     assert alone.ok  # no task: the model answers the tool results
 
 
+@pytest.mark.anyio
+async def test_consecutive_messages_of_one_role_are_taken_as_the_api_takes_them() -> None:
+    """The API merges them (a compacted transcript has the task, then the compaction's note, both the user's)."""
+    history = [
+        {"role": "user", "content": "a"},
+        {"role": "user", "content": "b"},
+        {"role": "assistant", "content": "c"},
+    ]
+    model = ScriptedModel(say("d"))
+    result = await Agent(MODEL, client=model.client()).run("go on", history=history)
+    assert result.ok
+    assert [m["role"] for m in model.requests[0]["messages"]] == ["user", "user", "assistant", "user"]
+
+
 @pytest.mark.parametrize(
     ("history", "message"),
     [
         ([], "non-empty list of messages"),
         ([{"role": "assistant", "content": "hi"}], r"messages\[0\] has role 'assistant'"),
-        ([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}], "roles alternate"),
+        ([{"role": "user", "content": "a"}, {"role": "system", "content": "b"}], "role 'system'"),
         ([{"role": "user", "content": ""}], "empty content"),
         ([{"content": "x"}], "'role' and 'content'"),
         (HISTORY[:2], "last message asks for tools"),

@@ -128,13 +128,28 @@ def test_automatic_trigger_is_a_share_of_the_window_less_the_answer() -> None:
     assert Compaction(trigger_tokens=50_000, target_ratio=0.3).target_for("claude-next-9") == 15_000
 
 
+def test_a_window_the_api_reported_caps_the_trigger() -> None:
+    """A 400 "prompt is too long: N tokens > 100000 maximum" outranks the table, and a trigger set too high."""
+    assert Compaction().trigger_for(MODEL, 4096, window=100_000) == 80_000
+    assert Compaction(trigger_tokens=900_000).trigger_for(MODEL, 4096, window=100_000) == 80_000
+    assert Compaction(trigger_tokens=20_000).trigger_for(MODEL, 4096, window=100_000) == 20_000
+    assert Compaction().target_for(MODEL, 4096, window=100_000) == 40_000
+    messages = run(40)  # ~90K tokens: under Sonnet 4.6's table trigger, over the reported window's
+    assert plan(messages, measure(messages), Compaction(), model=MODEL) is None
+    cut = cut_of(messages, Compaction(), window=100_000)
+    assert cut.trigger_tokens == 80_000 and cut.tokens_after <= 40_000
+
+
 def test_force_cuts_below_the_trigger() -> None:
     """After the API said the prompt did not fit, whatever our estimate says."""
     messages = run(20)
     policy = Compaction(trigger_tokens=10 * measure(messages).total)
     assert plan(messages, measure(messages), policy, model=MODEL) is None
-    cut = cut_of(messages, Compaction(trigger_tokens=measure(messages).total // 2), force=True)
-    assert cut.tokens_after <= cut.target_tokens
+    cut = cut_of(messages, policy, force=True)  # the prompt as it is counts as over the trigger: cut it in half
+    assert cut.trigger_tokens == measure(messages).total
+    assert cut.tokens_after <= cut.target_tokens == measure(messages).total // 2
+    lower = cut_of(messages, Compaction(trigger_tokens=measure(messages).total // 2), force=True)
+    assert lower.tokens_after <= lower.target_tokens == measure(messages).total // 4
 
 
 @pytest.mark.parametrize(

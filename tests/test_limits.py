@@ -134,6 +134,26 @@ def test_iteration_input_output_and_tool_caps() -> None:
     assert halt is not None and halt.cap == "max_tool_calls"
 
 
+def test_a_side_call_is_spent_but_is_not_an_iteration() -> None:
+    """A side call (a summary by the cheap model) costs money and tokens, checked and recorded like any call, but
+    does not use up max_iterations, neither in flight nor once recorded."""
+    spend = Spend(Budget(usd=0.05, max_iterations=1, max_output_tokens=3000))
+    side = spend.check_before_call(estimate(max_tokens=500), side_call=True)
+    assert isinstance(side, Go) and side.side_call
+    main = spend.check_before_call(estimate())  # the side call in flight holds money, not the one iteration
+    assert isinstance(main, Go)
+    assert main.max_tokens == 1000
+    spend.record_call(side, Usage(input_tokens=3000, output_tokens=500), Cost(output=Decimal("0.0075")))
+    assert spend.iterations == 0
+    assert spend.usage.output_tokens == 500 and spend.cost.total == Decimal("0.0075")
+    spend.record_call(main, Usage(output_tokens=10), Cost(output=Decimal("0.001")))
+    assert spend.iterations == 1
+    assert isinstance(spend.check_before_call(estimate()), Halt)  # max_iterations
+    again = spend.check_before_call(estimate(max_tokens=500), side_call=True)
+    assert isinstance(again, Go)  # a side call still fits the money left
+    spend.release(again)
+
+
 def test_wall_clock_cap() -> None:
     now = [0.0]
     spend = Spend(Budget(max_wall_seconds=10), clock=lambda: now[0])

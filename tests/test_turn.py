@@ -10,7 +10,7 @@ import httpx2
 import pytest
 import yaml
 
-from leanloop.turn import Finish, Nudge, Resend, Retry, RunTools, StopRun, Turn, TurnBuilder, next_step
+from leanloop.turn import Compact, Finish, Nudge, Resend, Retry, RunTools, StopRun, Turn, TurnBuilder, next_step
 from leanloop.usage import Usage
 
 pytestmark = pytest.mark.anyio
@@ -115,6 +115,13 @@ def test_next_step_table() -> None:
     assert isinstance(step(_turn("pause_turn", text), pauses=3), StopRun)
     assert step(_turn("refusal", text)).reason == "refused"  # type: ignore[attr-defined]
     assert step(_turn(None, text)).reason == "error"  # type: ignore[attr-defined]
+
+
+def test_a_turn_that_filled_the_context_window_is_compacted_once() -> None:
+    text = {"type": "text", "text": "partial"}
+    assert step(_turn("model_context_window_exceeded", text), can_compact=True) == Compact("partial")
+    stopped = step(_turn("model_context_window_exceeded", text))  # compaction off, or it was just tried
+    assert isinstance(stopped, StopRun) and stopped.reason == "error" and "context window" in stopped.detail
 
 
 def test_an_empty_end_turn_is_nudged_once_then_stops() -> None:

@@ -6,6 +6,7 @@ from leanloop.agent import (
     Agent,
     CacheMissed,
     CallFinished,
+    Compacted,
     Event,
     Finished,
     Notice,
@@ -26,9 +27,11 @@ from leanloop.errors import (
     UnknownPriceError,
     UsageError,
 )
+from leanloop.history import Compaction
 from leanloop.limits import Budget, LoopGuard, Spend
 from leanloop.pricing import Cost, PriceOverrides, Pricing, cost
 from leanloop.request import CachePolicy
+from leanloop.tiers import Tiers
 from leanloop.tools import Tool, tool
 from leanloop.trace import CallRecord, read_trace
 from leanloop.usage import Usage
@@ -41,6 +44,8 @@ __all__ = [
     "CachePolicy",
     "CallFinished",
     "CallRecord",
+    "Compacted",
+    "Compaction",
     "ConfigError",
     "Cost",
     "Event",
@@ -57,6 +62,7 @@ __all__ = [
     "Spend",
     "Stop",
     "TextDelta",
+    "Tiers",
     "Tool",
     "ToolFinished",
     "ToolStarted",

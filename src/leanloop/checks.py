@@ -11,9 +11,11 @@ import anthropic
 from anthropic.resources.messages import AsyncMessages
 
 from leanloop.errors import ConfigError
+from leanloop.history import Compaction
 from leanloop.limits import Budget, LoopGuard
 from leanloop.pricing import Pricing
 from leanloop.request import CachePolicy
+from leanloop.tiers import Tiers
 from leanloop.tools import Tool, as_tool
 
 __all__ = ["check_agent_arguments", "tools_by_name"]
@@ -48,6 +50,8 @@ def check_agent_arguments(given: Mapping[str, Any]) -> None:
         ("cache", CachePolicy | bool),
         ("loop_guard", LoopGuard | int | None),
         ("pricing", Pricing | None),
+        ("compaction", Compaction | None),
+        ("tiers", Tiers | None),
     )
     for name, expected in checks:
         if given[name] is not None and not isinstance(given[name], expected):

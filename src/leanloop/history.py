@@ -34,23 +34,23 @@ history compacted: 100,972 -> 29,932 tokens, 30 tool results cleared; the next c
 >>> messages[2]["content"][0]["content"][:80]
 '[tool result cleared by leanloop to fit the context window: this read_log result'
 
-Context windows come from the model catalog (API-FACTS 3.2, ``leanloop.emulator.catalog``). A model the catalog
-does not know is assumed to have 200K, the smallest window of a current Claude model: compacting a 1M-window run
-early costs one cache rewrite, while overflowing a 200K window ends the run.
+Context windows come from ``leanloop.models`` (API-FACTS 3.2). A model it does not know is assumed to have 200K, the
+smallest window of a current Claude model: compacting a 1M-window run early costs one cache rewrite, while
+overflowing a 200K window ends the run. When the API reports the window itself (a 400 "prompt is too long: N tokens
+> M maximum"), pass it as ``window=`` and the trigger is never above what that window allows.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 from leanloop.cachesim import Prompt
-from leanloop.emulator.catalog import CATALOG
 from leanloop.errors import ConfigError
+from leanloop.models import context_window
 from leanloop.tokens import TRAILING_PROMPT_TOKENS, Estimator, TokenCounter, count_text
 from leanloop.tools import cap_text
 
@@ -74,8 +74,6 @@ Strategy = Literal["clear_tool_results", "drop_turns"]
 _STRATEGIES = ("clear_tool_results", "drop_turns")
 
 AUTO_TRIGGER_SHARE = 0.8  # the automatic trigger: this share of the context window
-_UNKNOWN_WINDOW = 200_000  # the smallest window of a current model (Haiku 4.5, Sonnet 4.5, Opus 4.5)
-_DATE_SUFFIX = re.compile(r"-\d{8}$")
 _MIN_SAVING = 50  # a tool result is cleared only if that saves at least this many tokens
 
 CLEARED_PREFIX = "[tool result cleared by leanloop"
@@ -91,12 +89,6 @@ SUMMARY_SYSTEM = (
 # whole file, and a small request keeps the summary call cheap.
 _SUMMARY_RESULT_TOKENS = 2000
 _SUMMARY_MARGIN_TOKENS = 2000  # room for the system prompt and framing when capping a summary request
-
-
-def context_window(model: str) -> int:
-    """The model's context window in tokens (200,000 for a model the catalog does not know)."""
-    card = CATALOG.get(model) or CATALOG.get(_DATE_SUFFIX.sub("", model))
-    return card.max_input_tokens if card is not None else _UNKNOWN_WINDOW
 
 
 def _check_whole(name: str, value: object) -> None:
@@ -135,16 +127,20 @@ class Compaction:
         if model is not None and (not isinstance(model, str) or not model.strip()):
             raise ConfigError(f"Compaction(summarize_with={model!r}): a model id, or None")
 
-    def trigger_for(self, model: str, max_tokens: int = 0) -> int:
-        """The prompt size (tokens) above which a cut happens, for ``model`` answering in up to ``max_tokens``."""
-        if self.trigger_tokens is not None:
-            return self.trigger_tokens
-        window = context_window(model)
-        return max(1, min(math.floor(window * AUTO_TRIGGER_SHARE), window - max_tokens))
+    def trigger_for(self, model: str, max_tokens: int = 0, *, window: int | None = None) -> int:
+        """The prompt size (tokens) above which a cut happens, for ``model`` answering in up to ``max_tokens``.
 
-    def target_for(self, model: str, max_tokens: int = 0) -> int:
+        ``window`` is the context window as the API reported it: the trigger is then never above the automatic one
+        for that window, even when ``trigger_tokens`` is set higher."""
+        size = window or context_window(model)
+        automatic = max(1, min(math.floor(size * AUTO_TRIGGER_SHARE), size - max_tokens))
+        if self.trigger_tokens is None:
+            return automatic
+        return self.trigger_tokens if window is None else min(self.trigger_tokens, automatic)
+
+    def target_for(self, model: str, max_tokens: int = 0, *, window: int | None = None) -> int:
         """The prompt size a cut aims for."""
-        return math.floor(self.trigger_for(model, max_tokens) * self.target_ratio)
+        return math.floor(self.trigger_for(model, max_tokens, window=window) * self.target_ratio)
 
 
 @dataclass(frozen=True)
@@ -471,24 +467,28 @@ def plan(
     model: str,
     max_tokens: int = 0,
     force: bool = False,
+    window: int | None = None,
     counter: TokenCounter | None = None,
 ) -> Cut | None:
     """The cut that brings the prompt from over the trigger down to the target, or None when there is nothing to do.
 
     None when the prompt (``sizes.total``) is not over the trigger, unless ``force`` (after the API said the prompt
-    or the answer did not fit); and None when nothing can be cut: the task and the newest turns are all there is,
-    or nothing left to cut would make the prompt smaller.
+    or the answer did not fit: the prompt as it is then counts as the trigger, so the cut brings it down to
+    ``target_ratio`` of itself, or lower); and None when nothing can be cut: the task and the newest turns are all
+    there is, or nothing left to cut would make the prompt smaller. ``window``: the context window the API
+    reported, if it did (see ``Compaction.trigger_for``).
     """
     if len(sizes.blocks) != len(messages):
         raise ConfigError(f"plan: sizes has {len(sizes.blocks)} messages, the transcript {len(messages)}")
-    trigger = policy.trigger_for(model, max_tokens)
+    trigger = policy.trigger_for(model, max_tokens, window=window)
     total = sizes.total
     if total <= trigger and not force:
         return None
     planner = _Planner(messages, sizes, policy, model, counter or _ESTIMATOR)
     if planner.old_turns == 0:
         return None
-    target = policy.target_for(model, max_tokens)
+    trigger = min(trigger, total)
+    target = math.floor(trigger * policy.target_ratio)
     need = total - target
     cleared: list[_Candidate] = []
     turns = 0

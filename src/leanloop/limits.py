@@ -132,12 +132,14 @@ def estimate_call(
 @dataclass(frozen=True, slots=True)
 class Go:
     """Send the call with this ``max_tokens``. ``lowered_by`` names the cap that lowered it, if any. The call's
-    worst case stays reserved (``ticket``) until ``Spend.record_call`` or ``Spend.release``."""
+    worst case stays reserved (``ticket``) until ``Spend.record_call`` or ``Spend.release``. ``side_call``: the
+    call is not one of the run's iterations (see ``Spend.check_before_call``)."""
 
     max_tokens: int
     reserved_usd: Decimal
     lowered_by: str | None = None
     ticket: int = 0
+    side_call: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,8 +227,11 @@ class Spend:
             return Halt("max_wall_seconds", f"ran {self.elapsed_s:.1f} s of max_wall_seconds={b.max_wall_seconds:g}")
         return None
 
-    def check_before_call(self, estimate: CallEstimate) -> Go | Halt | Wait:
-        """Decide the next call and reserve its worst case. Pure arithmetic; no I/O."""
+    def check_before_call(self, estimate: CallEstimate, *, side_call: bool = False) -> Go | Halt | Wait:
+        """Decide the next call and reserve its worst case. Pure arithmetic; no I/O.
+
+        A ``side_call`` (work the agent hands a cheap model outside the conversation: a summary) is checked against
+        every cap but ``max_iterations``, and is not counted as an iteration when recorded."""
         halt = self._wall_halt()
         if halt is not None:
             return halt
@@ -234,9 +239,9 @@ class Spend:
         prompt_usd = estimate.prompt_usd_if_missed if b.strict else estimate.prompt_usd
         minimum = min(b.min_output_tokens, estimate.max_tokens)
         with self._lock:
-            room, cap = self._fit(estimate, prompt_usd, self._in_flight)
+            room, cap = self._fit(estimate, prompt_usd, self._in_flight, side_call)
             if self._held:
-                alone = self._fit(estimate, prompt_usd, _NOTHING)
+                alone = self._fit(estimate, prompt_usd, _NOTHING, side_call)
                 if alone != (room, cap) and alone[0] >= minimum:
                     held = f"${self._in_flight.usd:.4f}, {len(self._held)} calls"
                     reason = f"calls in flight on this shared budget hold what the next call needs ({held})"
@@ -244,16 +249,19 @@ class Spend:
             if room < minimum:
                 capped = cap or "usd"
                 return Halt(capped, self._halt_reason(capped, estimate, prompt_usd))
-            held = _Held(prompt_usd + room * estimate.output_usd_per_token, estimate.prompt_tokens, room, 1)
+            usd = prompt_usd + room * estimate.output_usd_per_token
+            held = _Held(usd, estimate.prompt_tokens, room, 0 if side_call else 1)
             ticket = next(self._tickets)
             self._held[ticket] = held
             self._in_flight += held
-        return Go(room, held.usd, cap, ticket)
+        return Go(room, held.usd, cap, ticket, side_call)
 
-    def _fit(self, estimate: CallEstimate, prompt_usd: Decimal, held: _Held) -> tuple[int, str | None]:
+    def _fit(
+        self, estimate: CallEstimate, prompt_usd: Decimal, held: _Held, side_call: bool = False
+    ) -> tuple[int, str | None]:
         """Output tokens the call may use with ``held`` in flight, and the cap that set that (None: max_tokens)."""
         b = self.budget
-        if b.max_iterations is not None and self.iterations + held.calls >= b.max_iterations:
+        if not side_call and b.max_iterations is not None and self.iterations + held.calls >= b.max_iterations:
             return 0, "max_iterations"
         used_input = self.usage.prompt_tokens + held.input_tokens
         if b.max_input_tokens is not None and used_input + estimate.prompt_tokens > b.max_input_tokens:
@@ -299,12 +307,13 @@ class Spend:
         return reason
 
     def record_call(self, go: Go | None, usage: Usage, cost: Cost) -> None:
-        """Add a finished call and release its reservation (``go`` is None for calls made outside the check)."""
+        """Add a finished call and release its reservation (``go`` is None for calls made outside the check). A
+        side call's usage and cost count; it is not an iteration."""
         with self._lock:
             self._free(go)
             self.usage += usage
             self.cost += cost
-            self.iterations += 1
+            self.iterations += 0 if go is not None and go.side_call else 1
         self._wake()
 
     def release(self, go: Go) -> None:

@@ -26,7 +26,8 @@ from typing import Any, cast
 
 from leanloop.cachesim import CacheSim, Prompt
 from leanloop.errors import ConfigError, UnknownPriceError
-from leanloop.history import Compaction, context_window
+from leanloop.history import Compaction
+from leanloop.models import context_window
 from leanloop.pricing import Pricing, default_pricing
 from leanloop.tokens import count_text
 from leanloop.tools import DEFAULT_MAX_RESULT_TOKENS, cap_text

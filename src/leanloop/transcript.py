@@ -59,8 +59,10 @@ def check_task(task: object) -> None:
 def check_history(history: object) -> list[Mapping[str, Any]]:
     """An earlier conversation given as plain messages, checked as the API would check it.
 
-    Roles alternate starting with ``user``; content is a non-empty string or list of blocks; every tool_use is
-    answered by a tool_result with the same id in the next message, results first; no result answers nothing.
+    The first message is the user's, every other one the user's or the assistant's (consecutive messages of one
+    role are merged, as the API merges them: a compacted transcript has the task and then the compaction's note);
+    content is a non-empty string or list of blocks; every tool_use is answered by a tool_result with the same id
+    in the next message, results first; no result answers nothing.
     """
     if not isinstance(history, list | tuple) or not history:
         raise ConfigError("Agent.run(history=...): a non-empty list of messages like {'role': 'user', 'content': ...}")
@@ -71,9 +73,11 @@ def check_history(history: object) -> list[Mapping[str, Any]]:
         if not isinstance(message, Mapping) or "role" not in message or "content" not in message:
             raise ConfigError(f"{where} must be a dict with 'role' and 'content'")
         message = cast(Mapping[str, Any], message)
-        expected = "user" if index % 2 == 0 else "assistant"
-        if message["role"] != expected:
-            raise ConfigError(f"{where} has role {message['role']!r}: roles alternate user, assistant, user, ...")
+        if message["role"] not in (("user",) if index == 0 else ("user", "assistant")):
+            raise ConfigError(
+                f"{where} has role {message['role']!r}: messages are the 'user''s or the 'assistant''s, and the "
+                "conversation starts with the user's"
+            )
         content = message["content"]
         if not (isinstance(content, str) and content.strip()) and not (isinstance(content, list | tuple) and content):
             raise ConfigError(f"{where} has empty content: a non-empty string or list of content blocks")

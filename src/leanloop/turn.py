@@ -17,7 +17,7 @@ from leanloop.request import sorted_json
 from leanloop.tools import ToolUse
 from leanloop.usage import Usage
 
-__all__ = ["Finish", "Nudge", "Resend", "Retry", "RunTools", "StopRun", "Turn", "TurnBuilder", "next_step"]
+__all__ = ["Compact", "Finish", "Nudge", "Resend", "Retry", "RunTools", "StopRun", "Turn", "TurnBuilder", "next_step"]
 
 
 @dataclass
@@ -165,6 +165,14 @@ class Retry:
 
 
 @dataclass(frozen=True, slots=True)
+class Compact:
+    """The conversation no longer fits the context window: compact the history and send it again. ``discarded`` is
+    the text a turn cut by the window streamed (dropped with it); None when the API refused the prompt outright."""
+
+    discarded: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Resend:
     """pause_turn: send the conversation back as it is so the server can continue."""
 
@@ -181,7 +189,7 @@ class StopRun:
     cap: str | None = None
 
 
-NextStep = Finish | RunTools | Retry | Resend | Nudge | StopRun
+NextStep = Finish | RunTools | Retry | Compact | Resend | Nudge | StopRun
 
 
 def next_step(  # noqa: PLR0911 - one return per stop reason reads as the table it is
@@ -194,8 +202,10 @@ def next_step(  # noqa: PLR0911 - one return per stop reason reads as the table 
     max_pauses: int,
     model_max_tokens: int,
     nudged: bool = False,
+    can_compact: bool = False,
 ) -> NextStep:
-    """Map a finished turn to the loop's next move. Pure."""
+    """Map a finished turn to the loop's next move. Pure. ``can_compact``: a turn cut by the context window may be
+    answered with a compaction (it is on, and the call was not already the resend after one)."""
     reason = turn.stop_reason
     if reason in ("end_turn", "stop_sequence", "tool_use"):
         uses = turn.tool_uses if reason == "tool_use" else []
@@ -207,12 +217,7 @@ def next_step(  # noqa: PLR0911 - one return per stop reason reads as the table 
             return StopRun("error", "the model ended its turn without an answer twice in a row (an empty end_turn)")
         return Nudge()
     if reason == "max_tokens":
-        if lowered_by is not None:
-            detail = f"the turn was cut at max_tokens={max_tokens}, lowered by the {lowered_by} cap"
-            return StopRun("budget", detail, lowered_by)
-        if not retried and max_tokens < model_max_tokens:
-            return Retry(min(max_tokens * 2, model_max_tokens), turn.text)
-        return StopRun("error", f"the turn exceeded max_tokens={max_tokens}" + (" twice" if retried else ""))
+        return _after_max_tokens(turn, max_tokens, retried, lowered_by, model_max_tokens)
     if reason == "pause_turn":
         if pauses >= max_pauses:
             return StopRun("error", f"the server paused the turn {pauses} times in a row")
@@ -220,5 +225,19 @@ def next_step(  # noqa: PLR0911 - one return per stop reason reads as the table 
     if reason == "refusal":
         return StopRun("refused", "the model refused to continue" + (f": {turn.text}" if turn.text else ""))
     if reason == "model_context_window_exceeded":
+        if can_compact:
+            return Compact(turn.text)
         return StopRun("error", "the conversation no longer fits the model's context window")
     return StopRun("error", f"unknown stop_reason {reason!r} from the API")
+
+
+def _after_max_tokens(
+    turn: Turn, max_tokens: int, retried: bool, lowered_by: str | None, model_max_tokens: int
+) -> Retry | StopRun:
+    """A turn cut by max_tokens: stop if a budget cap lowered it, else ask once again with twice the room."""
+    if lowered_by is not None:
+        detail = f"the turn was cut at max_tokens={max_tokens}, lowered by the {lowered_by} cap"
+        return StopRun("budget", detail, lowered_by)
+    if not retried and max_tokens < model_max_tokens:
+        return Retry(min(max_tokens * 2, model_max_tokens), turn.text)
+    return StopRun("error", f"the turn exceeded max_tokens={max_tokens}" + (" twice" if retried else ""))

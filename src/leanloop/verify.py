@@ -6,6 +6,8 @@ Two comparisons, both pure:
   run resumes). Everything it read or wrote should be read now, unless the TTL passed.
 - ``check_shared_prefix``: the latest call of another run of the same agent, for a run's first call. Only the
   tools + system prefix is shared, and only while it is within its TTL and that call had finished.
+- ``check_after_cut``: the first call after the agent compacted the history. The cut rewrote the conversation, so
+  writing it again is expected; the tools + system prefix before it should still be read.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from leanloop.cachesim import TTL_SECONDS, Prompt, min_cacheable_tokens
 from leanloop.explain import CacheMiss, detect_miss, diff_prompts
 from leanloop.usage import Usage
 
-__all__ = ["SentCall", "check_next_call", "check_shared_prefix"]
+__all__ = ["SentCall", "check_after_cut", "check_next_call", "check_shared_prefix"]
 
 _TOLERANCE = 8
 
@@ -55,6 +57,16 @@ def check_shared_prefix(previous: SentCall, current: SentCall) -> CacheMiss | No
     """``current`` opens a new conversation of the agent whose latest call was ``previous``: the tools + system
     prefix ``previous`` cached should be read, if it finished before ``current`` started and the TTL has not passed.
     """
+    return _check_prefix(previous, current, "the tools + system prefix was unchanged since the previous run")
+
+
+def check_after_cut(previous: SentCall, current: SentCall) -> CacheMiss | None:
+    """``current`` is the first call after a compaction of ``previous``'s conversation: the rewrite of the
+    conversation is expected, but the tools + system prefix should still be read."""
+    return _check_prefix(previous, current, "the tools + system prefix was unchanged by the compaction")
+
+
+def _check_prefix(previous: SentCall, current: SentCall, unchanged: str) -> CacheMiss | None:
     shared = _shared_prefix(previous.prompt)
     if shared is None or previous.usage.cache_read_tokens + previous.usage.cache_write_tokens == 0:
         return None
@@ -66,8 +78,5 @@ def check_shared_prefix(previous: SentCall, current: SentCall) -> CacheMiss | No
     change = diff_prompts(previous.prompt, current.prompt)
     if change is not None and change.section in ("model", "tools", "system"):
         return CacheMiss(expected, current.usage.cache_read_tokens, change, change.describe())
-    reason = (
-        "the tools + system prefix was unchanged since the previous run and within its TTL: the entry was evicted "
-        "early or never became readable"
-    )
+    reason = f"{unchanged} and within its TTL: the entry was evicted early or never became readable"
     return CacheMiss(expected, current.usage.cache_read_tokens, None, reason)
