@@ -46,23 +46,54 @@ __all__ = [
     "TEXT_LIMIT",
     "WINDOW",
     "ClaudeCodeImport",
+    "agent_labels",
     "is_claude_code_line",
     "more_complete",
 ]
 
-# Line types Claude Code writes. Lines of these types that are not model calls are skipped silently; any other type
-# is reported as an unknown line (Claude Code adds types over time: the report shows which).
+# Line types Claude Code writes (2.1.197's session writer and loader; older versions' too). Lines of these types
+# that are not model calls are skipped silently; any other type is reported as an unknown line (Claude Code adds
+# types over time: the report shows which).
 CLAUDE_CODE_LINE_TYPES = frozenset(
     {
+        # the conversation
         "user",
         "assistant",
         "system",
-        "summary",
-        "progress",
-        "file-history-snapshot",
-        "queue-operation",
-        "custom-title",
         "attachment",
+        "progress",
+        "summary",
+        # session metadata, re-appended when a process ends and every 32 KB written (last-prompt: the resume
+        # point; mode: the session's mode, once it is resumed or set)
+        "last-prompt",
+        "mode",
+        "permission-mode",
+        "custom-title",
+        "ai-title",
+        "tag",
+        "relocated",
+        "agent-name",
+        "agent-color",
+        "agent-setting",
+        "isolation-latch",
+        "worktree-state",
+        "pr-link",
+        "bridge-session",
+        # undo, context management and bookkeeping
+        "file-history-snapshot",
+        "file-history-delta",
+        "attribution-snapshot",
+        "content-replacement",
+        "fork-context-ref",
+        "marble-origami-commit",
+        "marble-origami-snapshot",
+        "marble-origami-reset",
+        "task-summary",
+        "speculation-accept",
+        "frame-link",
+        "atis-latch",
+        "queue-operation",
+        # the last line of `claude -p --output-format stream-json`, when that output is saved as a log
         "result",
     }
 )
@@ -86,6 +117,24 @@ def is_claude_code_line(data: Mapping[str, Any]) -> bool:
     if not isinstance(kind, str) or kind not in CLAUDE_CODE_LINE_TYPES:
         return False
     return any(key in data for key in ("sessionId", "uuid", "parentUuid", "messageId", "leafUuid"))
+
+
+_AGENT_META_KEYS = ("agentType", "toolUseId", "spawnDepth")
+
+
+def agent_labels(meta: Any) -> dict[str, str] | None:
+    """What a sub-agent's ``agent-<id>.meta.json`` (``agentType``, ``description``, ``toolUseId``, ``spawnDepth``)
+    says about its run, as CallRecord notes (``agent_type``, ``agent_description``); None when ``meta`` is not
+    such a file."""
+    if not isinstance(meta, Mapping) or not any(key in meta for key in _AGENT_META_KEYS):
+        return None
+    meta = cast(Mapping[str, Any], meta)
+    labels: dict[str, str] = {}
+    for key, note in (("agentType", "agent_type"), ("description", "agent_description")):
+        value = meta.get(key)
+        if isinstance(value, str) and value.strip():
+            labels[note] = sys.intern(value.strip())
+    return labels
 
 
 def more_complete(new: Usage, old: Usage) -> bool:
@@ -124,6 +173,7 @@ class _Call:
     stop_reason: str | None
     project: str | None
     notes: dict[str, Any] | None
+    agent: Mapping[str, str] | None = None  # the sub-agent's labels, from its .meta.json
 
 
 @dataclass(slots=True)
@@ -343,10 +393,13 @@ class ClaudeCodeImport:
         self._iterations: Counter[str] = Counter()
         self._cwd: dict[str, str] = {}  # run -> its working directory (the project), as last seen
         self._conversations = _Conversations()
+        self._agent: Mapping[str, str] | None = None
 
-    def start_file(self) -> None:
-        """Conversation links (uuids) are followed within one file."""
+    def start_file(self, *, agent: Mapping[str, str] | None = None) -> None:
+        """Conversation links (uuids) are followed within one file. ``agent``: the labels of a sub-agent's file
+        (``agent_labels`` of its .meta.json), put on each of its calls."""
         self._conversations = _Conversations()
+        self._agent = agent
 
     def feed(self, data: Any, *, path: str, line: int) -> str | None:
         if not isinstance(data, Mapping):
@@ -434,6 +487,7 @@ class ClaudeCodeImport:
             stop_reason=stop_reason,
             project=self._cwd.get(run_id),
             notes=notes,
+            agent=self._agent,
         )
         self.count += 1
         return None
@@ -486,6 +540,8 @@ class ClaudeCodeImport:
         notes: dict[str, Any] = {"format": "claude_code", "interactive": True}
         if call.project is not None:
             notes["project"] = call.project
+        if call.agent:
+            notes.update(call.agent)
         return CallRecord(
             model=call.model,
             usage=call.usage,

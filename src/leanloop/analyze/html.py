@@ -121,7 +121,7 @@ def _call_cells(row: CallRow) -> list[str]:
 def _run_cells(run: RunTotals) -> list[str]:
     totals = run.totals
     return [
-        short_run(run.run_id),
+        run.name,
         run.project,
         ", ".join(short_model(m) for m in sorted(run.models)),
         _when(run.first_at),
@@ -309,6 +309,7 @@ def _tables(report: Report, top: int) -> list[str]:
         _table(("day", *_TOTAL_HEAD), [[d, *_totals_cells(t)] for d, t in sorted(report.by_day.items())]),
         f"<h2>Runs{_runs_shown(len(runs))}</h2>",
         _table(_RUN_HEAD, run_rows, 3, wrap=(1,)),
+        *_sessions(report),
         f"<h2>Costliest calls (top {min(top, len(report.calls))})</h2>",
         _table(_CALL_HEAD, [_call_cells(row) for row in report.costliest(top)], 2, wrap=(0, 1)),
     ]
@@ -316,6 +317,18 @@ def _tables(report: Report, top: int) -> list[str]:
         rows = [_call_cells(row) for row in _time_ordered(report)]
         parts += ["<h2>All calls, in time order</h2>", _table(_CALL_HEAD, rows, 2, wrap=(0, 1))]
     return parts
+
+
+def _sessions(report: Report) -> list[str]:
+    """Sessions with their sub-agents (what Claude Code's total_cost_usd counts), when a session had any."""
+    sessions = sorted(report.sessions.values(), key=lambda s: s.totals.cost.priced_total, reverse=True)
+    if not any(session.sub_agents for session in sessions):
+        return []
+    rows = [[short_run(s.session_id), f"{len(s.runs):,}", *_totals_cells(s.totals)] for s in sessions[:_MAX_RUNS]]
+    return [
+        "<h2>Sessions with their sub-agents (as Claude Code counts them)</h2>",
+        _table(("session", "runs", *_TOTAL_HEAD), rows),
+    ]
 
 
 def render_html(

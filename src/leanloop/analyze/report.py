@@ -37,6 +37,7 @@ __all__ = [
     "Report",
     "RowCost",
     "RunTotals",
+    "SessionTotals",
     "Totals",
     "build_report",
     "cost_text",
@@ -44,6 +45,7 @@ __all__ = [
     "hit_rate",
     "iso_time",
     "project_of",
+    "session_of",
     "short_model",
     "short_run",
     "short_source",
@@ -159,6 +161,13 @@ class Totals:
         self.usage = self.usage + usage
         self.cost = self.cost + cost
         self.unpriced_calls += not cost.is_known
+
+    def absorb(self, other: Totals) -> None:
+        """Add a whole group's totals to these."""
+        self.calls += other.calls
+        self.usage = self.usage + other.usage
+        self.cost = self.cost + other.cost
+        self.unpriced_calls += other.unpriced_calls
 
     @property
     def hit_rate(self) -> float:
@@ -285,6 +294,18 @@ class RunTotals:
     first_at: float | None = None
     last_at: float | None = None
     models: set[str] = field(default_factory=set[str])
+    agent: dict[str, str] = field(default_factory=dict[str, str])  # a sub-agent's type and description
+    session: str = ""  # the session the run belongs to: a Claude Code sub-agent's is its parent's
+
+    @property
+    def label(self) -> str:
+        """What the run is, when its log says (a Claude Code sub-agent: ``general-purpose: Count lines``)."""
+        return ": ".join(self.agent[key] for key in _AGENT_NOTES if key in self.agent)
+
+    @property
+    def name(self) -> str:
+        """The run for tables: its short id, and its label."""
+        return f"{short_run(self.run_id)} {self.label}".rstrip()
 
     def add(self, row: CallRow, cost: Cost) -> None:
         self.totals.add(row.usage, cost)
@@ -301,6 +322,43 @@ class RunTotals:
             "models": sorted(self.models),
             "first_call_at": iso_time(self.first_at),
             "last_call_at": iso_time(self.last_at),
+            **self.agent,
+            **self.totals.to_dict(),
+        }
+
+
+_AGENT_NOTES = ("agent_type", "agent_description")
+
+
+def _agent_of(record: CallRecord) -> dict[str, str]:
+    return {key: str(record.notes[key]) for key in _AGENT_NOTES if key in record.notes}
+
+
+def session_of(record: CallRecord) -> str:
+    """The session a call belongs to: a Claude Code sub-agent's run (``<session>/agent-<id>``, ``/sidechain``) is
+    part of the session that started it, whose cost Claude Code reports with it; any other run is its own."""
+    if record.notes.get("format") == "claude_code":
+        return record.run_id.partition("/")[0]
+    return record.run_id
+
+
+@dataclass(slots=True)
+class SessionTotals:
+    """A session with its sub-agents: what Claude Code's ``total_cost_usd`` counts."""
+
+    session_id: str
+    runs: list[str] = field(default_factory=list[str])
+    totals: Totals = field(default_factory=Totals)
+
+    @property
+    def sub_agents(self) -> int:
+        return sum(1 for run in self.runs if run != self.session_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "runs": self.runs,
+            "sub_agents": self.sub_agents,
             **self.totals.to_dict(),
         }
 
@@ -339,6 +397,16 @@ class Report:
         period.calls = self.totals.calls
         return Projection(period, self.runs_per_day)
 
+    @property
+    def sessions(self) -> dict[str, SessionTotals]:
+        """Each session with its sub-agents' runs, in the order the runs were first seen."""
+        sessions: dict[str, SessionTotals] = {}
+        for run in self.runs.values():
+            session = sessions.setdefault(run.session, SessionTotals(run.session))
+            session.runs.append(run.run_id)
+            session.totals.absorb(run.totals)
+        return sessions
+
     def runs_by_project(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for run in self.runs.values():
@@ -351,6 +419,7 @@ class Report:
         cost = self.totals.cost
         data["projection"] = self.projection.to_dict(cost.priced_total if cost.is_known else None)
         data["runs"] = [run.to_dict() for run in self.runs.values()]
+        data["sessions"] = [session.to_dict() for session in self.sessions.values()]
         data["by_model"] = {model: totals.to_dict() for model, totals in sorted(self.by_model.items())}
         data["by_day"] = {day: totals.to_dict() for day, totals in sorted(self.by_day.items())}
         runs = self.runs_by_project()
@@ -381,7 +450,11 @@ def build_report(records: Iterable[CallRecord], log: ImportLog | None = None) ->
         by_day.setdefault(day_of(row.started_at), Totals()).add(row.usage, record.cost)
         by_project.setdefault(row.project, Totals()).add(row.usage, record.cost)
         source = (row.source or "").rsplit(":", 1)[0]
-        runs.setdefault(row.run_id, RunTotals(row.run_id, source, row.project)).add(row, record.cost)
+        run = runs.get(row.run_id)
+        if run is None:
+            run = RunTotals(row.run_id, source, row.project, agent=_agent_of(record), session=session_of(record))
+            runs[row.run_id] = run
+        run.add(row, record.cost)
     order = {run_id: index for index, run_id in enumerate(runs)}
     calls.sort(key=lambda row: (order[row.run_id], row.started_at is None, row.started_at or 0.0, row.iteration))
     return Report(totals, by_model, by_day, runs, calls, log or ImportLog(), by_project)
