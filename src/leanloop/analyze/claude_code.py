@@ -43,6 +43,7 @@ from leanloop.usage import Usage
 __all__ = [
     "CLAUDE_CODE_LINE_TYPES",
     "NODE_WINDOW",
+    "SESSION_END_LINES",
     "TEXT_LIMIT",
     "WINDOW",
     "ClaudeCodeImport",
@@ -97,6 +98,9 @@ CLAUDE_CODE_LINE_TYPES = frozenset(
         "result",
     }
 )
+# Metadata Claude Code re-appends when a process ends (and every 32 KB it writes): followed by a new prompt, they
+# mark a session resumed or continued in a new process.
+SESSION_END_LINES = frozenset({"last-prompt", "mode"})
 SYNTHETIC_MODEL = "<synthetic>"
 TEXT_LIMIT = 500
 WINDOW = 256  # calls kept open for later lines of the same message
@@ -196,6 +200,7 @@ class _Chain:
     index: dict[str, int] = field(default_factory=dict[str, int])  # uuid -> absolute position
     tokens: list[int] = field(default_factory=list[int])  # cumulative, from position 0
     events: list[str] = field(default_factory=list[str])
+    ended: bool = False  # session-end metadata was written since the last conversation line
 
     def __len__(self) -> int:
         return self.base + len(self.uuids)
@@ -225,6 +230,16 @@ class _Chain:
     def note(self, event: str) -> None:
         if event not in self.events:
             self.events.append(event)
+
+
+def _is_prompt(data: Mapping[str, Any], content: Any) -> bool:
+    """A user line that is a new prompt (not a tool result, not a line Claude Code adds itself)."""
+    if data.get("isMeta") or data.get("isCompactSummary"):
+        return False
+    if isinstance(content, str):
+        return True
+    blocks = cast(list[Any], content) if isinstance(content, list) else []
+    return not any(isinstance(b, Mapping) and cast(Mapping[str, Any], b).get("type") == "tool_result" for b in blocks)
 
 
 def _content_text(content: Any) -> str:
@@ -257,12 +272,18 @@ class _Conversations:
         message = data.get("message")
         node = _Node(parent, sys.intern(kind))
         if kind in ("user", "assistant") and isinstance(message, Mapping):
-            full = _content_text(cast(Mapping[str, Any], message).get("content"))
+            content = cast(Mapping[str, Any], message).get("content")
+            full = _content_text(content)
             node.text = full[:TEXT_LIMIT]
             sample = full[:_TOKEN_SAMPLE]
             node.tokens = count_text(sample) * len(full) // max(len(sample), 1) + 3
             if kind == "user":
                 self._user_events(data, full, chain)
+                if chain.ended and _is_prompt(data, content):
+                    chain.note("resumed")
+            chain.ended = chain.ended and kind == "user" and bool(data.get("isMeta"))
+        elif kind in SESSION_END_LINES:
+            chain.ended = True
         elif kind == "system" and data.get("subtype") == "compact_boundary":
             chain.note("compaction")
         elif kind == "system" and isinstance(data.get("content"), str):
