@@ -338,3 +338,11 @@ def test_a_cold_session_start_does_not_claim_a_changed_prompt(tmp_path: Path) ->
     write_jsonl(tmp_path / "b.jsonl", session_start("s-b", 2, read=0, write=20_000))
     (miss,) = find_misses(iter_calls([tmp_path], ImportLog(), content=True), pricing=PRICING).misses
     assert "or the cache was evicted" in miss.detail
+
+
+def test_what_a_miss_lost_leaves_out_the_web_search_fee() -> None:
+    first = call(1, at=0, write_5m=9000)
+    plain = call(2, at=10, write_5m=9100)
+    searched = replace(plain, usage=replace(plain.usage, web_search_requests=4))
+    searched = replace(searched, cost=PRICING.cost(searched.model, searched.usage))
+    assert only_miss(first, searched).lost_usd == only_miss(first, plain).lost_usd

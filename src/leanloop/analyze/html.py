@@ -24,6 +24,7 @@ from leanloop.analyze.report import (
     Totals,
     cost_text,
     iso_time,
+    parts_of,
     short_model,
     short_run,
     short_source,
@@ -202,10 +203,10 @@ def _headline(report: Report, projection: Projection, misses: MissReport | None)
     ]
 
 
-def _legend() -> str:
+def _legend(totals: Totals) -> str:
     items = "".join(
         f'<span><i style="background:{COLORS[attribute]}"></i>{escape(label)}</span>'
-        for label, _, attribute in COMPONENTS
+        for label, _, attribute in parts_of(totals)
     )
     return f'<div class="legend">{items}</div>'
 
@@ -219,7 +220,7 @@ def _charts(report: Report) -> list[str]:
     return [
         f"<h2>Cost per {escape(unit)}, by component</h2>",
         stacked_chart(bars),
-        _legend(),
+        _legend(report.totals),
         f'<div class="caption">Hover a bar for its numbers.{escape(order)}</div>',
         "<h2>Cumulative cost</h2>",
         cumulative_chart(rows),
@@ -286,7 +287,7 @@ def _tables(report: Report, top: int) -> list[str]:
             cost_text(totals.cost, getattr(totals.cost, cost_attr)),
             _pct(float(getattr(totals.cost, cost_attr) / total)) if total else "-",
         ]
-        for label, attr, cost_attr in COMPONENTS
+        for label, attr, cost_attr in parts_of(totals)
     ]
     runs = sorted(report.runs.values(), key=lambda run: run.totals.cost.priced_total, reverse=True)
     run_rows = [_run_cells(run) for run in runs[:_MAX_RUNS]]

@@ -33,7 +33,7 @@ the tail), priced like the call itself.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from itertools import pairwise
@@ -200,15 +200,12 @@ def _lost_usd(record: CallRecord, lost: int, pricing: Pricing) -> Decimal | None
     from_1h = min(lost, usage.cache_write_1h_tokens)
     from_5m = min(lost - from_1h, usage.cache_write_5m_tokens)
     from_input = min(lost - from_1h - from_5m, usage.input_tokens)
-    read = Usage(
+    read = replace(  # the same call (output, searches, speed, region, tier) had those tokens been read
+        usage,
         input_tokens=usage.input_tokens - from_input,
         cache_write_5m_tokens=usage.cache_write_5m_tokens - from_5m,
         cache_write_1h_tokens=usage.cache_write_1h_tokens - from_1h,
         cache_read_tokens=usage.cache_read_tokens + from_1h + from_5m + from_input,
-        output_tokens=usage.output_tokens,
-        split_estimated=usage.split_estimated,
-        speed=usage.speed,
-        inference_geo=usage.inference_geo,
     )
     at = datetime.fromtimestamp(record.started_at, tz=UTC) if record.started_at is not None else None
     actual = pricing.cost(record.model, usage, at=at)

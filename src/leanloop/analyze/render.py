@@ -23,6 +23,7 @@ from leanloop.analyze.report import (
     Totals,
     cost_text,
     iso_time,
+    parts_of,
     short_model,
     short_run,
     short_source,
@@ -198,7 +199,7 @@ def _print_projection(report: Report, console: Console) -> None:
 def _kinds_table(totals: Totals) -> Table:
     table = _table("Tokens and cost by kind", ("kind", "tokens", "cost", "share of cost"))
     total = totals.cost.priced_total
-    for label, attribute, cost_attribute in COMPONENTS:
+    for label, attribute, cost_attribute in parts_of(totals):
         part: Decimal = getattr(totals.cost, cost_attribute)
         share = _pct(float(part / total)) if total else "-"
         table.add_row(label, f"{getattr(totals.usage, attribute):,}", cost_text(totals.cost, part), share)

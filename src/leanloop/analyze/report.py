@@ -32,6 +32,7 @@ from leanloop.usage import Usage
 
 __all__ = [
     "COMPONENTS",
+    "COST_PARTS",
     "CSV_COLUMNS",
     "CallRow",
     "Report",
@@ -44,6 +45,7 @@ __all__ = [
     "day_of",
     "hit_rate",
     "iso_time",
+    "parts_of",
     "project_of",
     "session_of",
     "short_model",
@@ -64,6 +66,9 @@ COMPONENTS: tuple[tuple[str, str, str], ...] = (
     ("cache read", "cache_read_tokens", "cache_read"),
     ("output", "output_tokens", "output"),
 )
+# What a cost is made of, in billing order: the token kinds, then web searches (a fee per search, counted in
+# searches, not tokens). The parts add up to the total.
+COST_PARTS: tuple[tuple[str, str, str], ...] = (*COMPONENTS, ("web search", "web_search_requests", "web_search"))
 
 
 def hit_rate(usage: Usage) -> float:
@@ -125,8 +130,14 @@ def unpriced_warning(models: Iterable[str], calls: int | None = None) -> str:
     )
 
 
+def parts_of(totals: Totals) -> tuple[tuple[str, str, str], ...]:
+    """The cost parts to show for ``totals``: every token kind, and web searches when there were any."""
+    searched = totals.usage.web_search_requests or totals.cost.web_search
+    return COST_PARTS if searched else COMPONENTS
+
+
 def _usage_dict(usage: Usage) -> dict[str, Any]:
-    return {attribute: getattr(usage, attribute) for _, attribute, _ in COMPONENTS}
+    return {attribute: getattr(usage, attribute) for _, attribute, _ in COST_PARTS}
 
 
 def _cost_dict(
@@ -178,7 +189,7 @@ class Totals:
             "calls": self.calls,
             **_usage_dict(self.usage),
             **_cost_dict(
-                {attribute: float(getattr(self.cost, attribute)) for _, _, attribute in COMPONENTS},
+                {attribute: float(getattr(self.cost, attribute)) for _, _, attribute in COST_PARTS},
                 float(self.cost.priced_total),
                 self.cost,
                 calls=self.calls,
@@ -204,6 +215,7 @@ class RowCost:
     cache_write_1h: float
     cache_read: float
     output: float
+    web_search: float
     total: float
     unknown_models: frozenset[str]
     estimated: bool
@@ -216,6 +228,7 @@ class RowCost:
             _float(cost.cache_write_1h),
             _float(cost.cache_read),
             _float(cost.output),
+            _float(cost.web_search),
             _float(cost.priced_total),
             cost.unknown_models,
             cost.estimated,
@@ -231,7 +244,7 @@ class RowCost:
         return self.total
 
     def to_dict(self) -> dict[str, Any]:
-        by_kind = {attribute: getattr(self, attribute) for _, _, attribute in COMPONENTS}
+        by_kind = {attribute: getattr(self, attribute) for _, _, attribute in COST_PARTS}
         return _cost_dict(by_kind, self.total, self, calls=1, unpriced=int(not self.is_known))
 
 
@@ -471,12 +484,14 @@ CSV_COLUMNS: tuple[str, ...] = (
     "cache_write_1h_tokens",
     "cache_read_tokens",
     "output_tokens",
+    "web_search_requests",
     "cache_hit_rate",
     "input_usd",
     "cache_write_5m_usd",
     "cache_write_1h_usd",
     "cache_read_usd",
     "output_usd",
+    "web_search_usd",
     "cost_usd",
     "unpriced",
     "cost_estimated",
@@ -499,11 +514,11 @@ def _csv_rows(calls: Iterable[CallRow]) -> Iterator[list[Any]]:
             row.iteration,
             iso_time(row.started_at) or "",
             row.model,
-            *(getattr(row.usage, attribute) for _, attribute, _ in COMPONENTS),
+            *(getattr(row.usage, attribute) for _, attribute, _ in COST_PARTS),
             f"{row.hit_rate:.4f}",
             *(
                 _decimal_text(getattr(row.cost, attribute)) if row.cost.is_known else ""
-                for _, _, attribute in COMPONENTS
+                for _, _, attribute in COST_PARTS
             ),
             _decimal_text(row.cost.priced_total) if row.cost.is_known else "",
             "" if row.cost.is_known else "yes",

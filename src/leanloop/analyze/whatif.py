@@ -30,7 +30,7 @@ hours (its cache long expired) is closed.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -139,6 +139,19 @@ class WhatIf:
             "projection": self.projection.to_dict(None),
             "assumptions": self.assumptions,
         }
+
+
+def _like(usage: Usage, recorded: Usage) -> Usage:
+    """A strategy's usage of a recorded call: its own prompt tokens, and the call's output, web searches, speed,
+    region and service tier (none of which caching changes)."""
+    return replace(
+        usage,
+        output_tokens=recorded.output_tokens,
+        web_search_requests=recorded.web_search_requests,
+        speed=recorded.speed,
+        inference_geo=recorded.inference_geo,
+        service_tier=recorded.service_tier,
+    )
 
 
 def _at(record: CallRecord) -> datetime | None:
@@ -287,11 +300,11 @@ class _Run:
         prompt = self.recorded.next(record)
         return prompt, _head_end(prompt)
 
-    def request(self, strategy: str, prompt: Prompt, head_end: int | None, start: float, output: int) -> Usage:
+    def request(self, strategy: str, prompt: Prompt, head_end: int | None, start: float, recorded: Usage) -> Usage:
         """The call under ``strategy``'s breakpoints, through its cache."""
         marked = prompt.with_marks(_marks(strategy, prompt, head_end, self.previous_blocks[strategy]))
         self.previous_blocks[strategy] = len(prompt.blocks)
-        return self.sims[strategy].request(marked, start=start).usage.with_output(output)
+        return _like(self.sims[strategy].request(marked, start=start).usage, recorded)
 
     def start(self, record: CallRecord) -> float:
         if record.started_at is not None and record.started_at >= self.clock:
@@ -339,12 +352,11 @@ class WhatIfSimulation:
         prompt, head_end = run.prompt(record)
         if run.calls == 0:
             self._warm(run, record, prompt, head_end, start)
-        output = record.usage.output_tokens
-        usage_of = {name: run.request(name, prompt, head_end, start, output) for name in _CACHING}
+        usage_of = {name: run.request(name, prompt, head_end, start, record.usage) for name in _CACHING}
         at = _at(record)
         for name, usage in usage_of.items():
             self.strategies[name].add(usage, self.pricing.cost(prompt.model, usage, at=at))
-        plain = Usage(input_tokens=prompt.total_tokens, output_tokens=output)
+        plain = _like(Usage(input_tokens=prompt.total_tokens), record.usage)
         self.strategies["no_cache"].add(plain, self.pricing.cost(prompt.model, plain, at=at))
         batch = not _awaited(record)
         self.batch_calls += batch
@@ -430,7 +442,7 @@ class WhatIfSimulation:
             return
         prompt = Prompt(self.summary_model, held.prompt.blocks, held.prompt.auto_ttl, held.prompt.tail_tokens)
         marked = prompt.with_marks(_marks("rolling_5m", prompt, held.head_end, len(prompt.blocks)))
-        usage = run.sims["rolling_5m"].predict(marked, start=held.start).usage.with_output(record.usage.output_tokens)
+        usage = _like(run.sims["rolling_5m"].predict(marked, start=held.start).usage, record.usage)
         summary.add(usage, self.pricing.cost(self.summary_model, usage, at=_at(record)))
 
     def result(self) -> WhatIf:
