@@ -260,3 +260,89 @@ def test_explain_names_where_a_leanloop_call_is(tmp_path: Path) -> None:
     result = runner.invoke(app, ["explain", str(trace)], env={"COLUMNS": "150"})
     assert result.exit_code == 0, result.output
     assert "r #2 (run.jsonl:call 2): ttl expired" in result.stdout
+
+
+FIXTURE = Path(__file__).parent / "fixtures" / "claude_code_e2e" / "projects"
+
+
+def test_a_resumed_sessions_miss_says_what_the_log_can_tell(tmp_path: Path) -> None:
+    """The real e2e --resume: same prefix, the cache lost with the emulator restarted 6.8 s before. The log has no
+    system prompt nor tools, so it cannot tell a changed prompt from an eviction; it shows the session was resumed."""
+    session = FIXTURE / "-workspace-project" / "c94e9808-c0e8-411c-aaa1-16d149aa3c74.jsonl"
+    miss = only_miss(*iter_calls([session], ImportLog(), content=True))
+    assert (miss.iteration, miss.cause, miss.lost_tokens) == (5, "resumed", 29_602)
+    assert "system prompt or tool definitions changed, or the cache was evicted" in miss.detail
+    assert "resumed" in miss.detail and "likely cause" in miss.detail
+    assert "the messages only grew, so the system prompt or tool definitions changed;" not in miss.detail
+
+
+def grown_session(tmp_path: Path, between: list[Any]) -> list[CallRecord]:
+    """Two calls of one session; the second reads nothing of what the first cached, ``between`` them."""
+    s = "s-grow"
+    lines: list[Any] = [
+        user_line(s, "u0", None, "fix it", timestamp="2026-02-10T10:00:00Z"),
+        assistant_line(
+            s,
+            "a1",
+            "u0",
+            "m1",
+            {"type": "text", "text": "done"},
+            usage(5, write=9000),
+            timestamp="2026-02-10T10:00:01Z",
+        ),
+        *between,
+        user_line(s, "u1", "a1", "and the tests?", timestamp="2026-02-10T10:00:30Z"),
+        assistant_line(
+            s, "a2", "u1", "m2", {"type": "text", "text": "ok"}, usage(5, write=9100), timestamp="2026-02-10T10:00:31Z"
+        ),
+    ]
+    return list(iter_calls([write_jsonl(tmp_path / "s.jsonl", lines)], ImportLog(), content=True))
+
+
+def test_a_miss_in_one_process_does_not_claim_a_changed_prompt(tmp_path: Path) -> None:
+    miss = only_miss(*grown_session(tmp_path, []))
+    assert miss.cause == "prefix changed"
+    assert miss.detail == (
+        "the messages only grew, so the system prompt or tool definitions changed, or the cache was evicted; the log "
+        "does not contain them"
+    )
+
+
+def test_session_end_lines_then_a_new_prompt_mark_a_resume(tmp_path: Path) -> None:
+    end = [{"type": "last-prompt", "lastPrompt": "fix it", "leafUuid": "a1", "sessionId": "s-grow"}]
+    assert only_miss(*grown_session(tmp_path, end)).cause == "resumed"
+    mode = [{"type": "mode", "mode": "normal", "sessionId": "s-grow"}]
+    assert only_miss(*grown_session(tmp_path, mode)).cause == "resumed"
+
+
+def test_metadata_re_appended_inside_a_turn_is_not_a_resume(tmp_path: Path) -> None:
+    """Claude Code also re-appends its metadata every 32 KB it writes: between a tool call and its result that is
+    not a new process."""
+    s = "s-grow"
+    tool = {"type": "tool_use", "id": "t1", "name": "Bash", "input": {}}
+    lines: list[Any] = [
+        user_line(s, "u0", None, "fix it", timestamp="2026-02-10T10:00:00Z"),
+        assistant_line(s, "a1", "u0", "m1", tool, usage(5, write=9000), timestamp="2026-02-10T10:00:01Z"),
+        {"type": "last-prompt", "lastPrompt": "fix it", "leafUuid": "a1", "sessionId": s},
+        user_line(s, "r1", "a1", [{"type": "tool_result", "tool_use_id": "t1", "content": "ok"}]),
+        assistant_line(
+            s, "a2", "r1", "m2", {"type": "text", "text": "ok"}, usage(5, write=9100), timestamp="2026-02-10T10:00:09Z"
+        ),
+    ]
+    records = list(iter_calls([write_jsonl(tmp_path / "s.jsonl", lines)], ImportLog(), content=True))
+    assert only_miss(*records).cause == "prefix changed"
+
+
+def test_a_cold_session_start_does_not_claim_a_changed_prompt(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "a.jsonl", session_start("s-a", 0, read=0, write=20_000))
+    write_jsonl(tmp_path / "b.jsonl", session_start("s-b", 2, read=0, write=20_000))
+    (miss,) = find_misses(iter_calls([tmp_path], ImportLog(), content=True), pricing=PRICING).misses
+    assert "or the cache was evicted" in miss.detail
+
+
+def test_what_a_miss_lost_leaves_out_the_web_search_fee() -> None:
+    first = call(1, at=0, write_5m=9000)
+    plain = call(2, at=10, write_5m=9100)
+    searched = replace(plain, usage=replace(plain.usage, web_search_requests=4))
+    searched = replace(searched, cost=PRICING.cost(searched.model, searched.usage))
+    assert only_miss(first, searched).lost_usd == only_miss(first, plain).lost_usd

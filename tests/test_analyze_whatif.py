@@ -24,6 +24,7 @@ from leanloop.pricing import Pricing
 from leanloop.trace import BlockPrint, CallRecord, TraceWriter
 from leanloop.usage import Usage
 from test_importers import assistant_line, usage, user_line, write_jsonl
+from test_report import web_search_session
 
 runner = CliRunner()
 PRICING = Pricing()
@@ -46,7 +47,7 @@ def test_no_cache_is_exact_and_rolling_1h_reproduces_a_1h_session(shared_data: P
     assert result.strategies["rolling_1h"].estimated  # the system prompt + tools size is an estimate here
     batch = result.strategies["batch"]
     assert batch.cost.total == result.strategies["rolling_1h"].cost.total  # interactive: no batch discount
-    assert list(result.strategies) == list(STRATEGIES)
+    assert list(result.strategies) == [name for name in STRATEGIES if name != "truncation"]  # it never cuts here
 
 
 def test_rolling_5m_reproduces_a_5m_subagent(shared_data: Path) -> None:
@@ -111,7 +112,7 @@ def test_whatif_json(shared_data: Path) -> None:
     result = runner.invoke(app, ["whatif", str(path), "--format", "json", "--summary-model", "claude-haiku-4-5"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert set(data["strategies"]) == set(STRATEGIES)
+    assert set(data["strategies"]) == set(STRATEGIES) - {"truncation"}  # it never cuts here
     recorded = data["strategies"]["as_recorded"]
     assert (recorded["cost_usd"], recorded["vs_recorded"]) == (pytest.approx(0.45065955), 1.0)
     assert data["strategies"]["rolling_5m"]["estimated"] is True
@@ -261,3 +262,23 @@ def test_a_log_of_many_sessions_keeps_only_the_sessions_still_going() -> None:
     simulation.add(again)
     result = simulation.result()
     assert (result.runs, result.calls) == (1200, 2401)  # r0 is still one run
+
+
+def test_web_searches_are_paid_for_under_every_strategy(tmp_path: Path) -> None:
+    """A search is a search whatever the caching: every strategy pays its fee ($10 per 1,000 on Sonnet 4.6)."""
+    result = whatif(records(web_search_session(tmp_path)), pricing=PRICING)
+    for name, strategy in result.strategies.items():
+        assert (name, strategy.usage.web_search_requests, strategy.cost.web_search) == (name, 3, Decimal("0.03"))
+    none = result.strategies["no_cache"]
+    prompt = none.usage.prompt_tokens
+    assert none.cost.total == (Decimal(prompt) * 3 + Decimal(60) * 15) / 1_000_000 + Decimal("0.03")
+
+
+def test_fast_mode_and_the_region_are_kept_under_every_strategy() -> None:
+    """How a call was served (fast mode, US inference) is not a caching choice: every strategy is billed for it."""
+    use = Usage(input_tokens=3, cache_write_5m_tokens=5000, output_tokens=100, speed="fast", inference_geo="us")
+    record = CallRecord(model="claude-opus-4-6", usage=use, cost=PRICING.cost("claude-opus-4-6", use), run_id="r")
+    result = whatif([record], pricing=PRICING)
+    plain = Usage(input_tokens=5003, output_tokens=100, speed="fast", inference_geo="us")
+    assert result.strategies["no_cache"].cost == PRICING.cost("claude-opus-4-6", plain)
+    assert result.strategies["rolling_5m"].cost == result.strategies["as_recorded"].cost

@@ -66,3 +66,43 @@ def test_the_fixture_holds_no_key() -> None:
     for path in FIXTURE.rglob("*"):
         if path.is_file():
             assert not re.search(r"sk-ant-(?!REDACTED)", path.read_text()), path
+
+
+@pytest.mark.parametrize("command", ["report", "explain", "whatif"])
+def test_claude_codes_own_lines_and_files_make_no_noise(command: str) -> None:
+    """last-prompt and mode lines, and the sub-agent's .meta.json, are Claude Code's: nothing to report."""
+    result = CliRunner().invoke(cli.app, [command, str(FIXTURE / "projects")])
+    assert result.exit_code == 0, result.output
+    assert "unusable" not in result.stderr and "skipped" not in result.stderr, result.stderr
+
+
+def test_the_sub_agent_run_is_labelled_from_its_meta_file(report: dict[str, Any]) -> None:
+    (agent,) = [r for r in report["runs"] if "/agent-" in r["run_id"]]
+    assert (agent["agent_type"], agent["agent_description"]) == ("general-purpose", "Count lines")
+    table = CliRunner().invoke(cli.app, ["report", str(FIXTURE / "projects")]).stdout
+    assert "general-purpose: Count lines" in table
+
+
+def test_each_session_with_its_sub_agents_costs_what_claude_code_showed(
+    costs: dict[str, Any], report: dict[str, Any]
+) -> None:
+    """Claude Code's total_cost_usd for an invocation includes its sub-agents: report's per-session total does too."""
+    sessions = {s["session_id"]: s for s in report["sessions"]}
+    assert sorted(sessions) == sorted(costs["sessions"])
+    for session, expected in costs["sessions"].items():
+        assert sessions[session]["calls"] == expected["calls"]
+        assert sessions[session]["cost_usd"] == pytest.approx(expected["total_cost_usd"], abs=MICRO_USD)
+    spawner = sessions["5db384f5-71bb-4473-a769-4bb06bdb960a"]
+    assert spawner["runs"] == [
+        "5db384f5-71bb-4473-a769-4bb06bdb960a",
+        "5db384f5-71bb-4473-a769-4bb06bdb960a/agent-aa80025f4e0f847c7",
+    ]
+    assert spawner["sub_agents"] == 1
+
+
+def test_the_table_shows_each_session_with_its_sub_agents() -> None:
+    table = CliRunner().invoke(cli.app, ["report", str(FIXTURE / "projects")]).stdout
+    section = table[table.index("Sessions with their sub-agents") :].splitlines()
+    row = next(line for line in section if line.lstrip().startswith("5db384f5"))
+    assert row.split()[1:3] == ["2", "4"]  # 2 runs (the session and its sub-agent), 4 calls
+    assert row.split()[-1] == "$0.3134"  # Claude Code's total_cost_usd for that invocation: $0.3133735

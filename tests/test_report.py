@@ -342,3 +342,54 @@ def test_html_shows_many_calls_over_several_days_per_day() -> None:
     assert "day (UTC), idle days included" in page
     for day in ("Feb 10", "Feb 11", "Feb 12"):
         assert f">{day}</text>" in page
+
+
+def web_search_session(tmp_path: Path) -> Path:
+    """Two Sonnet 4.6 calls; the first ran 3 web searches ($10 per 1,000: $0.03)."""
+    searching = {**usage(40, write=2000, split="5m"), "server_tool_use": {"web_search_requests": 3}}
+    calls = [("a1", None, searching, "22:57:57"), ("a2", "a1", usage(20, read=2000), "22:58:00")]
+    text = {"type": "text", "text": "x"}
+    lines = [
+        assistant_line(
+            "s-ws",
+            uuid,
+            parent,
+            f"m-{uuid}",
+            text,
+            use,
+            model="claude-sonnet-4-6",
+            request_id=f"q-{uuid}",
+            timestamp=f"2026-02-10T{at}.000Z",
+        )
+        for uuid, parent, use, at in calls
+    ]
+    return write_jsonl(tmp_path / "s.jsonl", lines)
+
+
+def test_web_searches_are_a_cost_row_so_the_parts_add_up_to_the_total(tmp_path: Path) -> None:
+    path = web_search_session(tmp_path)
+    data = json.loads(runner.invoke(app, ["report", str(path), "--format", "json"]).stdout)
+    assert data["web_search_requests"] == 3
+    assert data["cost_usd_by_kind"]["web_search"] == pytest.approx(0.03)
+    assert sum(data["cost_usd_by_kind"].values()) == pytest.approx(data["cost_usd"], abs=1e-12)
+    for row in data["per_call"]:
+        assert sum(row["cost_usd_by_kind"].values()) == pytest.approx(row["cost_usd"], abs=1e-12)
+    assert [row["web_search_requests"] for row in data["per_call"]] == [3, 0]
+    table = runner.invoke(app, ["report", str(path)]).stdout
+    (row,) = [line.split() for line in table.splitlines() if line.lstrip().startswith("web search")]
+    assert row[2:] == ["3", "$0.0300", f"{100 * 0.03 / data['cost_usd']:.1f}%"]
+
+
+def test_web_searches_in_csv_and_html(tmp_path: Path) -> None:
+    path = web_search_session(tmp_path)
+    rows = list(csv.DictReader(io.StringIO(runner.invoke(app, ["report", str(path), "--format", "csv"]).stdout)))
+    assert [r["web_search_requests"] for r in rows] == ["3", "0"]
+    parts = ("input", "cache_write_5m", "cache_write_1h", "cache_read", "output", "web_search")
+    for r in rows:
+        assert sum(Decimal(r[f"{part}_usd"]) for part in parts) == Decimal(r["cost_usd"])
+    page = runner.invoke(app, ["report", str(path), "--format", "html"]).stdout
+    assert "<td class=l>web search</td><td>3</td><td>$0.0300</td>" in page
+
+
+def test_no_web_search_row_without_searches(tool_heavy: Path) -> None:
+    assert "web search" not in runner.invoke(app, ["report", str(tool_heavy)]).stdout

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
 
-from leanloop.analyze.report import COMPONENTS, CallRow, short_run, usd_text
+from leanloop.analyze.report import COST_PARTS, CallRow, short_run, usd_text
 
 __all__ = ["COLORS", "MAX_BARS", "Bars", "cost_bars", "cumulative_chart", "hit_rate_chart", "stacked_chart"]
 
@@ -23,6 +23,7 @@ COLORS: dict[str, str] = {
     "cache_write_1h": "#e15759",
     "cache_read": "#76b7b2",
     "output": "#59a14f",
+    "web_search": "#b07aa1",
 }
 MAX_BARS = 400
 _MIN_DAYS = 3  # from this many calendar days on, many calls are shown per day
@@ -44,7 +45,7 @@ _TIME_STEPS = (60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86_400, 
 @dataclass(frozen=True, slots=True)
 class _Bar:
     label: str  # for the tooltip
-    parts: tuple[float, ...]  # USD per component, in COMPONENTS order
+    parts: tuple[float, ...]  # USD per component, in COST_PARTS order
     read: int
     prompt: int
     unpriced: bool  # a call in the bar has no price: ``parts`` leave it out
@@ -77,7 +78,7 @@ class Bars:
 
 
 def _bar(label: str, rows: Sequence[CallRow], run: str | None = None) -> _Bar:
-    parts = tuple(sum(getattr(r.cost, attr) for r in rows) for _, _, attr in COMPONENTS)
+    parts = tuple(sum(getattr(r.cost, attr) for r in rows) for _, _, attr in COST_PARTS)
     read = sum(r.usage.cache_read_tokens for r in rows)
     prompt = sum(r.usage.prompt_tokens for r in rows)
     return _Bar(label, parts, read, prompt, any(not r.cost.is_known for r in rows), len(rows), run)
@@ -214,7 +215,7 @@ def stacked_chart(bars: Bars) -> str:
         y = float(_TOP + _PLOT_H)
         calls = f" ({bar.calls:,} calls)" if bars.unit != "call" else ""
         tip = f"{bar.label}{calls}: {usd_text(bar.total)}{'+?' if bar.unpriced else ''}"
-        for (label, _, attribute), value in zip(COMPONENTS, bar.parts, strict=True):
+        for (label, _, attribute), value in zip(COST_PARTS, bar.parts, strict=True):
             if value <= 0:
                 continue
             height = value / top * _PLOT_H

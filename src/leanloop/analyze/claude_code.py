@@ -43,29 +43,64 @@ from leanloop.usage import Usage
 __all__ = [
     "CLAUDE_CODE_LINE_TYPES",
     "NODE_WINDOW",
+    "SESSION_END_LINES",
     "TEXT_LIMIT",
     "WINDOW",
     "ClaudeCodeImport",
+    "agent_labels",
     "is_claude_code_line",
     "more_complete",
 ]
 
-# Line types Claude Code writes. Lines of these types that are not model calls are skipped silently; any other type
-# is reported as an unknown line (Claude Code adds types over time: the report shows which).
+# Line types Claude Code writes (2.1.197's session writer and loader; older versions' too). Lines of these types
+# that are not model calls are skipped silently; any other type is reported as an unknown line (Claude Code adds
+# types over time: the report shows which).
 CLAUDE_CODE_LINE_TYPES = frozenset(
     {
+        # the conversation
         "user",
         "assistant",
         "system",
-        "summary",
-        "progress",
-        "file-history-snapshot",
-        "queue-operation",
-        "custom-title",
         "attachment",
+        "progress",
+        "summary",
+        # session metadata, re-appended when a process ends and every 32 KB written (last-prompt: the resume
+        # point; mode: the session's mode, once it is resumed or set)
+        "last-prompt",
+        "mode",
+        "permission-mode",
+        "custom-title",
+        "ai-title",
+        "tag",
+        "relocated",
+        "agent-name",
+        "agent-color",
+        "agent-setting",
+        "isolation-latch",
+        "worktree-state",
+        "pr-link",
+        "bridge-session",
+        # undo, context management and bookkeeping
+        "file-history-snapshot",
+        "file-history-delta",
+        "attribution-snapshot",
+        "content-replacement",
+        "fork-context-ref",
+        "marble-origami-commit",
+        "marble-origami-snapshot",
+        "marble-origami-reset",
+        "task-summary",
+        "speculation-accept",
+        "frame-link",
+        "atis-latch",
+        "queue-operation",
+        # the last line of `claude -p --output-format stream-json`, when that output is saved as a log
         "result",
     }
 )
+# Metadata Claude Code re-appends when a process ends (and every 32 KB it writes): followed by a new prompt, they
+# mark a session resumed or continued in a new process.
+SESSION_END_LINES = frozenset({"last-prompt", "mode"})
 SYNTHETIC_MODEL = "<synthetic>"
 TEXT_LIMIT = 500
 WINDOW = 256  # calls kept open for later lines of the same message
@@ -86,6 +121,24 @@ def is_claude_code_line(data: Mapping[str, Any]) -> bool:
     if not isinstance(kind, str) or kind not in CLAUDE_CODE_LINE_TYPES:
         return False
     return any(key in data for key in ("sessionId", "uuid", "parentUuid", "messageId", "leafUuid"))
+
+
+_AGENT_META_KEYS = ("agentType", "toolUseId", "spawnDepth")
+
+
+def agent_labels(meta: Any) -> dict[str, str] | None:
+    """What a sub-agent's ``agent-<id>.meta.json`` (``agentType``, ``description``, ``toolUseId``, ``spawnDepth``)
+    says about its run, as CallRecord notes (``agent_type``, ``agent_description``); None when ``meta`` is not
+    such a file."""
+    if not isinstance(meta, Mapping) or not any(key in meta for key in _AGENT_META_KEYS):
+        return None
+    meta = cast(Mapping[str, Any], meta)
+    labels: dict[str, str] = {}
+    for key, note in (("agentType", "agent_type"), ("description", "agent_description")):
+        value = meta.get(key)
+        if isinstance(value, str) and value.strip():
+            labels[note] = sys.intern(value.strip())
+    return labels
 
 
 def more_complete(new: Usage, old: Usage) -> bool:
@@ -124,6 +177,7 @@ class _Call:
     stop_reason: str | None
     project: str | None
     notes: dict[str, Any] | None
+    agent: Mapping[str, str] | None = None  # the sub-agent's labels, from its .meta.json
 
 
 @dataclass(slots=True)
@@ -146,6 +200,7 @@ class _Chain:
     index: dict[str, int] = field(default_factory=dict[str, int])  # uuid -> absolute position
     tokens: list[int] = field(default_factory=list[int])  # cumulative, from position 0
     events: list[str] = field(default_factory=list[str])
+    ended: bool = False  # session-end metadata was written since the last conversation line
 
     def __len__(self) -> int:
         return self.base + len(self.uuids)
@@ -175,6 +230,16 @@ class _Chain:
     def note(self, event: str) -> None:
         if event not in self.events:
             self.events.append(event)
+
+
+def _is_prompt(data: Mapping[str, Any], content: Any) -> bool:
+    """A user line that is a new prompt (not a tool result, not a line Claude Code adds itself)."""
+    if data.get("isMeta") or data.get("isCompactSummary"):
+        return False
+    if isinstance(content, str):
+        return True
+    blocks = cast(list[Any], content) if isinstance(content, list) else []
+    return not any(isinstance(b, Mapping) and cast(Mapping[str, Any], b).get("type") == "tool_result" for b in blocks)
 
 
 def _content_text(content: Any) -> str:
@@ -207,12 +272,18 @@ class _Conversations:
         message = data.get("message")
         node = _Node(parent, sys.intern(kind))
         if kind in ("user", "assistant") and isinstance(message, Mapping):
-            full = _content_text(cast(Mapping[str, Any], message).get("content"))
+            content = cast(Mapping[str, Any], message).get("content")
+            full = _content_text(content)
             node.text = full[:TEXT_LIMIT]
             sample = full[:_TOKEN_SAMPLE]
             node.tokens = count_text(sample) * len(full) // max(len(sample), 1) + 3
             if kind == "user":
                 self._user_events(data, full, chain)
+                if chain.ended and _is_prompt(data, content):
+                    chain.note("resumed")
+            chain.ended = chain.ended and kind == "user" and bool(data.get("isMeta"))
+        elif kind in SESSION_END_LINES:
+            chain.ended = True
         elif kind == "system" and data.get("subtype") == "compact_boundary":
             chain.note("compaction")
         elif kind == "system" and isinstance(data.get("content"), str):
@@ -343,10 +414,13 @@ class ClaudeCodeImport:
         self._iterations: Counter[str] = Counter()
         self._cwd: dict[str, str] = {}  # run -> its working directory (the project), as last seen
         self._conversations = _Conversations()
+        self._agent: Mapping[str, str] | None = None
 
-    def start_file(self) -> None:
-        """Conversation links (uuids) are followed within one file."""
+    def start_file(self, *, agent: Mapping[str, str] | None = None) -> None:
+        """Conversation links (uuids) are followed within one file. ``agent``: the labels of a sub-agent's file
+        (``agent_labels`` of its .meta.json), put on each of its calls."""
         self._conversations = _Conversations()
+        self._agent = agent
 
     def feed(self, data: Any, *, path: str, line: int) -> str | None:
         if not isinstance(data, Mapping):
@@ -434,6 +508,7 @@ class ClaudeCodeImport:
             stop_reason=stop_reason,
             project=self._cwd.get(run_id),
             notes=notes,
+            agent=self._agent,
         )
         self.count += 1
         return None
@@ -486,6 +561,8 @@ class ClaudeCodeImport:
         notes: dict[str, Any] = {"format": "claude_code", "interactive": True}
         if call.project is not None:
             notes["project"] = call.project
+        if call.agent:
+            notes.update(call.agent)
         return CallRecord(
             model=call.model,
             usage=call.usage,

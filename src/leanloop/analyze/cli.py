@@ -345,14 +345,27 @@ def whatif(
         str, typer.Option(help="The cheaper model for the final summarising call.")
     ] = whatif_model.DEFAULT_SUMMARY_MODEL,
     runs_per_day: RunsPerDay = None,
+    truncate_at: Annotated[
+        int | None,
+        typer.Option(
+            "--truncate-at",
+            min=1,
+            metavar="TOKENS",
+            help="The truncation strategy compacts the history when a prompt passes this many tokens (default: "
+            "leanloop's automatic trigger, 80% of the context window, at most 160,000).",
+        ),
+    ] = None,
 ) -> None:
     """The recorded workload re-priced under other strategies: no caching, system+tools only, rolling cache
-    (5m, 1h), a cheaper model for the final call, Batch API where nobody waits (an upper bound); with $/month."""
+    (5m, 1h), a cheaper model for the final call, Batch API where nobody waits (an upper bound), history compaction
+    (where it cuts anything); with $/month."""
     runs_per_day = _checked_volume(runs_per_day)
     stderr = _stderr()
     pricing = default_pricing()
     log = ImportLog()
-    simulation = whatif_model.WhatIfSimulation(summary_model=summary_model, pricing=pricing, runs_per_day=runs_per_day)
+    simulation = whatif_model.WhatIfSimulation(
+        summary_model=summary_model, pricing=pricing, runs_per_day=runs_per_day, truncate_at=truncate_at
+    )
     calls = _stream(paths, log, stderr, pricing, simulation)
     with _quiet_unknown_models():
         result = simulation.result()

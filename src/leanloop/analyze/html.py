@@ -24,6 +24,7 @@ from leanloop.analyze.report import (
     Totals,
     cost_text,
     iso_time,
+    parts_of,
     short_model,
     short_run,
     short_source,
@@ -121,7 +122,7 @@ def _call_cells(row: CallRow) -> list[str]:
 def _run_cells(run: RunTotals) -> list[str]:
     totals = run.totals
     return [
-        short_run(run.run_id),
+        run.name,
         run.project,
         ", ".join(short_model(m) for m in sorted(run.models)),
         _when(run.first_at),
@@ -202,10 +203,10 @@ def _headline(report: Report, projection: Projection, misses: MissReport | None)
     ]
 
 
-def _legend() -> str:
+def _legend(totals: Totals) -> str:
     items = "".join(
         f'<span><i style="background:{COLORS[attribute]}"></i>{escape(label)}</span>'
-        for label, _, attribute in COMPONENTS
+        for label, _, attribute in parts_of(totals)
     )
     return f'<div class="legend">{items}</div>'
 
@@ -219,7 +220,7 @@ def _charts(report: Report) -> list[str]:
     return [
         f"<h2>Cost per {escape(unit)}, by component</h2>",
         stacked_chart(bars),
-        _legend(),
+        _legend(report.totals),
         f'<div class="caption">Hover a bar for its numbers.{escape(order)}</div>',
         "<h2>Cumulative cost</h2>",
         cumulative_chart(rows),
@@ -286,7 +287,7 @@ def _tables(report: Report, top: int) -> list[str]:
             cost_text(totals.cost, getattr(totals.cost, cost_attr)),
             _pct(float(getattr(totals.cost, cost_attr) / total)) if total else "-",
         ]
-        for label, attr, cost_attr in COMPONENTS
+        for label, attr, cost_attr in parts_of(totals)
     ]
     runs = sorted(report.runs.values(), key=lambda run: run.totals.cost.priced_total, reverse=True)
     run_rows = [_run_cells(run) for run in runs[:_MAX_RUNS]]
@@ -309,6 +310,7 @@ def _tables(report: Report, top: int) -> list[str]:
         _table(("day", *_TOTAL_HEAD), [[d, *_totals_cells(t)] for d, t in sorted(report.by_day.items())]),
         f"<h2>Runs{_runs_shown(len(runs))}</h2>",
         _table(_RUN_HEAD, run_rows, 3, wrap=(1,)),
+        *_sessions(report),
         f"<h2>Costliest calls (top {min(top, len(report.calls))})</h2>",
         _table(_CALL_HEAD, [_call_cells(row) for row in report.costliest(top)], 2, wrap=(0, 1)),
     ]
@@ -316,6 +318,18 @@ def _tables(report: Report, top: int) -> list[str]:
         rows = [_call_cells(row) for row in _time_ordered(report)]
         parts += ["<h2>All calls, in time order</h2>", _table(_CALL_HEAD, rows, 2, wrap=(0, 1))]
     return parts
+
+
+def _sessions(report: Report) -> list[str]:
+    """Sessions with their sub-agents (what Claude Code's total_cost_usd counts), when a session had any."""
+    sessions = sorted(report.sessions.values(), key=lambda s: s.totals.cost.priced_total, reverse=True)
+    if not any(session.sub_agents for session in sessions):
+        return []
+    rows = [[short_run(s.session_id), f"{len(s.runs):,}", *_totals_cells(s.totals)] for s in sessions[:_MAX_RUNS]]
+    return [
+        "<h2>Sessions with their sub-agents (as Claude Code counts them)</h2>",
+        _table(("session", "runs", *_TOTAL_HEAD), rows),
+    ]
 
 
 def render_html(

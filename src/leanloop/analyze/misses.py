@@ -10,6 +10,9 @@ is expected to be read (``leanloop.explain.detect_miss``). When a call reads les
 - ``ttl expired``: the gap since the previous call (whose reads and writes refresh the entry) exceeded its TTL;
   the TTL is taken from what the previous call wrote (5m when it wrote 5m entries, 1h when only 1h ones).
 - ``concurrent``: sent before the previous response started streaming, when its entries were not readable yet.
+- ``resumed``: a Claude Code session resumed or continued in a new process just before the call (the metadata
+  Claude Code writes when a process ends, then a new prompt), with nothing else in the log to explain the miss: the
+  new process rebuilt its system prompt and tools, or the cache was evicted meanwhile.
 - ``prefix changed``: a block before the breakpoint differs (which block, and before/after when the log has the
   text; for Claude Code logs, which hold no system prompt or tool definitions, a change there is inferred).
 - ``lookback``: more than 20 blocks since the previous breakpoint; the new breakpoint could not find the entry.
@@ -30,7 +33,7 @@ the tail), priced like the call itself.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from itertools import pairwise
@@ -64,12 +67,13 @@ CAUSES: tuple[str, ...] = (
     "compaction",
     "ttl expired",
     "concurrent",
+    "resumed",
     "prefix changed",
     "lookback",
     "unknown",
 )
 # Causes that are a property of the workload (the content changed), not of how it was cached.
-CONTENT_CAUSES = frozenset({"compaction", "prefix changed", "unknown"})
+CONTENT_CAUSES = frozenset({"compaction", "resumed", "prefix changed", "unknown"})
 _SHRINK = 0.7  # a prompt under 70 % of the previous one was compacted or truncated
 
 
@@ -196,15 +200,12 @@ def _lost_usd(record: CallRecord, lost: int, pricing: Pricing) -> Decimal | None
     from_1h = min(lost, usage.cache_write_1h_tokens)
     from_5m = min(lost - from_1h, usage.cache_write_5m_tokens)
     from_input = min(lost - from_1h - from_5m, usage.input_tokens)
-    read = Usage(
+    read = replace(  # the same call (output, searches, speed, region, tier) had those tokens been read
+        usage,
         input_tokens=usage.input_tokens - from_input,
         cache_write_5m_tokens=usage.cache_write_5m_tokens - from_5m,
         cache_write_1h_tokens=usage.cache_write_1h_tokens - from_1h,
         cache_read_tokens=usage.cache_read_tokens + from_1h + from_5m + from_input,
-        output_tokens=usage.output_tokens,
-        split_estimated=usage.split_estimated,
-        speed=usage.speed,
-        inference_geo=usage.inference_geo,
     )
     at = datetime.fromtimestamp(record.started_at, tz=UTC) if record.started_at is not None else None
     actual = pricing.cost(record.model, usage, at=at)
@@ -264,15 +265,32 @@ def _cause(
         added = len(record.prefix) - len(previous.prefix)
         return "lookback", f"{added} blocks since the previous call: more than the 20-block lookback", None
     if record.notes.get("format") == "claude_code":
-        commands = [e for e in _events(record) if e.startswith("/")]
-        hint = f" ({', '.join(commands)} ran just before)" if commands else ""
-        return (
-            "prefix changed",
-            f"the messages only grew, so the system prompt or tool definitions changed{hint}; the log does not "
-            "contain them",
-            None,
-        )
+        return _unlogged_change(_events(record))
     return "unknown", "nothing in the log explains it (an early eviction, or a change the log does not record)", None
+
+
+def _unlogged_change(events: Sequence[str]) -> tuple[str, str, None]:
+    """A Claude Code call that read less though its messages only grew: the system prompt or the tools (which the
+    log does not hold) changed, or the cache was evicted. A slash command run just before (``/mcp``) changed them;
+    a session resumed in a new Claude Code process most likely did."""
+    commands = [e for e in events if e.startswith("/")]
+    ran = f" ({', '.join(commands)} ran just before)" if commands else ""
+    if commands and "resumed" not in events:
+        detail = f"the messages only grew, so the system prompt or tool definitions changed{ran}; the log does not "
+        return "prefix changed", detail + "contain them", None
+    detail = (
+        "the messages only grew, so the system prompt or tool definitions changed, or the cache was evicted; the log "
+        "does not contain them"
+    )
+    if "resumed" not in events:
+        return "prefix changed", detail, None
+    return (
+        "resumed",
+        f"{detail}. The session was resumed just before this call{ran} (Claude Code's session-end lines, then a new "
+        "prompt): a new Claude Code process, which rebuilds its system prompt and tools (date, git status, "
+        "CLAUDE.md, MCP servers), is the likely cause",
+        None,
+    )
 
 
 def _gap(previous: CallRecord, record: CallRecord) -> float | None:
@@ -477,7 +495,8 @@ class MissFinder:
             cause = "prefix changed"
             detail = (
                 f"the system prompt or tool definitions differ from the previous session of this project ({when}; "
-                "CLAUDE.md, MCP servers, settings or the date); the log does not contain them"
+                "CLAUDE.md, MCP servers, settings or the date), or the cache was evicted; the log does not contain "
+                "them"
             )
         return _miss(first, 0, cause, detail, expected, lost, self.pricing, gap=gap, change=change)
 

@@ -23,6 +23,7 @@ from leanloop.analyze.report import (
     Totals,
     cost_text,
     iso_time,
+    parts_of,
     short_model,
     short_run,
     short_source,
@@ -157,6 +158,8 @@ def print_report(report: Report, console: Console, *, top: int = 10, all_calls: 
             table.add_row(short_model(key) if column == "model" else key, *layout.totals_cells(totals_))
         console.print(table)
     console.print(_runs_table(report, layout))
+    if any(session.sub_agents for session in report.sessions.values()):
+        console.print(_sessions_table(report, layout))
     listed = all_calls or len(report.calls) <= _MAX_CALL_ROWS
     if listed:
         table = _table("Calls", layout.call_columns(), left=3 if layout.wide else 2)
@@ -196,7 +199,7 @@ def _print_projection(report: Report, console: Console) -> None:
 def _kinds_table(totals: Totals) -> Table:
     table = _table("Tokens and cost by kind", ("kind", "tokens", "cost", "share of cost"))
     total = totals.cost.priced_total
-    for label, attribute, cost_attribute in COMPONENTS:
+    for label, attribute, cost_attribute in parts_of(totals):
         part: Decimal = getattr(totals.cost, cost_attribute)
         share = _pct(float(part / total)) if total else "-"
         table.add_row(label, f"{getattr(totals.usage, attribute):,}", cost_text(totals.cost, part), share)
@@ -212,15 +215,28 @@ def _runs_table(report: Report, layout: _Layout) -> Table:
     table = _table("Runs (costliest first)", (*head, *layout.total_columns()), left=len(head))
     for run in runs[:_MAX_RUN_ROWS]:
         first = (_when(run.first_at),) if layout.wide else ()
-        table.add_row(short_run(run.run_id), *first, *layout.totals_cells(run.totals))
+        table.add_row(run.name, *first, *layout.totals_cells(run.totals))
     if len(runs) > _MAX_RUN_ROWS:
         table.caption = f"{len(runs) - _MAX_RUN_ROWS:,} more runs: --format json or csv lists them all"
     return table
 
 
+def _sessions_table(report: Report, layout: _Layout) -> Table:
+    """Sessions with their sub-agents' runs: the totals Claude Code shows (its total_cost_usd counts both)."""
+    sessions = sorted(report.sessions.values(), key=lambda s: s.totals.cost.priced_total, reverse=True)
+    table = _table(
+        "Sessions with their sub-agents (as Claude Code counts them)", ("session", "runs", *layout.total_columns())
+    )
+    for session in sessions[:_MAX_RUN_ROWS]:
+        table.add_row(short_run(session.session_id), f"{len(session.runs):,}", *layout.totals_cells(session.totals))
+    if len(sessions) > _MAX_RUN_ROWS:
+        table.caption = f"{len(sessions) - _MAX_RUN_ROWS:,} more sessions: --format json lists them all"
+    return table
+
+
 def print_import_log(log: ImportLog, console: Console) -> None:
     """Unusable lines (with file and line number) and what was skipped, on the given console."""
-    skipped_files = [f for f in log.files if not f.format]
+    skipped_files = [f for f in log.files if not f.format and not f.sidecar]
     for source in skipped_files[:_MAX_PROBLEMS]:
         console.print(f"[dim]skipped {source.path}: {source.note or 'unknown format'}[/]")
     if len(skipped_files) > _MAX_PROBLEMS:

@@ -32,18 +32,22 @@ from leanloop.usage import Usage
 
 __all__ = [
     "COMPONENTS",
+    "COST_PARTS",
     "CSV_COLUMNS",
     "CallRow",
     "Report",
     "RowCost",
     "RunTotals",
+    "SessionTotals",
     "Totals",
     "build_report",
     "cost_text",
     "day_of",
     "hit_rate",
     "iso_time",
+    "parts_of",
     "project_of",
+    "session_of",
     "short_model",
     "short_run",
     "short_source",
@@ -62,6 +66,9 @@ COMPONENTS: tuple[tuple[str, str, str], ...] = (
     ("cache read", "cache_read_tokens", "cache_read"),
     ("output", "output_tokens", "output"),
 )
+# What a cost is made of, in billing order: the token kinds, then web searches (a fee per search, counted in
+# searches, not tokens). The parts add up to the total.
+COST_PARTS: tuple[tuple[str, str, str], ...] = (*COMPONENTS, ("web search", "web_search_requests", "web_search"))
 
 
 def hit_rate(usage: Usage) -> float:
@@ -123,8 +130,14 @@ def unpriced_warning(models: Iterable[str], calls: int | None = None) -> str:
     )
 
 
+def parts_of(totals: Totals) -> tuple[tuple[str, str, str], ...]:
+    """The cost parts to show for ``totals``: every token kind, and web searches when there were any."""
+    searched = totals.usage.web_search_requests or totals.cost.web_search
+    return COST_PARTS if searched else COMPONENTS
+
+
 def _usage_dict(usage: Usage) -> dict[str, Any]:
-    return {attribute: getattr(usage, attribute) for _, attribute, _ in COMPONENTS}
+    return {attribute: getattr(usage, attribute) for _, attribute, _ in COST_PARTS}
 
 
 def _cost_dict(
@@ -160,6 +173,13 @@ class Totals:
         self.cost = self.cost + cost
         self.unpriced_calls += not cost.is_known
 
+    def absorb(self, other: Totals) -> None:
+        """Add a whole group's totals to these."""
+        self.calls += other.calls
+        self.usage = self.usage + other.usage
+        self.cost = self.cost + other.cost
+        self.unpriced_calls += other.unpriced_calls
+
     @property
     def hit_rate(self) -> float:
         return hit_rate(self.usage)
@@ -169,7 +189,7 @@ class Totals:
             "calls": self.calls,
             **_usage_dict(self.usage),
             **_cost_dict(
-                {attribute: float(getattr(self.cost, attribute)) for _, _, attribute in COMPONENTS},
+                {attribute: float(getattr(self.cost, attribute)) for _, _, attribute in COST_PARTS},
                 float(self.cost.priced_total),
                 self.cost,
                 calls=self.calls,
@@ -195,6 +215,7 @@ class RowCost:
     cache_write_1h: float
     cache_read: float
     output: float
+    web_search: float
     total: float
     unknown_models: frozenset[str]
     estimated: bool
@@ -207,6 +228,7 @@ class RowCost:
             _float(cost.cache_write_1h),
             _float(cost.cache_read),
             _float(cost.output),
+            _float(cost.web_search),
             _float(cost.priced_total),
             cost.unknown_models,
             cost.estimated,
@@ -222,7 +244,7 @@ class RowCost:
         return self.total
 
     def to_dict(self) -> dict[str, Any]:
-        by_kind = {attribute: getattr(self, attribute) for _, _, attribute in COMPONENTS}
+        by_kind = {attribute: getattr(self, attribute) for _, _, attribute in COST_PARTS}
         return _cost_dict(by_kind, self.total, self, calls=1, unpriced=int(not self.is_known))
 
 
@@ -285,6 +307,18 @@ class RunTotals:
     first_at: float | None = None
     last_at: float | None = None
     models: set[str] = field(default_factory=set[str])
+    agent: dict[str, str] = field(default_factory=dict[str, str])  # a sub-agent's type and description
+    session: str = ""  # the session the run belongs to: a Claude Code sub-agent's is its parent's
+
+    @property
+    def label(self) -> str:
+        """What the run is, when its log says (a Claude Code sub-agent: ``general-purpose: Count lines``)."""
+        return ": ".join(self.agent[key] for key in _AGENT_NOTES if key in self.agent)
+
+    @property
+    def name(self) -> str:
+        """The run for tables: its short id, and its label."""
+        return f"{short_run(self.run_id)} {self.label}".rstrip()
 
     def add(self, row: CallRow, cost: Cost) -> None:
         self.totals.add(row.usage, cost)
@@ -301,6 +335,43 @@ class RunTotals:
             "models": sorted(self.models),
             "first_call_at": iso_time(self.first_at),
             "last_call_at": iso_time(self.last_at),
+            **self.agent,
+            **self.totals.to_dict(),
+        }
+
+
+_AGENT_NOTES = ("agent_type", "agent_description")
+
+
+def _agent_of(record: CallRecord) -> dict[str, str]:
+    return {key: str(record.notes[key]) for key in _AGENT_NOTES if key in record.notes}
+
+
+def session_of(record: CallRecord) -> str:
+    """The session a call belongs to: a Claude Code sub-agent's run (``<session>/agent-<id>``, ``/sidechain``) is
+    part of the session that started it, whose cost Claude Code reports with it; any other run is its own."""
+    if record.notes.get("format") == "claude_code":
+        return record.run_id.partition("/")[0]
+    return record.run_id
+
+
+@dataclass(slots=True)
+class SessionTotals:
+    """A session with its sub-agents: what Claude Code's ``total_cost_usd`` counts."""
+
+    session_id: str
+    runs: list[str] = field(default_factory=list[str])
+    totals: Totals = field(default_factory=Totals)
+
+    @property
+    def sub_agents(self) -> int:
+        return sum(1 for run in self.runs if run != self.session_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "runs": self.runs,
+            "sub_agents": self.sub_agents,
             **self.totals.to_dict(),
         }
 
@@ -339,6 +410,16 @@ class Report:
         period.calls = self.totals.calls
         return Projection(period, self.runs_per_day)
 
+    @property
+    def sessions(self) -> dict[str, SessionTotals]:
+        """Each session with its sub-agents' runs, in the order the runs were first seen."""
+        sessions: dict[str, SessionTotals] = {}
+        for run in self.runs.values():
+            session = sessions.setdefault(run.session, SessionTotals(run.session))
+            session.runs.append(run.run_id)
+            session.totals.absorb(run.totals)
+        return sessions
+
     def runs_by_project(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for run in self.runs.values():
@@ -351,6 +432,7 @@ class Report:
         cost = self.totals.cost
         data["projection"] = self.projection.to_dict(cost.priced_total if cost.is_known else None)
         data["runs"] = [run.to_dict() for run in self.runs.values()]
+        data["sessions"] = [session.to_dict() for session in self.sessions.values()]
         data["by_model"] = {model: totals.to_dict() for model, totals in sorted(self.by_model.items())}
         data["by_day"] = {day: totals.to_dict() for day, totals in sorted(self.by_day.items())}
         runs = self.runs_by_project()
@@ -381,7 +463,11 @@ def build_report(records: Iterable[CallRecord], log: ImportLog | None = None) ->
         by_day.setdefault(day_of(row.started_at), Totals()).add(row.usage, record.cost)
         by_project.setdefault(row.project, Totals()).add(row.usage, record.cost)
         source = (row.source or "").rsplit(":", 1)[0]
-        runs.setdefault(row.run_id, RunTotals(row.run_id, source, row.project)).add(row, record.cost)
+        run = runs.get(row.run_id)
+        if run is None:
+            run = RunTotals(row.run_id, source, row.project, agent=_agent_of(record), session=session_of(record))
+            runs[row.run_id] = run
+        run.add(row, record.cost)
     order = {run_id: index for index, run_id in enumerate(runs)}
     calls.sort(key=lambda row: (order[row.run_id], row.started_at is None, row.started_at or 0.0, row.iteration))
     return Report(totals, by_model, by_day, runs, calls, log or ImportLog(), by_project)
@@ -398,12 +484,14 @@ CSV_COLUMNS: tuple[str, ...] = (
     "cache_write_1h_tokens",
     "cache_read_tokens",
     "output_tokens",
+    "web_search_requests",
     "cache_hit_rate",
     "input_usd",
     "cache_write_5m_usd",
     "cache_write_1h_usd",
     "cache_read_usd",
     "output_usd",
+    "web_search_usd",
     "cost_usd",
     "unpriced",
     "cost_estimated",
@@ -426,11 +514,11 @@ def _csv_rows(calls: Iterable[CallRow]) -> Iterator[list[Any]]:
             row.iteration,
             iso_time(row.started_at) or "",
             row.model,
-            *(getattr(row.usage, attribute) for _, attribute, _ in COMPONENTS),
+            *(getattr(row.usage, attribute) for _, attribute, _ in COST_PARTS),
             f"{row.hit_rate:.4f}",
             *(
                 _decimal_text(getattr(row.cost, attribute)) if row.cost.is_known else ""
-                for _, _, attribute in COMPONENTS
+                for _, _, attribute in COST_PARTS
             ),
             _decimal_text(row.cost.priced_total) if row.cost.is_known else "",
             "" if row.cost.is_known else "yes",

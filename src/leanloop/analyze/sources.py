@@ -33,7 +33,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import IO, Any, Literal, NamedTuple, TypedDict, Unpack, cast
 
-from leanloop.analyze.claude_code import ClaudeCodeImport, is_claude_code_line
+from leanloop.analyze.claude_code import ClaudeCodeImport, agent_labels, is_claude_code_line
 from leanloop.analyze.openhands import OpenHandsImport, is_openhands_event
 from leanloop.analyze.reading import Broken, iter_json_array, iter_json_lines, top_level_scalars
 from leanloop.analyze.recordings import Recorded, iter_cassette, iter_sse_file
@@ -64,6 +64,7 @@ _SNIFF_LINES = 25
 _SNIFF_BYTES = 1 << 20
 _SNIFF_SKIP_BYTES = 64 << 20  # lines too long to sniff that detection reads past before it gives up
 _WHOLE_OBJECT_BYTES = 4 << 20  # a one-object file (an OpenHands event, pretty-printed) is parsed whole up to this
+_SIDECAR_BYTES = 64 << 10  # a Claude Code sub-agent's .meta.json is one short line of JSON
 _KEEP_PROBLEMS = 1000
 _UNKNOWN_FORMAT = "files of unknown format"
 _OPENHANDS_SOURCES = frozenset({"agent", "user", "environment"})
@@ -78,6 +79,7 @@ class SourceFile:
     calls: int = 0
     note: str = ""
     layout: _Layout = ""
+    sidecar: bool = False  # not a trace, but read with one (a Claude Code sub-agent's .meta.json)
 
 
 @dataclass
@@ -122,7 +124,14 @@ class ImportLog:
     def to_dict(self) -> dict[str, Any]:
         return {
             "files": [
-                {"path": str(f.path), "format": f.format, "bytes": f.size, "calls": f.calls, **_note(f.note)}
+                {
+                    "path": str(f.path),
+                    "format": f.format,
+                    "bytes": f.size,
+                    "calls": f.calls,
+                    **_note(f.note),
+                    **({"read_as": _SIDECAR} if f.sidecar else {}),
+                }
                 for f in self.files
             ],
             "unreadable": [{"path": path, "reason": reason} for path, reason in self.unreadable.items()],
@@ -133,8 +142,13 @@ class ImportLog:
         }
 
 
+_SIDECAR = "Claude Code sub-agent metadata"
+
+
 def _kind(source: SourceFile) -> tuple[str, str]:
     """What a file without a model call is, as (noun, rest of the phrase)."""
+    if source.sidecar:
+        return f"{_SIDECAR} file", ""
     if source.format is not None:
         return f"{source.format} file", " without a model call"
     return ("empty file", "") if not source.size else ("file", " of no known trace format")
@@ -408,6 +422,10 @@ def _sources(paths: Iterable[Path], log: ImportLog, on_bytes: Callable[[int], No
             log.cannot_read(path, error)
             continue
         log.files.append(source)
+        if source.format is None and _agent_meta(path) is not None:
+            source.sidecar = True  # read with its agent's log
+            _advance(on_bytes, source.size)
+            continue
         if source.format is None:
             source.note = "not a trace (unknown format)"
             log.skipped[_UNKNOWN_FORMAT] += 1
@@ -427,11 +445,22 @@ def _advance(on_bytes: Callable[[int], None] | None, count: int) -> None:
         on_bytes(count)
 
 
+def _agent_meta(path: Path) -> dict[str, str] | None:
+    """The labels in a Claude Code sub-agent's .meta.json at ``path``, or None when it is not one."""
+    try:
+        if path.stat().st_size > _SIDECAR_BYTES:
+            return None
+        return agent_labels(json.loads(path.read_bytes().removeprefix(b"\xef\xbb\xbf")))
+    except (OSError, ValueError):
+        return None
+
+
 def _read_claude_code(
     source: SourceFile, claude: ClaudeCodeImport, log: ImportLog, on_bytes: Callable[[int], None] | None
 ) -> Iterator[CallRecord]:
     path = source.path
-    claude.start_file()
+    meta = path.with_name(path.name.removesuffix(".jsonl") + ".meta.json")  # how Claude Code names it
+    claude.start_file(agent=_agent_meta(meta) if path.name.endswith(".jsonl") else None)
     before = len(claude)
     with path.open("rb") as file:
         for item in iter_json_lines(file, on_bytes):

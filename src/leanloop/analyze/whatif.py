@@ -17,6 +17,10 @@ Cache state before the log: a run whose first call read N tokens from the cache 
 strategy starts with those N tokens cached, under its own TTL (a strategy cannot be blamed or credited for what
 happened before).
 
+Truncation re-runs each run with leanloop's history compaction (``truncation``) where a prompt passes the
+trigger: from a run's first cut on, its prompts are the compacted history, through a cache of their own. It is a
+row of the result only where it cut something (``WhatIf.truncation`` says why not, otherwise).
+
 The Batch API (half price, results within 24 h) only suits calls nobody waits on. A log says when someone did
 (Claude Code: a person at the terminal, and a sub-agent's session; OpenHands: a user in the loop): those calls
 keep their price. For the others the log cannot tell, so the batch row prices them at batch rates as an upper
@@ -30,7 +34,7 @@ hours (its cache long expired) is closed.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -38,6 +42,7 @@ from typing import Any
 from leanloop.analyze.misses import CONTENT_CAUSES, cache_ttl, pair_miss
 from leanloop.analyze.projection import Period, Projection
 from leanloop.analyze.prompts import GrowthPrompts
+from leanloop.analyze.truncation import TruncatedHistory, Truncation
 from leanloop.cachesim import TTL, Block, CacheSim, Prompt, block_fingerprint
 from leanloop.pricing import Cost, Pricing, default_pricing
 from leanloop.tokens import TRAILING_PROMPT_TOKENS
@@ -55,6 +60,7 @@ STRATEGIES: dict[str, str] = {
     "rolling_1h": "rolling cache 1h",
     "cheaper_summary": "rolling 5m, final call on a cheaper model",
     "batch": "rolling 1h + Batch API where nobody waits",
+    "truncation": "rolling 5m + history compaction",
 }
 _CACHING: dict[str, TTL] = {"system_tools": "5m", "rolling_5m": "5m", "rolling_1h": "1h"}
 _SPACING_S = 10.0  # between calls whose log has no timestamps
@@ -87,6 +93,7 @@ class WhatIf:
     summary_model: str
     batch_calls: int = 0  # calls the log does not show anyone waited on: priced at batch rates in the batch row
     projection: Projection = field(default_factory=lambda: Projection(Period()))
+    truncation: Truncation = field(default_factory=Truncation)  # a row only where it cut something
 
     @property
     def recorded(self) -> StrategyCost:
@@ -137,8 +144,22 @@ class WhatIf:
             "summary_model": self.summary_model,
             "strategies": out,
             "projection": self.projection.to_dict(None),
+            "truncation": self.truncation.to_dict(),
             "assumptions": self.assumptions,
         }
+
+
+def _like(usage: Usage, recorded: Usage) -> Usage:
+    """A strategy's usage of a recorded call: its own prompt tokens, and the call's output, web searches, speed,
+    region and service tier (none of which caching changes)."""
+    return replace(
+        usage,
+        output_tokens=recorded.output_tokens,
+        web_search_requests=recorded.web_search_requests,
+        speed=recorded.speed,
+        inference_geo=recorded.inference_geo,
+        service_tier=recorded.service_tier,
+    )
 
 
 def _at(record: CallRecord) -> datetime | None:
@@ -217,12 +238,36 @@ def _awaited(record: CallRecord) -> bool:
     return record.notes.get("interactive") is True
 
 
-class _SyntheticPrompts:
-    """Prompts for a run whose log has no blocks: an estimated head, then what each call added to the history.
-    A call whose recorded miss came from changed content rewrites the prompt from where its read stopped (any
-    strategy would have missed there too)."""
+class _Rewrites:
+    """Where a run's recorded prompt was rewritten: a call whose recorded miss came from changed content (any
+    strategy would have missed there too) keeps only the tokens its read stopped at."""
 
-    def __init__(self, first: CallRecord, pricing: Pricing) -> None:
+    def __init__(self, pricing: Pricing) -> None:
+        self._pricing = pricing
+        self._previous: CallRecord | None = None
+        self._ttl = "5m"
+        self._index = 0
+
+    def unchanged(self, record: CallRecord) -> int | None:
+        """How many leading prompt tokens of ``record`` are the same as at the call before, when it was rewritten."""
+        found: int | None = None
+        if self._previous is not None:
+            self._ttl = cache_ttl(self._previous.usage, self._ttl)
+            miss = pair_miss(
+                self._previous, record, index=self._index, ttl=self._ttl, min_tokens=512, pricing=self._pricing
+            )
+            if miss is not None and miss.cause in CONTENT_CAUSES:
+                found = miss.read_tokens
+        self._previous = record
+        self._index += 1
+        return found
+
+
+class _SyntheticPrompts:
+    """Prompts for a run whose log has no blocks: an estimated head, then what each call added to the history
+    (rewritten from where a recorded rewrite left it unchanged)."""
+
+    def __init__(self, first: CallRecord) -> None:
         messages = first.notes.get("message_tokens")
         total = first.usage.prompt_tokens
         if isinstance(messages, int):
@@ -232,28 +277,67 @@ class _SyntheticPrompts:
             self.head = min(first.usage.cache_read_tokens + first.usage.cache_write_tokens, total)
             self.how = "what the first call cached (the log holds no message text)"
         cached = min(first.usage.cache_read_tokens, self.head)
-        blocks = [("head.cached", cached), ("head", self.head - cached)] if cached else [("head", self.head)]
-        self.head_blocks = len(blocks)
-        salt = f"{first.run_id}."
-        self._growth = GrowthPrompts(blocks, head_salt=salt, history_salt=salt)
-        self._pricing = pricing
-        self._previous: CallRecord | None = None
-        self._ttl = "5m"
-        self._index = 0
+        self.blocks = [("head.cached", cached), ("head", self.head - cached)] if cached else [("head", self.head)]
+        self.head_blocks = len(self.blocks)
+        self.salt = f"{first.run_id}."
+        self._growth = GrowthPrompts(self.blocks, head_salt=self.salt, history_salt=self.salt)
 
-    def next(self, record: CallRecord) -> Prompt:
-        unchanged: int | None = None
-        if self._previous is not None:
-            self._ttl = cache_ttl(self._previous.usage, self._ttl)
-            miss = pair_miss(
-                self._previous, record, index=self._index, ttl=self._ttl, min_tokens=512, pricing=self._pricing
-            )
-            if miss is not None and miss.cause in CONTENT_CAUSES:
-                unchanged = miss.read_tokens
-        self._previous = record
-        self._index += 1
-        history = max(record.usage.prompt_tokens - self.head - TRAILING_PROMPT_TOKENS, 0)
-        return self._growth.next(record.model, history, unchanged=unchanged)
+    def next(self, record: CallRecord, unchanged: int | None) -> Prompt:
+        return self._growth.next(record.model, _history_tokens(record, self.head), unchanged=unchanged)
+
+
+def _history_tokens(record: CallRecord, head: int) -> int:
+    """The tokens of a call's messages: its prompt less the head (system prompt + tools) and the answer's opening."""
+    return max(record.usage.prompt_tokens - head - TRAILING_PROMPT_TOKENS, 0)
+
+
+class _Truncated:
+    """One run under the truncation strategy: its history compacted (``truncation.TruncatedHistory``) at every call,
+    and from its first cut on its prompts made from token counts (``GrowthPrompts``) and sent through a cache of its
+    own with rolling 5m breakpoints. Until then the run is what rolling_5m makes of it (its calls are priced as
+    rolling_5m's), and what that leaves cached that a cut does not rewrite is the system prompt and tools: the
+    cache starts with them, as the call before the cut left them."""
+
+    def __init__(self, first: CallRecord, first_prompt: Prompt, synthetic: _SyntheticPrompts | None, at: int | None):
+        if synthetic is not None:
+            head, self._blocks, self._salt = synthetic.head, synthetic.blocks, synthetic.salt
+        else:
+            head_end = _head_end(first_prompt)
+            head = first_prompt.prefix_tokens[head_end] if head_end is not None else 0
+            self._blocks, self._salt = [("head", head)], f"{first.run_id}."
+        self.head_end = len(self._blocks) - 1
+        self.history = TruncatedHistory(head, truncate_at=at)
+        self._growth: GrowthPrompts | None = None
+        self._sim = CacheSim()
+        self._previous_blocks = 0
+        self._previous_output = 0
+        self._previous_start: float | None = None
+
+    def next(self, record: CallRecord, unchanged: int | None, start: float) -> tuple[Prompt | None, bool]:
+        """The call's prompt under compaction (None until the first cut), and whether the history was cut just
+        before it."""
+        recorded = _history_tokens(record, self.history.head_tokens)
+        step = self.history.next(record.model, recorded, self._previous_output)
+        self._previous_output = record.usage.output_tokens
+        previous, self._previous_start = self._previous_start, start
+        if self._growth is None and not step.cut:
+            return None, False
+        fresh = self._growth is None
+        if self._growth is None:  # a new history: the one before the cut is never read again
+            self._growth = GrowthPrompts(self._blocks, head_salt=self._salt, history_salt=f"{self._salt}compacted.")
+        if unchanged is not None and unchanged > self.history.head_tokens:  # where that is in the shorter history
+            unchanged = max(unchanged - (recorded - step.history_tokens), self.history.head_tokens)
+        prompt = self._growth.next(record.model, step.history_tokens, unchanged=None if fresh else unchanged)
+        if fresh and previous is not None:  # the head, as rolling_5m's last call before the cut left it cached
+            head = _warm_prompt(prompt, self.history.head_tokens, "5m", self.head_end)
+            if head is not None:
+                self._sim.request(head, start=previous)
+        return prompt, step.cut
+
+    def request(self, prompt: Prompt, start: float, recorded: Usage) -> Usage:
+        marked = prompt.with_marks(_marks("rolling_5m", prompt, self.head_end, self._previous_blocks))
+        self._previous_blocks = len(prompt.blocks)
+        return _like(self._sim.request(marked, start=start).usage, recorded)
 
 
 @dataclass
@@ -272,26 +356,29 @@ class _Run:
     """One run being simulated under every strategy."""
 
     def __init__(self, first: CallRecord, sims: dict[str, CacheSim] | None, clock: float, pricing: Pricing) -> None:
-        self.synthetic = None if first.prefix else _SyntheticPrompts(first, pricing)
+        self.synthetic = None if first.prefix else _SyntheticPrompts(first)
         self.recorded = _RecordedPrompts() if first.prefix else None
+        self.rewrites = _Rewrites(pricing)
         self.sims = sims if sims is not None else {name: CacheSim() for name in _CACHING}
         self.previous_blocks = dict.fromkeys(_CACHING, 0)
         self.clock = clock
         self.calls = 0
         self.held: _Held | None = None
+        self.truncated: _Truncated | None = None  # made with the first prompt
+        self.compacted = False  # the truncation strategy cut this run's history
 
-    def prompt(self, record: CallRecord) -> tuple[Prompt, int | None]:
+    def prompt(self, record: CallRecord, unchanged: int | None) -> tuple[Prompt, int | None]:
         if self.synthetic is not None:
-            return self.synthetic.next(record), self.synthetic.head_blocks - 1
+            return self.synthetic.next(record, unchanged), self.synthetic.head_blocks - 1
         assert self.recorded is not None
         prompt = self.recorded.next(record)
         return prompt, _head_end(prompt)
 
-    def request(self, strategy: str, prompt: Prompt, head_end: int | None, start: float, output: int) -> Usage:
+    def request(self, strategy: str, prompt: Prompt, head_end: int | None, start: float, recorded: Usage) -> Usage:
         """The call under ``strategy``'s breakpoints, through its cache."""
         marked = prompt.with_marks(_marks(strategy, prompt, head_end, self.previous_blocks[strategy]))
         self.previous_blocks[strategy] = len(prompt.blocks)
-        return self.sims[strategy].request(marked, start=start).usage.with_output(output)
+        return _like(self.sims[strategy].request(marked, start=start).usage, recorded)
 
     def start(self, record: CallRecord) -> float:
         if record.started_at is not None and record.started_at >= self.clock:
@@ -311,10 +398,13 @@ class WhatIfSimulation:
         summary_model: str = DEFAULT_SUMMARY_MODEL,
         pricing: Pricing | None = None,
         runs_per_day: float | None = None,
+        truncate_at: int | None = None,
     ) -> None:
         self.summary_model = summary_model
         self.pricing = pricing or default_pricing()
         self.runs_per_day = runs_per_day
+        self.truncate_at = truncate_at
+        self.truncation = Truncation()
         self.strategies = {name: StrategyCost(name, label) for name, label in STRATEGIES.items()}
         self.notes: set[str] = set()
         self.period = Period()
@@ -336,23 +426,48 @@ class WhatIfSimulation:
         self.period.add(record.started_at)
         run = self._open.get(record.run_id) or self._open_run(record)
         start = run.start(record)
-        prompt, head_end = run.prompt(record)
+        unchanged = run.rewrites.unchanged(record)
+        prompt, head_end = run.prompt(record, unchanged)
+        if run.truncated is None:
+            run.truncated = _Truncated(record, prompt, run.synthetic, self.truncate_at)
+        shorter = run.truncated.next(record, unchanged, start)
         if run.calls == 0:
             self._warm(run, record, prompt, head_end, start)
-        output = record.usage.output_tokens
-        usage_of = {name: run.request(name, prompt, head_end, start, output) for name in _CACHING}
+        usage_of = {name: run.request(name, prompt, head_end, start, record.usage) for name in _CACHING}
         at = _at(record)
+        cost_of = {name: self.pricing.cost(prompt.model, usage, at=at) for name, usage in usage_of.items()}
         for name, usage in usage_of.items():
-            self.strategies[name].add(usage, self.pricing.cost(prompt.model, usage, at=at))
-        plain = Usage(input_tokens=prompt.total_tokens, output_tokens=output)
+            self.strategies[name].add(usage, cost_of[name])
+        self._truncate(run, record, shorter, start, (usage_of["rolling_5m"], cost_of["rolling_5m"]))
+        plain = _like(Usage(input_tokens=prompt.total_tokens), record.usage)
         self.strategies["no_cache"].add(plain, self.pricing.cost(prompt.model, plain, at=at))
         batch = not _awaited(record)
         self.batch_calls += batch
         hour = usage_of["rolling_1h"]
         self.strategies["batch"].add(hour, self.pricing.cost(prompt.model, hour, batch=batch, at=at))
-        self._hold(run, _Held(record, prompt, start, head_end, usage_of["rolling_5m"], Cost()))
+        self._hold(run, _Held(record, prompt, start, head_end, usage_of["rolling_5m"], cost_of["rolling_5m"]))
         run.calls += 1
         self._close_idle(start)
+
+    def _truncate(
+        self,
+        run: _Run,
+        record: CallRecord,
+        shorter: tuple[Prompt | None, bool],
+        start: float,
+        rolling: tuple[Usage, Cost],
+    ) -> None:
+        """The call under the truncation strategy (its prompt, and whether the history was cut just before it):
+        rolling_5m's until the run's history is first cut."""
+        assert run.truncated is not None
+        prompt, cut = shorter
+        self.truncation.saw(run.truncated.history, cut=cut, first=cut and not run.compacted)
+        if prompt is None:
+            self.strategies["truncation"].add(*rolling)
+            return
+        run.compacted = True
+        usage = run.truncated.request(prompt, start, record.usage)
+        self.strategies["truncation"].add(usage, self.pricing.cost(prompt.model, usage, at=_at(record)))
 
     @property
     def open_runs(self) -> int:
@@ -406,7 +521,6 @@ class WhatIfSimulation:
 
     def _hold(self, run: _Run, call: _Held) -> None:
         """cheaper_summary is rolling_5m but for a run's final call: price the call before this one as rolling_5m."""
-        call.cost = self.pricing.cost(call.prompt.model, call.usage, at=_at(call.record))
         if run.held is not None:
             self.strategies["cheaper_summary"].add(run.held.usage, run.held.cost)
         run.held = call
@@ -430,7 +544,7 @@ class WhatIfSimulation:
             return
         prompt = Prompt(self.summary_model, held.prompt.blocks, held.prompt.auto_ttl, held.prompt.tail_tokens)
         marked = prompt.with_marks(_marks("rolling_5m", prompt, held.head_end, len(prompt.blocks)))
-        usage = run.sims["rolling_5m"].predict(marked, start=held.start).usage.with_output(record.usage.output_tokens)
+        usage = _like(run.sims["rolling_5m"].predict(marked, start=held.start).usage, record.usage)
         summary.add(usage, self.pricing.cost(self.summary_model, usage, at=_at(record)))
 
     def result(self) -> WhatIf:
@@ -438,14 +552,19 @@ class WhatIfSimulation:
         for name, strategy in self.strategies.items():
             if name not in ("as_recorded", "no_cache"):
                 strategy.estimated = self.estimated
+        strategies = dict(self.strategies)
+        truncation = strategies.pop("truncation")
+        if self.truncation.triggered:  # its token counts are leanloop's estimates of what a cut leaves
+            strategies["truncation"] = replace(truncation, label=self.truncation.label, estimated=True)
         return WhatIf(
             calls=self.period.calls,
             runs=self.period.runs,
-            strategies=self.strategies,
+            strategies=strategies,
             assumptions=sorted(self.notes) + self._fixed_notes(),
             summary_model=self.summary_model,
             batch_calls=self.batch_calls,
             projection=Projection(self.period, self.runs_per_day),
+            truncation=self.truncation,
         )
 
     def _fixed_notes(self) -> list[str]:
@@ -474,6 +593,7 @@ class WhatIfSimulation:
                 "price). Only calls nobody waits on can be batched, with results in up to 24 h each; an agent "
                 "loop's calls depend on each other, so a run of n calls is n batches in a row"
             )
+        notes.append(self.truncation.note())
         return notes
 
 
@@ -483,9 +603,12 @@ def whatif(
     summary_model: str = DEFAULT_SUMMARY_MODEL,
     pricing: Pricing | None = None,
     runs_per_day: float | None = None,
+    truncate_at: int | None = None,
 ) -> WhatIf:
-    """Re-price ``records`` under every strategy in ``STRATEGIES``."""
-    simulation = WhatIfSimulation(summary_model=summary_model, pricing=pricing, runs_per_day=runs_per_day)
+    """Re-price ``records`` under every strategy in ``STRATEGIES`` (truncation only where it cuts something)."""
+    simulation = WhatIfSimulation(
+        summary_model=summary_model, pricing=pricing, runs_per_day=runs_per_day, truncate_at=truncate_at
+    )
     for record in records:
         simulation.add(record)
     return simulation.result()
