@@ -650,7 +650,7 @@ class Run:
                     output=outcome.full_text,
                 )
         self.messages.append({"role": "user", "content": blocks})
-        calls = tuple(ToolCall(o.use.name, o.use.id, o.duration_s, o.is_error, o.truncated) for o in outcomes)
+        calls = tuple(ToolCall.of(o) for o in outcomes)
         if self.records:
             self.records[-1] = self.ledger[self.last_main] = replace(self.records[-1], tool_calls=calls)
         if self.writer:
@@ -658,7 +658,7 @@ class Run:
                 "tools",
                 run_id=self.run_id,
                 iteration=self.records[-1].iteration if self.records else self.iteration,
-                tool_calls=[asdict(c) for c in calls],
+                tool_calls=[c.to_dict() for c in calls],
             )
 
     def out_of_time(self) -> StopRun:
