@@ -355,7 +355,8 @@ class Run:
         decision = await self._decide(lambda: self.spend.check_before_call(estimate()))
         if isinstance(decision, Halt):
             reason = "max_iterations" if decision.cap == "max_iterations" else "budget"
-            return StopRun(reason, f"{decision.cap}: {decision.reason}", decision.cap)
+            detail = decision.reason if reason == decision.cap else f"{decision.cap}: {decision.reason}"
+            return StopRun(reason, detail, decision.cap)
         if decision.max_tokens != max_tokens:
             built = replace(built, kwargs={**built.kwargs, "max_tokens": decision.max_tokens})
         self.go = decision
