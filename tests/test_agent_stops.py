@@ -201,3 +201,13 @@ async def test_api_errors_say_whether_anything_was_retried() -> None:
         client = async_client(create_app({MODEL: lambda request: say("x")}, faults=overloaded), max_retries=retries)
         result = await Agent(MODEL, client=client).run("go")
         assert f"(529) {said}" in result.stop.detail or f"(529){said}" in result.stop.detail, result.stop.detail
+
+
+async def test_a_stop_on_a_cap_names_the_cap_once() -> None:
+    endless = FunctionModel(lambda request: turn(call("write", path="/a", body=str(len(request["messages"])))))
+    agent = Agent(MODEL, tools=[write], client=endless.client())
+    capped = await agent.run("go", budget=Budget(max_iterations=2))
+    assert str(capped.stop) == "max_iterations: reached max_iterations=2"
+    by_tokens = await agent.run("go", budget=Budget(max_input_tokens=10))
+    assert by_tokens.stop.reason == "budget" and by_tokens.stop.cap == "max_input_tokens"
+    assert str(by_tokens.stop).startswith("budget: max_input_tokens: the next prompt")

@@ -58,3 +58,24 @@ async def test_an_unexpected_call_is_still_an_unexpected_call() -> None:
     await Agent(MODEL, tools=[lookup], client=model.client()).run("go")
     with pytest.raises(UnexpectedCall, match="unexpected call #2"):
         model.assert_done()
+
+
+async def test_a_function_model_may_return_a_list_of_blocks_for_parallel_calls() -> None:
+    def model(request: Mapping[str, Any]) -> Any:
+        if len(request["messages"]) == 1:
+            return ["Looking both up.", call("lookup", key="a"), call("lookup", key="b")]
+        return say("done")
+
+    double = FunctionModel(model)
+    result = await Agent(MODEL, tools=[lookup], client=double.client()).run("go")
+    assert result.ok and result.tool_calls == 2
+    assert [b["type"] for b in result.messages[1]["content"]] == ["text", "tool_use", "tool_use"]
+    double.assert_done()
+
+
+async def test_a_function_model_returning_something_else_names_what_it_must_return() -> None:
+    double = FunctionModel(lambda request: 5)  # type: ignore[arg-type, return-value]
+    result = await Agent(MODEL, client=double.client()).run("go")
+    assert result.stop.reason == "error"
+    with pytest.raises(AssertionError, match=r"must return a Reply, text, a block, or a list of blocks.*got int"):
+        double.assert_done()

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import datetime
 import threading
 import time
 
+import pydantic
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -250,3 +253,117 @@ async def test_iter_tools_yields_each_call_as_it_finishes_and_cancels_the_rest_w
     assert second[0] == 0
     await finished.aclose()
     assert cancelled == [5.0]
+
+
+def varargs(*names: str) -> str:
+    """Var args."""
+    return ",".join(names)
+
+
+def positional_only(a: int, /, b: int) -> int:
+    """Positional only."""
+    return a + b
+
+
+def var_keywords(a: int, **rest: int) -> int:
+    """Keywords."""
+    return a
+
+
+@pytest.mark.parametrize(
+    ("function", "message"),
+    [
+        (varargs, r"tool 'varargs': parameter \*names"),
+        (positional_only, r"tool 'positional_only': parameter a is positional-only"),
+        (var_keywords, r"tool 'var_keywords': parameter \*\*rest"),
+    ],
+)
+def test_a_tool_needs_named_parameters_because_its_input_is_a_json_object(function: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message + r".*an object of named parameters"):
+        tool(function)  # type: ignore[arg-type]
+
+
+class Point:
+    def __init__(self, x: int) -> None:
+        self.x = x
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (5, r"tool\(5\): not a function \(got int\)"),
+        ("lookup", r"tool\('lookup'\): not a function \(got str\)"),
+        (Point, r"tool\(Point\): a class, not a function: decorate a function or a method"),
+    ],
+)
+def test_tool_of_something_that_is_not_a_function_says_so(value: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        tool(value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"timeout": -1}, r"tool\(timeout=-1\): must be a positive number of seconds, or None"),
+        ({"timeout": 0}, r"tool\(timeout=0\): must be a positive number"),
+        ({"timeout": "5"}, r"tool\(timeout='5'\): must be a positive number"),
+        ({"timeout": float("nan")}, r"tool\(timeout=nan\): must be a positive number"),
+        ({"max_result_tokens": 0}, r"tool\(max_result_tokens=0\): must be a whole number of at least 1, or None"),
+        ({"max_result_tokens": 2.5}, r"tool\(max_result_tokens=2.5\): must be a whole number"),
+    ],
+)
+def test_bad_tool_options_are_named_when_the_tool_is_made(options: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        tool(**options)(read_pod_logs)  # type: ignore[arg-type]
+
+
+class Pt(pydantic.BaseModel):
+    x: int
+    y: int = 0
+
+
+@dataclasses.dataclass
+class Pod:
+    name: str
+    restarts: int
+
+
+async def test_models_dataclasses_and_other_data_are_sent_as_json() -> None:
+    def model() -> Pt:
+        """A pydantic model."""
+        return Pt(x=1)
+
+    def models() -> list[Pt]:
+        """A list of them."""
+        return [Pt(x=1), Pt(x=2, y=3)]
+
+    def dataclass() -> Pod:
+        """A dataclass."""
+        return Pod("api-1", 3)
+
+    def mixed() -> dict[str, object]:
+        """Dates and sets."""
+        return {"when": datetime.datetime(2026, 1, 1, 9, 30), "ids": {3, 1, 2}, "pod": Pod("a", 0)}
+
+    functions = [model, models, dataclass, mixed]
+    tools = {f.__name__: as_tool(f) for f in functions}
+    outcomes = await run_tools([ToolUse(str(i), f.__name__, {}) for i, f in enumerate(functions)], tools)
+    assert [o.content for o in outcomes] == [
+        '{"x":1,"y":0}',
+        '[{"x":1,"y":0},{"x":2,"y":3}]',
+        '{"name":"api-1","restarts":3}',
+        '{"ids":[1,2,3],"pod":{"name":"a","restarts":0},"when":"2026-01-01T09:30:00"}',
+    ]
+
+
+async def test_an_exception_that_cannot_be_shown_is_still_an_error_result() -> None:
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no text")
+
+    def fails() -> str:
+        """Fails oddly."""
+        raise Unprintable
+
+    [outcome] = await run_tools([ToolUse("1", "fails", {})], {"fails": as_tool(fails)})
+    assert outcome.is_error and outcome.error == "Unprintable (its message could not be shown)"

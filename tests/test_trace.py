@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from leanloop.pricing import cost
+from leanloop.tools import ToolOutcome, ToolUse
 from leanloop.trace import BlockPrint, CallRecord, ToolCall, TraceWriter, iter_trace, read_trace, redact
 from leanloop.usage import Usage
 
@@ -266,3 +267,79 @@ def test_the_processs_anthropic_credentials_are_redacted_wherever_they_appear(
     assert "another.plain.value" not in text
     assert "my-gateway-credential" not in text
     assert redact("x plainlookingvalue42 y") == "x [REDACTED] y"
+
+
+def outcome(arguments: dict[str, object], error: str | None) -> ToolOutcome:
+    use = ToolUse("toolu_9", "fetch", arguments)
+    return ToolOutcome(use, error or "ok", error is not None, 0.25, error=error)
+
+
+def test_a_tool_call_keeps_its_arguments_and_error_text_redacted_and_capped() -> None:
+    key = "sk-ant-api03-" + "Kk4" * 20
+    failed = ToolCall.of(outcome({"url": "https://x.test/a", "password": "hunter2hunter2"}, f"401 for key {key}"))
+    assert failed.arguments == '{"password":"[REDACTED]","url":"https://x.test/a"}'
+    assert failed.error == "401 for key [REDACTED]"
+    assert (failed.name, failed.id, failed.duration_s, failed.is_error) == ("fetch", "toolu_9", 0.25, True)
+    fine = ToolCall.of(outcome({"body": "x" * 50_000}, None))
+    assert fine.error is None
+    assert len(fine.arguments) < ToolCall.MAX_TEXT + 60
+    assert fine.arguments.startswith('{"body":"xxx') and fine.arguments.endswith("[... 48,011 more characters]")
+    huge_error = ToolCall.of(outcome({}, "E" * 10_000))
+    assert huge_error.error is not None and huge_error.error.endswith("[... 8,000 more characters]")
+
+
+def test_tool_call_arguments_and_errors_round_trip_and_old_traces_still_read(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    calls = (ToolCall.of(outcome({"pod": "api-1"}, "permission denied")), ToolCall.of(outcome({"pod": "b"}, None)))
+    with TraceWriter(path) as writer:
+        writer.write_call(replace(record(0, prints(1)), tool_calls=calls))
+    [read] = read_trace(path).records
+    assert read.tool_calls == calls
+    old = json.loads(path.read_text())
+    for call in old["tool_calls"]:
+        del call["arguments"], call["error"]
+    path.write_text(json.dumps(old) + "\n")
+    [read] = read_trace(path).records
+    assert [(c.name, c.arguments, c.error, c.is_error) for c in read.tool_calls] == [
+        ("fetch", "", None, True),
+        ("fetch", "", None, False),
+    ]
+
+
+@pytest.mark.anyio
+async def test_the_agents_trace_says_which_tool_failed_with_what_and_never_shows_a_secret(tmp_path: Path) -> None:
+    from leanloop import Agent
+    from leanloop.testing import ScriptedModel, call, say
+
+    key = "sk-ant-api03-" + "Qw8" * 20
+
+    def fetch(url: str, token: str) -> str:
+        """Fetch a URL.
+
+        Args:
+            url: Where.
+            token: The credential.
+        """
+        raise PermissionError(f"403 for {url} with {token}")
+
+    model = ScriptedModel(call("fetch", url="https://x.test/a", token=key), say("cannot"))
+    path = tmp_path / "run.jsonl"
+    result = await Agent("claude-sonnet-4-6", tools=[fetch], client=model.client(), trace=path).run("go")
+    [tools_line] = [json.loads(line) for line in path.read_text().splitlines() if '"kind": "tools"' in line]
+    assert tools_line["tool_calls"][0]["arguments"] == '{"token":"[REDACTED]","url":"https://x.test/a"}'
+    assert tools_line["tool_calls"][0]["error"] == "403 for https://x.test/a with [REDACTED]"
+    assert "Qw8Qw8" not in path.read_text()
+    [first, _] = read_trace(path).records
+    assert first.tool_calls[0].error == "403 for https://x.test/a with [REDACTED]"
+    assert result.calls[0].tool_calls == first.tool_calls
+
+
+@given(st.dictionaries(st.text(max_size=20), st.text(max_size=5000), max_size=5), st.text(max_size=5000))
+@settings(max_examples=50, deadline=None)
+def test_a_tool_calls_text_is_bounded_and_never_holds_a_key(arguments: dict[str, str], error: str) -> None:
+    key = "sk-ant-api03-" + "Jj7" * 20
+    call = ToolCall.of(outcome({**arguments, "note": f"use {key}"}, f"{error} {key}"))
+    assert call.error is not None
+    for text in (call.arguments, call.error):
+        assert len(text) <= ToolCall.MAX_TEXT + len("[... 999,999 more characters]")
+        assert "Jj7Jj7" not in text

@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 import anthropic
 import httpx2
 
-from leanloop.checks import check_agent_arguments, tools_by_name
+from leanloop.checks import check_agent_arguments, check_credentials, check_run_arguments, tools_by_name
 from leanloop.events import (
     CacheMissed,
     CallFinished,
@@ -94,13 +94,14 @@ _T = TypeVar("_T")
 class Agent:
     """A Claude agent loop. Every argument but ``model`` has a production default.
 
-    ``client`` is an ``anthropic.AsyncAnthropic`` (the emulator plugs in through its base_url or http_client).
+    ``client`` is an ``anthropic.AsyncAnthropic`` (the emulator plugs in through its base_url or http_client); without
+    one, the SDK's credentials from the environment (``ANTHROPIC_API_KEY``, ...), checked when the Agent is made.
     ``cache=False`` sends no breakpoints; ``loop_guard=None`` disables the guard (a ``LoopGuard`` given is the
     template each run starts from). ``compaction`` keeps a long run inside the context window (by default it acts
     only near it, and when the API says the prompt no longer fits); None turns it off. ``tiers`` hands side work to
     a cheap model (condensing big tool results, writing compaction summaries) and may route the conversation.
-    ``trace`` appends one JSONL line per call to that file. ``params`` go to every request as they are
-    (temperature, tool_choice, thinking, speed, ...).
+    ``trace`` appends one JSONL line per call to that file (its missing folders are made). ``params`` go to every
+    request as they are (temperature, tool_choice, thinking, speed, ...).
     """
 
     def __init__(
@@ -128,6 +129,7 @@ class Agent:
         self.model = model
         self.system = system
         self.tools = tools_by_name(tools)
+        check_credentials(client)
         self.budget = budget or Budget()
         self.max_tokens = max_tokens
         self.cache = CachePolicy() if cache is True else (cache or CachePolicy(enabled=False))
@@ -234,6 +236,7 @@ class Agent:
         spend: Spend | None = None,
     ) -> AsyncIterator[Event]:
         """Run, yielding events as they happen; the last one is ``Finished`` with the ``RunResult``."""
+        check_run_arguments(budget, spend)
         spend = spend or Spend(budget or self.budget)
         run = Run(self, self._memory, task=task, history=history, resume=resume, spend=spend)
         stop: StopRun | None = None

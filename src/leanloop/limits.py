@@ -198,6 +198,9 @@ class Spend:
     """
 
     def __init__(self, budget: Budget | None = None, *, clock: Callable[[], float] = time.monotonic) -> None:
+        if budget is not None and not isinstance(budget, Budget):  # pyright: ignore[reportUnnecessaryIsInstance]
+            example = f"Budget(usd={budget!r})" if isinstance(budget, int | float) else "Budget(usd=0.50)"
+            raise ConfigError(f"Spend(budget={budget!r}): expected a Budget, e.g. Spend({example})")
         self.budget = budget or Budget()
         self.usage = Usage()
         self.cost = Cost()
@@ -395,8 +398,9 @@ class LoopGuard:
     _failures: dict[str, _Failures] = field(default_factory=dict[str, _Failures])
 
     def __post_init__(self) -> None:
-        if self.repeats < 1:
-            raise ConfigError(f"LoopGuard(repeats={self.repeats!r}): must be at least 1")
+        repeats: Any = self.repeats  # typed as int, but callers may pass anything
+        if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+            raise ConfigError(f"LoopGuard(repeats={repeats!r}): must be a whole number of at least 1")
 
     def fresh(self) -> LoopGuard:
         """A guard with the same settings and no history: what each new run starts from."""

@@ -355,7 +355,8 @@ class Run:
         decision = await self._decide(lambda: self.spend.check_before_call(estimate()))
         if isinstance(decision, Halt):
             reason = "max_iterations" if decision.cap == "max_iterations" else "budget"
-            return StopRun(reason, f"{decision.cap}: {decision.reason}", decision.cap)
+            detail = decision.reason if reason == decision.cap else f"{decision.cap}: {decision.reason}"
+            return StopRun(reason, detail, decision.cap)
         if decision.max_tokens != max_tokens:
             built = replace(built, kwargs={**built.kwargs, "max_tokens": decision.max_tokens})
         self.go = decision
@@ -650,7 +651,7 @@ class Run:
                     output=outcome.full_text,
                 )
         self.messages.append({"role": "user", "content": blocks})
-        calls = tuple(ToolCall(o.use.name, o.use.id, o.duration_s, o.is_error, o.truncated) for o in outcomes)
+        calls = tuple(ToolCall.of(o) for o in outcomes)
         if self.records:
             self.records[-1] = self.ledger[self.last_main] = replace(self.records[-1], tool_calls=calls)
         if self.writer:
@@ -658,7 +659,7 @@ class Run:
                 "tools",
                 run_id=self.run_id,
                 iteration=self.records[-1].iteration if self.records else self.iteration,
-                tool_calls=[asdict(c) for c in calls],
+                tool_calls=[c.to_dict() for c in calls],
             )
 
     def out_of_time(self) -> StopRun:

@@ -19,7 +19,7 @@ step that was never used. A ``FunctionModel`` records its function's failures th
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 import anthropic
@@ -30,7 +30,8 @@ from leanloop.emulator.serving import async_client
 
 __all__ = ["FunctionModel", "ScriptedModel", "UnexpectedCall", "call", "emulated_client", "say", "turn"]
 
-Step = Reply | str | Mapping[str, Any] | Callable[[Mapping[str, Any]], "Reply | str | Mapping[str, Any]"]
+Answer = Reply | str | Mapping[str, Any] | Sequence[Mapping[str, Any] | str]
+Step = Answer | Callable[[Mapping[str, Any]], Answer]
 _ids = itertools.count(1)
 
 
@@ -61,6 +62,13 @@ def _as_reply(step: Step, request: Mapping[str, Any]) -> Reply:
         return say(step)
     if isinstance(step, Mapping):
         return turn(cast(Mapping[str, Any], step))
+    if isinstance(step, list | tuple):  # several blocks in one turn, as turn(*blocks)
+        return turn(*cast(Sequence[Mapping[str, Any] | str], step))
+    if not callable(step):
+        raise TypeError(
+            "a model double's step must return a Reply, text, a block, or a list of blocks (say(), call(), turn()), "
+            f"got {type(step).__name__}"
+        )
     return _as_reply(step(request), request)
 
 
@@ -113,7 +121,8 @@ class _Recorder:
 
 
 class ScriptedModel(_Recorder):
-    """Answers with ``steps`` in order. A step is a ``Reply``, text, a tool call, or a function of the request."""
+    """Answers with ``steps`` in order. A step is a ``Reply``, text, a tool call, a list of them (one turn), or a
+    function of the request."""
 
     def __init__(self, *steps: Step) -> None:
         super().__init__()
@@ -149,10 +158,10 @@ class ScriptedModel(_Recorder):
 
 
 class FunctionModel(_Recorder):
-    """Answers with ``function(request)``: a ``Reply``, text, or a tool call. ``assert_done`` raises if the function
-    failed on some request."""
+    """Answers with ``function(request)``: a ``Reply``, text, a tool call, or a list of them (one turn of several
+    blocks, e.g. parallel tool calls). ``assert_done`` raises if the function failed on some request."""
 
-    def __init__(self, function: Callable[[Mapping[str, Any]], Reply | str | Mapping[str, Any]]) -> None:
+    def __init__(self, function: Callable[[Mapping[str, Any]], Answer]) -> None:
         super().__init__()
         self.function = function
 

@@ -12,13 +12,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import dataclasses
+import datetime
+import enum
 import functools
 import inspect
 import json
+import math
 import queue
+import re
+import reprlib
 import threading
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast, overload
 
@@ -56,7 +62,23 @@ def sorted_json(value: Any) -> Any:
 
 
 def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=_jsonable)
+
+
+def _jsonable(value: Any) -> Any:
+    """What JSON cannot write itself, as data: pydantic models and dataclasses as their fields, dates in ISO 8601,
+    sets sorted (the same data gives the same bytes, so it caches), enums as their value; anything else as text."""
+    if isinstance(value, pydantic.BaseModel):
+        return value.model_dump(mode="json")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, set | frozenset):
+        return sorted(cast(Iterable[Any], value), key=_json)
+    if isinstance(value, enum.Enum):
+        return value.value
+    return str(value)
 
 
 @dataclass(frozen=True)
@@ -72,6 +94,17 @@ class Tool:
     max_result_tokens: int | None = None
     timeout: float | None = None
     _validated: Callable[..., Any] | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        timeout: Any = self.timeout  # typed, but callers may pass anything
+        number = isinstance(timeout, int | float) and not isinstance(timeout, bool)
+        if timeout is not None and not (number and math.isfinite(timeout) and timeout > 0):
+            raise ConfigError(f"tool(timeout={timeout!r}): must be a positive number of seconds, or None")
+        cap: Any = self.max_result_tokens
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+            raise ConfigError(f"tool(max_result_tokens={cap!r}): must be a whole number of at least 1, or None")
+        if self.handler is not None:
+            _check_definition(self.definition)
 
     @property
     def name(self) -> str:
@@ -150,6 +183,49 @@ async def _in_thread(call: Callable[[], Any]) -> Any:
     return await future
 
 
+_TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _check_definition(definition: Mapping[str, Any]) -> None:
+    """A custom tool's definition as the API requires it: a name, an optional text description, and an input schema
+    of type object (the model's input is always an object of named parameters)."""
+    name = definition.get("name")
+    if not isinstance(name, str) or not _TOOL_NAME.fullmatch(name):
+        raise ConfigError(f"tool name {name!r} must be 1-64 letters, digits, '_' or '-'")
+    description = definition.get("description")
+    if description is not None and not isinstance(description, str):
+        raise ConfigError(f"tool {name!r}: description must be a string, got {type(description).__name__}")
+    schema = definition.get("input_schema")
+    if schema is None:
+        raise ConfigError(f"tool {name!r}: its definition needs an 'input_schema' (a JSON schema of type 'object')")
+    kind = cast(Mapping[str, Any], schema).get("type") if isinstance(schema, Mapping) else type(schema).__name__
+    if kind != "object":
+        raise ConfigError(
+            f"tool {name!r}: input_schema must be a JSON schema of type 'object' (the model's input is an object "
+            f"of named parameters), got {kind!r}"
+        )
+
+
+def _check_parameters(function: Callable[..., Any], name: str) -> None:
+    """Every parameter must be passable by name: the model's input is a JSON object of named parameters."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"tool {name!r}: cannot read its signature ({error})") from None
+    problems = {
+        inspect.Parameter.VAR_POSITIONAL: "*{} takes positional values",
+        inspect.Parameter.POSITIONAL_ONLY: "{} is positional-only",
+        inspect.Parameter.VAR_KEYWORD: "**{} takes any keywords",
+    }
+    for parameter in parameters:
+        problem = problems.get(parameter.kind)
+        if problem is not None:
+            raise ConfigError(
+                f"tool {name!r}: parameter {problem.format(parameter.name)}, but a tool's input is an object of named "
+                "parameters: give each one a name (and a type)"
+            )
+
+
 def _schema(function: Callable[..., Any], docs: docstring_parser.Docstring) -> dict[str, Any]:
     try:
         validated: Any = pydantic.validate_call(function)  # TypeAdapter accepts a callable; its stubs say types only
@@ -212,11 +288,14 @@ def tool(
     """
 
     def make(fn: Callable[..., Any]) -> Tool:
+        if isinstance(fn, type):
+            raise ConfigError(f"tool({fn.__name__}): a class, not a function: decorate a function or a method")
+        if not callable(fn):
+            raise ConfigError(f"tool({reprlib.repr(fn)}): not a function (got {type(fn).__name__})")
         docs = docstring_parser.parse(fn.__doc__ or "")
         summary = description or "\n\n".join(p for p in (docs.short_description, docs.long_description) if p)
         tool_name = name or getattr(fn, "__name__", "")
-        if not tool_name.replace("_", "").replace("-", "").isalnum() or len(tool_name) > 64:
-            raise ConfigError(f"tool name {tool_name!r} must be 1-64 letters, digits, '_' or '-'")
+        _check_parameters(fn, tool_name)
         definition = {"name": tool_name, "description": summary.strip(), "input_schema": _schema(fn, docs)}
         return Tool(definition, fn, max_result_tokens, timeout, _validated=pydantic.validate_call(fn))
 
@@ -247,10 +326,7 @@ def _from_pair(pair: tuple[object, ...]) -> Tool:
     definition, handler = pair if len(pair) == 2 else (None, None)
     if not isinstance(definition, Mapping) or not callable(handler):
         raise ConfigError("a tool given as a tuple must be (definition dict, handler function)")
-    definition = cast(Mapping[str, Any], definition)
-    if "name" not in definition:
-        raise ConfigError(f"tool definition needs a 'name': {dict(definition)}")
-    return Tool(definition, handler)
+    return Tool(cast(Mapping[str, Any], definition), handler)
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,7 +429,10 @@ def _describe_error(error: BaseException) -> str:
         return f"invalid arguments: {problems}"
     if isinstance(error, TimeoutError):
         return "timed out"
-    text = str(error) or type(error).__name__
+    try:
+        text = str(error) or type(error).__name__
+    except Exception:  # a broken __str__ must not take the run down with it
+        return f"{type(error).__name__} (its message could not be shown)"
     return text if isinstance(error, PermissionError | ValueError | LookupError) else f"{type(error).__name__}: {text}"
 
 

@@ -20,13 +20,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any, ClassVar, cast
 
 from leanloop.errors import ConfigError
 from leanloop.pricing import Cost
-from leanloop.redaction import redact
+from leanloop.redaction import redact, redact_text
+from leanloop.tools import ToolOutcome
 from leanloop.usage import Usage
 
 __all__ = [
@@ -52,11 +53,41 @@ class BlockPrint:
 
 @dataclass(frozen=True, slots=True)
 class ToolCall:
+    """One tool call of a turn: which tool, how long it ran, whether it failed and whether its result was cut.
+
+    ``arguments`` is the call's input as compact JSON (keys sorted) and ``error`` the error text the model was shown
+    when it failed (None when it did not). Both are redacted like every trace line (``leanloop.redaction``) and cut
+    to ``MAX_TEXT`` (2,000) characters plus a note saying how many more there were; a trace written before they were
+    recorded reads as ``""`` and None.
+    """
+
     name: str
     id: str
     duration_s: float
     is_error: bool = False
     truncated: bool = False
+    arguments: str = ""
+    error: str | None = None
+
+    MAX_TEXT: ClassVar[int] = 2000
+
+    @classmethod
+    def of(cls, outcome: ToolOutcome) -> ToolCall:
+        """The record of a finished call (its arguments and error redacted, then cut)."""
+        use = outcome.use
+        shown = json.dumps(redact(dict(use.input)), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+        arguments = _capped(shown)
+        error = None if outcome.error is None else _capped(redact_text(outcome.error, ()))
+        return cls(use.name, use.id, outcome.duration_s, outcome.is_error, outcome.truncated, arguments, error)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _capped(text: str) -> str:
+    if len(text) <= ToolCall.MAX_TEXT:
+        return text
+    return f"{text[: ToolCall.MAX_TEXT]}[... {len(text) - ToolCall.MAX_TEXT:,} more characters]"
 
 
 @dataclass(frozen=True)
@@ -102,16 +133,7 @@ class CallRecord:
             "prefix_kept": kept,
             "prefix_new": [[b.path, b.hash, b.tokens] for b in self.prefix[kept:]],
             "breakpoints": [list(b) for b in self.breakpoints],
-            "tool_calls": [
-                {
-                    "name": t.name,
-                    "id": t.id,
-                    "duration_s": t.duration_s,
-                    "is_error": t.is_error,
-                    "truncated": t.truncated,
-                }
-                for t in self.tool_calls
-            ],
+            "tool_calls": [t.to_dict() for t in self.tool_calls],
         }
         optional = {
             "message_id": self.message_id,
@@ -162,6 +184,10 @@ class CallRecord:
 
 class TraceWriter:
     """Appends records to a JSONL file, one flushed line each. Use as a context manager or call ``close()``.
+
+    The file's missing parent folders are made: a program that names a file to write wants it written. (The CLI's
+    ``--trace`` refuses a missing folder instead, as it does for every file it writes: a folder typed wrong on a
+    command line is most often a typo, better named than silently made.)
 
     The first call of each run a writer writes, and every ``FULL_PREFIX_EVERY``-th after it, carries its whole
     prefix, so one damaged line costs at most that many calls their fingerprints (never their usage or cost). A
@@ -241,6 +267,8 @@ def _tool_calls(data: Any) -> tuple[ToolCall, ...]:
             duration_s=float(t["duration_s"]),
             is_error=bool(t.get("is_error", False)),
             truncated=bool(t.get("truncated", False)),
+            arguments=str(t.get("arguments") or ""),
+            error=None if t.get("error") is None else str(t["error"]),
         )
         for t in items
     )
