@@ -10,9 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parents[1]
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+# Locally hypothesis explores new examples on every run (and remembers failures in .hypothesis/); CI runs the same
+# examples every time (HYPOTHESIS_PROFILE=ci in .ci/run), so a red CI is a regression, not a new draw.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 def shared_data_dir() -> Path:
