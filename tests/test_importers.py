@@ -76,7 +76,7 @@ def test_openhands_counts_each_response_once(shared_data: Path) -> None:
     records, log = load(shared_data / "agent-trajectories" / "openhands_basic_gui_mode.json")
     assert len(records) == 4
     assert len({r.message_id for r in records}) == 4
-    assert log.skipped["OpenHands events repeating an already counted model response"] == 4
+    assert log.skipped["OpenHands event(s) repeating an already counted model response"] == 4
     first = records[0].usage
     # LiteLLM's prompt_tokens (3,439) includes the 3,435 written to the cache
     assert (first.input_tokens, first.cache_write_tokens, first.cache_read_tokens) == (4, 3_435, 0)
