@@ -119,3 +119,49 @@ def test_demo_unknown_model_says_so() -> None:
     result = runner.invoke(app, ["demo", "--model", "claude-nope-1"])
     assert result.exit_code == 2
     assert "unknown model 'claude-nope-1'" in result.output
+
+
+def _one_line_error(*args: str) -> str:
+    """``leanloop demo ARGS`` refused before anything ran: exit 2, nothing on stdout, one line on stderr."""
+    result = runner.invoke(app, ["demo", *args], env={"COLUMNS": "120"})
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    return result.stderr.strip()
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-1", "0"])
+def test_a_budget_that_is_not_a_positive_finite_number_is_one_line(value: str) -> None:
+    assert _one_line_error("--budget", value).startswith("leanloop demo: --budget: must be a finite number > 0")
+
+
+def test_logs_without_a_log_file_is_one_line(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.md").write_text("not a log")
+    assert _one_line_error("--logs", str(empty)) == (
+        f"leanloop demo: --logs: {empty} holds no log file (a .log, .txt or suffix-less file, in the folder or in "
+        "one folder per namespace)"
+    )
+
+
+def test_logs_that_cannot_be_read_as_text_is_one_line(tmp_path: Path) -> None:
+    binary = tmp_path / "binary"
+    binary.mkdir()
+    (binary / "a.log").write_bytes(b"\x00\x01\x02" * 100)
+    (binary / "b.log").write_bytes(bytes(range(256)))
+    line = _one_line_error("--logs", str(binary))
+    assert line == (
+        f"leanloop demo: --logs: none of the 2 log files in {binary} can be read as text: "
+        f"{binary.name}/a.log is binary, {binary.name}/b.log is binary"
+    )
+
+
+def test_an_empty_logs_path_is_refused_not_taken_for_the_current_directory() -> None:
+    assert _one_line_error("--logs", "") == "leanloop demo: --logs: the path is empty"
+
+
+def test_a_trace_that_cannot_be_written_is_refused_before_anything_is_printed(tmp_path: Path) -> None:
+    assert _one_line_error("--trace", str(tmp_path)) == (
+        f"leanloop demo: --trace: {tmp_path} is a directory: name a file in it"
+    )

@@ -268,7 +268,7 @@ def test_period_cost_per_day_and_run_and_a_30_day_projection(tool_heavy: Path) -
     table = runner.invoke(app, ["report", str(tool_heavy)], env={"COLUMNS": "150"}).stdout
     assert "Projected 30 days: $6.7994 (1 calendar day observed, first to last call" in " ".join(table.split())
     bad = runner.invoke(app, ["report", str(tool_heavy), "--runs-per-day", "0"])
-    assert bad.exit_code == 2 and "must be a positive number of runs" in bad.output
+    assert (bad.exit_code, bad.output) == (2, "leanloop report: --runs-per-day: must be a finite number > 0, got 0\n")
 
 
 def test_runs_and_costs_per_project(tmp_path: Path) -> None:

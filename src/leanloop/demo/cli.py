@@ -20,11 +20,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from leanloop.agent import CallFinished, Event, Notice, TextDelta, ToolStarted
+from leanloop.commands import checked_model, checked_number, checked_path
+from leanloop.demo.logs import LogTools
 from leanloop.demo.run import DemoReport, RunSummary, run_demo
 from leanloop.errors import ConfigError
-from leanloop.pricing import Cost, default_pricing
+from leanloop.pricing import Cost
 from leanloop.trace import CallRecord
 from leanloop.usage import Usage
+from leanloop.wording import plural
 
 __all__ = ["demo", "ledger_table"]
 
@@ -161,30 +164,64 @@ def _render(report: DemoReport, console: Console) -> None:
         console.print(f"  the incident runs on the {report.incident_source}", markup=False, highlight=False)
 
 
+def _checked_logs(logs: Path | None) -> Path | None:
+    """``--logs`` when it is a directory holding at least one log file the agent can read as text."""
+    if logs is None:
+        return None
+    if not logs.is_dir():
+        raise typer.BadParameter(f"{logs} is not a directory", param_hint="--logs")
+    found = LogTools.for_directory(logs).check_logs()
+    if not found:
+        raise typer.BadParameter(
+            f"{logs} holds no log file (a .log, .txt or suffix-less file, in the folder or in one folder per "
+            "namespace)",
+            param_hint="--logs",
+        )
+    problems = [problem for problem in found.values() if problem is not None]
+    if len(problems) == len(found):
+        shown = ", ".join(problems[:3]) + (f" and {len(problems) - 3} more" if len(problems) > 3 else "")
+        raise typer.BadParameter(
+            f"none of the {plural(len(found), 'log file')} in {logs} can be read as text: {shown}",
+            param_hint="--logs",
+        )
+    return logs
+
+
+def _checked_trace(trace: Path | None) -> Path | None:
+    """``--trace`` when it can be written now: refused before the demo prints or runs anything."""
+    if trace is None:
+        return None
+    if not trace.parent.is_dir():
+        raise typer.BadParameter(f"the folder {trace.parent} does not exist: create it first", param_hint="--trace")
+    if trace.is_dir():
+        raise typer.BadParameter(f"{trace} is a directory: name a file in it", param_hint="--trace")
+    try:
+        with trace.open("a", encoding="utf-8"):  # the run appends to it, as this does
+            pass
+    except OSError as error:
+        raise typer.BadParameter(f"{trace}: cannot open for writing ({error.strerror})", param_hint="--trace") from None
+    return trace
+
+
 def demo(
     *,
     logs: Annotated[
-        Path | None, typer.Option(help="A directory of logs: <ns>/<pod>.log, or a flat folder (one namespace).")
+        str | None,
+        typer.Option(metavar="DIR", help="A directory of logs: <ns>/<pod>.log, or a flat folder (one namespace)."),
     ] = None,
-    model: Annotated[str, typer.Option(help="Model id.")] = "claude-sonnet-4-6",
-    budget: Annotated[float, typer.Option(min=0.0001, help="USD budget of the main run.")] = 0.50,
-    trace: Annotated[Path | None, typer.Option(help="Write the main run's JSONL trace here.")] = None,
+    model: Annotated[str, typer.Option(metavar="MODEL", help="Model id.")] = "claude-sonnet-4-6",
+    budget: Annotated[float, typer.Option(metavar="USD", help="USD budget of the main run.")] = 0.50,
+    trace: Annotated[str | None, typer.Option(metavar="FILE", help="Write the main run's JSONL trace here.")] = None,
     emulator: Annotated[
         bool, typer.Option("--emulator", help="Use the emulator even if ANTHROPIC_API_KEY is set.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print everything as JSON.")] = False,
 ) -> None:
     """Triage logs with a Claude agent: the ledger, the same task naive and cached, and a runaway incident."""
-    if logs is not None and not logs.is_dir():
-        raise typer.BadParameter(f"{logs} is not a directory", param_hint="--logs")
-    if trace is not None and not trace.parent.is_dir():
-        raise typer.BadParameter(f"the folder {trace.parent} does not exist: create it first", param_hint="--trace")
-    if default_pricing().prices(model) is None:
-        raise typer.BadParameter(
-            f"unknown model {model!r}: genai-prices has no price for it (a new model can be priced in a file named "
-            "by LEANLOOP_PRICES)",
-            param_hint="--model",
-        )
+    log_dir = _checked_logs(checked_path(logs, "--logs"))
+    checked_number(budget, "--budget", minimum=0, above=True)
+    checked_model(model, "--model")
+    trace_file = _checked_trace(checked_path(trace, "--trace"))
     live = bool(os.environ.get("ANTHROPIC_API_KEY", "").strip()) and not emulator
     console = Console(stderr=as_json)
     where = "the emulator (no API key needed)"
@@ -197,10 +234,10 @@ def demo(
     try:
         report = asyncio.run(
             run_demo(
-                logs=logs,
+                logs=log_dir,
                 model=model,
                 budget_usd=budget,
-                trace=trace,
+                trace=trace_file,
                 live_client=anthropic.AsyncAnthropic() if live else None,
                 on_event=None if as_json else _Live(console),
             )
