@@ -47,6 +47,8 @@ def _check(data: dict[str, object]) -> None:
     assert incident["leanloop"]["iterations"] <= 5
     assert incident["naive"]["iterations"] == 100
     assert incident["leanloop"]["cost_usd"] <= 0.05 * incident["naive"]["cost_usd"]
+    ratio = incident["leanloop"]["cost_usd"] / incident["naive"]["cost_usd"]
+    assert data["incident_leanloop_vs_naive"] == pytest.approx(ratio)  # both stopped, on purpose: comparable
 
 
 def test_demo_on_the_generated_snapshot() -> None:
@@ -128,6 +130,23 @@ def _one_line_error(*args: str) -> str:
     assert result.stdout == ""
     assert len(result.stderr.splitlines()) == 1, result.stderr
     return result.stderr.strip()
+
+
+def test_a_budget_too_small_for_one_call_shows_the_stop_and_no_ratio() -> None:
+    result = runner.invoke(app, ["demo", "--budget", "0.001"], env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.output
+    comparison = result.output.split("The same task, three ways", 1)[1].split("Runaway incident", 1)[0]
+    row = next(line for line in comparison.splitlines() if line.strip().startswith("leanloop default"))
+    assert "0.00x" not in row and "0%" not in row
+    assert row.split()[2:5] == ["$0.0000", "-", "-"]  # cost, then no ratio and no hit rate
+    assert (
+        "leanloop default did not finish the task: --budget $0.001 stopped it before its first call (that call "
+        "alone could cost more): raise --budget" in comparison
+    )
+    data = _demo("--budget", "0.001")
+    assert data["leanloop_vs_naive"] is None
+    runs = data["runs"]
+    assert isinstance(runs, dict) and runs["leanloop"]["stop"] == "budget"
 
 
 @pytest.mark.parametrize("value", ["inf", "nan", "-1", "0"])

@@ -107,24 +107,46 @@ def _short(arguments: Any) -> str:
     return text if len(text) < 70 else text[:67] + "..."
 
 
+_LABELS = {"naive": "naive (no cache, no guard)", "cache_only": "caching only", "leanloop": "leanloop default"}
+
+
 def _comparison(report: DemoReport) -> Table:
+    """The three runs side by side. A run that did not finish the task gets no ratio: it is not cheaper, it is
+    unfinished (``_unfinished`` says what stopped it)."""
     table = Table(
         title="The same task, three ways (emulator, modeled API time)", box=box.SIMPLE_HEAD, title_justify="left"
     )
     for column in ("loop", "cost", "vs naive", "cache hit", "iterations", "API time"):
         table.add_column(column, justify="left" if column == "loop" else "right")
-    naive = report.runs["naive"].cost.total
-    labels = {"naive": "naive (no cache, no guard)", "cache_only": "caching only", "leanloop": "leanloop default"}
     for name, run in report.runs.items():
+        ratio = report.vs_naive(name)
         table.add_row(
-            labels[name],
+            _LABELS[name],
             str(run.cost),
-            f"{run.cost.total / naive:.2f}x" if naive else "-",
-            f"{run.cache_hit_rate:.0%}",
+            f"{ratio:.2f}x" if ratio is not None else "-",
+            f"{run.cache_hit_rate:.0%}" if run.calls else "-",
             str(len(run.calls)),
             f"{run.api_s:.1f} s",
         )
     return table
+
+
+def _unfinished(report: DemoReport, budget: float) -> list[str]:
+    """A line for each run of the comparison that stopped before the model gave its answer, saying what stopped
+    it and when (a budget too small for the first call stops the run before it: no call, no cost, no answer)."""
+    lines: list[str] = []
+    for name, run in report.runs.items():
+        if run.finished:
+            continue
+        calls = len(run.calls)
+        when = "before its first call" if not calls else f"after {plural(calls, 'call')}"
+        if run.stop == "budget" and run.cap == "usd":
+            more = " (that call alone could cost more)" if not calls else ""
+            why = f"--budget ${budget:g} stopped it {when}{more}: raise --budget"
+        else:
+            why = f"stopped by {f'the {run.cap} budget' if run.stop == 'budget' and run.cap else run.stop} {when}"
+        lines.append(f"  {_LABELS[name]} did not finish the task: {why}")
+    return lines
 
 
 def _incident(report: DemoReport) -> Table:
@@ -142,7 +164,7 @@ def _incident(report: DemoReport) -> Table:
     return table
 
 
-def _render(report: DemoReport, console: Console) -> None:
+def _render(report: DemoReport, console: Console, budget: float) -> None:
     result = report.result
     console.print()
     timing = "modeled latency" if not report.live else "latency"
@@ -152,11 +174,16 @@ def _render(report: DemoReport, console: Console) -> None:
     if floor:
         console.print(
             f"  cost {result.cost} · cache hit rate {result.cache_hit_rate:.0%} · perfect-cache floor ${floor:.4f} "
-            f"({result.cost.total / floor:.2f}x) · {result.tool_calls} tool calls",
+            f"({result.cost.total / floor:.2f}x) · {plural(result.tool_calls, 'tool call')}",
             highlight=False,
         )
     console.print()
     console.print(_comparison(report))
+    unfinished = _unfinished(report, budget)
+    for line in unfinished:
+        console.print(line, markup=False, highlight=False)
+    if unfinished:
+        console.print()
     console.print(_incident(report))
     ratio = report.incident["leanloop"].cost.total / report.incident["naive"].cost.total
     console.print(f"  the guard stopped the incident at {ratio:.1%} of the naive loop's cost", highlight=False)
@@ -248,6 +275,6 @@ def demo(
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
         console.print(f"[dim]input: {escape(report.source)}[/]")
-        _render(report, console)
+        _render(report, console, budget)
     if report.result.stop.reason == "error":  # the comparisons ran, but the run the user asked for failed
         raise typer.Exit(code=1)
