@@ -274,7 +274,7 @@ def report(  # noqa: PLR0917 - a command: one parameter per option
 ) -> None:
     """Where the money went: tokens and cost by kind per call and per run, by model, by project and by day, cache
     hit rate, the costliest calls, and a 30-day projection. Reads leanloop traces, Claude Code logs
-    (~/.claude/projects), OpenHands trajectories and API recordings."""
+    (~/.claude/projects), OpenHands trajectories, API recordings and the emulator's --log."""
     paths = _paths(given)
     output = checked_path(output_given, "--output")
     runs_per_day = _checked_volume(runs_per_day)

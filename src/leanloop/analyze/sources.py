@@ -8,6 +8,7 @@ Formats (detected from the first lines, never from the file name):
   (``sessions/<id>/events/<n>.json``, one event per file: the files of one directory are one trajectory).
 - ``recording``: a VCR-style YAML cassette of Messages API traffic.
 - ``sse``: a raw streamed Messages API response body.
+- ``emulator_log``: the call log of ``leanloop emulator --log`` (one JSON line per answered request).
 
 A path may be a file or a directory (walked recursively). A file named twice (a directory and a file in it, the
 same file under two spellings, a link to a file of the tree) is read once. Files of no known format inside a
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import IO, Any, Literal, NamedTuple, TypedDict, Unpack, cast
 
 from leanloop.analyze.claude_code import ClaudeCodeImport, agent_labels, is_claude_code_line
+from leanloop.analyze.emulator_log import EmulatorLogImport, is_emulator_log_line
 from leanloop.analyze.openhands import OpenHandsImport, is_openhands_event
 from leanloop.analyze.reading import Broken, iter_json_array, iter_json_lines, top_level_scalars
 from leanloop.analyze.recordings import Recorded, iter_cassette, iter_sse_file
@@ -57,8 +59,8 @@ __all__ = [
     "iter_files",
 ]
 
-Format = Literal["leanloop", "claude_code", "openhands", "recording", "sse"]
-FORMATS: tuple[Format, ...] = ("leanloop", "claude_code", "openhands", "recording", "sse")
+Format = Literal["leanloop", "claude_code", "openhands", "recording", "sse", "emulator_log"]
+FORMATS: tuple[Format, ...] = ("leanloop", "claude_code", "openhands", "recording", "sse", "emulator_log")
 # How an OpenHands file holds its events.
 _Layout = Literal["", "array", "wrapped", "event"]
 _LEANLOOP_KINDS = frozenset({"call", "run_start", "run_end", "tool_output", "event"})
@@ -258,6 +260,8 @@ def _sniff_json_line(data: Any) -> tuple[Format, _Layout] | None:
         return "claude_code", ""
     if is_openhands_event(data):
         return "openhands", "event"
+    if is_emulator_log_line(data):
+        return "emulator_log", ""
     trajectory = data.get("trajectory")
     if isinstance(trajectory, list) and trajectory and is_openhands_event(trajectory[0]):
         return "openhands", "wrapped"
@@ -564,10 +568,35 @@ def _read_other(
     elif source.format == "recording":
         found = Recorded()
         yield from iter_cassette(path, found, pricing=pricing)
-        for line, message in found.problems:
-            log.problem(path, line, message)
-        log.skipped.update(found.skipped)
+        _take(found, path, log)
         _advance(on_bytes, source.size)
+    elif source.format == "emulator_log":
+        yield from _read_emulator_log(path, log, pricing, on_bytes)
     else:
         yield from iter_sse_file(path, pricing=pricing)
         _advance(on_bytes, source.size)
+
+
+def _read_emulator_log(
+    path: Path, log: ImportLog, pricing: Pricing, on_bytes: Callable[[int], None] | None
+) -> Iterator[CallRecord]:
+    found = Recorded()
+    calls = EmulatorLogImport(path, pricing, found)
+    with path.open("rb") as file:
+        for item in iter_json_lines(file, on_bytes):
+            if isinstance(item, Broken):
+                log.problem(path, item.line, item.message, truncated=item.truncated)
+                continue
+            record = calls.feed(item[1], item[0])
+            if record is not None:
+                yield record
+            _take(found, path, log)
+
+
+def _take(found: Recorded, path: Path, log: ImportLog) -> None:
+    """Move what an importer found besides calls (problems with their line, skips) to the import's log."""
+    for line, message in found.problems:
+        log.problem(path, line, message)
+    log.skipped.update(found.skipped)
+    found.problems.clear()
+    found.skipped.clear()

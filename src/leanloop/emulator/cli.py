@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Annotated, NoReturn
@@ -155,14 +156,17 @@ def _minimums(pairs: list[str]) -> dict[str, int]:
 
 def _call_log(stack: contextlib.ExitStack, path: Path) -> Callable[[ServedCall], None]:
     """An ``on_call`` hook appending each call's summary to ``path`` as one JSON line, flushed at once so the file
-    can be read while the emulator runs. Appends: what an earlier start wrote stays."""
+    can be read while the emulator runs. Appends: what an earlier start wrote stays. ``answered_at`` is the wall
+    clock (Unix seconds) when the call was answered: the summary's times are emulated, and ``leanloop report`` dates
+    the calls by it."""
     try:
         file: IO[str] = stack.enter_context(path.open("a", encoding="utf-8"))
     except OSError as error:
         _fail(f"cannot write the call log {path}: {error.strerror or error}")
 
     def write(call: ServedCall) -> None:
-        file.write(json.dumps(call.summary(), ensure_ascii=False) + "\n")
+        line = {**call.summary(), "answered_at": round(time.time(), 3)}
+        file.write(json.dumps(line, ensure_ascii=False) + "\n")
         file.flush()
 
     return write
