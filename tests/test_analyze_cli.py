@@ -142,6 +142,6 @@ def test_a_bad_price_file_is_one_line_and_exit_2(  # noqa: PLR0917 - one per par
         code = run_main(monkeypatch, command, str(path))
         err = capsys.readouterr().err
         assert code == 2
-        assert err.startswith("leanloop: " + expected.format(path=prices))
+        assert err.startswith(f"leanloop {command}: " + expected.format(path=prices))
         assert len(err.strip().splitlines()) == 1
         assert "Traceback" not in err

@@ -23,7 +23,7 @@ from leanloop.cli import app
 from leanloop.pricing import Pricing
 from leanloop.trace import BlockPrint, CallRecord, TraceWriter
 from leanloop.usage import Usage
-from test_importers import assistant_line, usage, user_line, write_jsonl
+from test_importers import assistant_line, session_lines, usage, user_line, write_jsonl
 from test_report import web_search_session
 
 runner = CliRunner()
@@ -282,3 +282,13 @@ def test_fast_mode_and_the_region_are_kept_under_every_strategy() -> None:
     plain = Usage(input_tokens=5003, output_tokens=100, speed="fast", inference_geo="us")
     assert result.strategies["no_cache"].cost == PRICING.cost("claude-opus-4-6", plain)
     assert result.strategies["rolling_5m"].cost == result.strategies["as_recorded"].cost
+
+
+def test_the_notes_on_one_run_of_one_call_are_in_the_singular(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "s.jsonl", session_lines("s1", 1))
+    result = runner.invoke(app, ["whatif", str(path), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    notes = json.loads(result.stdout)["assumptions"]
+    assert any(note.startswith("1 run found 1,000 tokens already cached by their first call") for note in notes)
+    assert any(note.startswith("batch: someone waited on the only call (") for note in notes)
+    assert not any("(s)" in note or "1 calls" in note for note in notes)

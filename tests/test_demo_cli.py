@@ -47,6 +47,8 @@ def _check(data: dict[str, object]) -> None:
     assert incident["leanloop"]["iterations"] <= 5
     assert incident["naive"]["iterations"] == 100
     assert incident["leanloop"]["cost_usd"] <= 0.05 * incident["naive"]["cost_usd"]
+    ratio = incident["leanloop"]["cost_usd"] / incident["naive"]["cost_usd"]
+    assert data["incident_leanloop_vs_naive"] == pytest.approx(ratio)  # both stopped, on purpose: comparable
 
 
 def test_demo_on_the_generated_snapshot() -> None:
@@ -119,3 +121,66 @@ def test_demo_unknown_model_says_so() -> None:
     result = runner.invoke(app, ["demo", "--model", "claude-nope-1"])
     assert result.exit_code == 2
     assert "unknown model 'claude-nope-1'" in result.output
+
+
+def _one_line_error(*args: str) -> str:
+    """``leanloop demo ARGS`` refused before anything ran: exit 2, nothing on stdout, one line on stderr."""
+    result = runner.invoke(app, ["demo", *args], env={"COLUMNS": "120"})
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    return result.stderr.strip()
+
+
+def test_a_budget_too_small_for_one_call_shows_the_stop_and_no_ratio() -> None:
+    result = runner.invoke(app, ["demo", "--budget", "0.001"], env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.output
+    comparison = result.output.split("The same task, three ways", 1)[1].split("Runaway incident", 1)[0]
+    row = next(line for line in comparison.splitlines() if line.strip().startswith("leanloop default"))
+    assert "0.00x" not in row and "0%" not in row
+    assert row.split()[2:5] == ["$0.0000", "-", "-"]  # cost, then no ratio and no hit rate
+    assert (
+        "leanloop default did not finish the task: --budget $0.001 stopped it before its first call (that call "
+        "alone could cost more): raise --budget" in comparison
+    )
+    data = _demo("--budget", "0.001")
+    assert data["leanloop_vs_naive"] is None
+    runs = data["runs"]
+    assert isinstance(runs, dict) and runs["leanloop"]["stop"] == "budget"
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-1", "0"])
+def test_a_budget_that_is_not_a_positive_finite_number_is_one_line(value: str) -> None:
+    assert _one_line_error("--budget", value).startswith("leanloop demo: --budget: must be a finite number > 0")
+
+
+def test_logs_without_a_log_file_is_one_line(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.md").write_text("not a log")
+    assert _one_line_error("--logs", str(empty)) == (
+        f"leanloop demo: --logs: {empty} holds no log file (a .log, .txt or suffix-less file, in the folder or in "
+        "one folder per namespace)"
+    )
+
+
+def test_logs_that_cannot_be_read_as_text_is_one_line(tmp_path: Path) -> None:
+    binary = tmp_path / "binary"
+    binary.mkdir()
+    (binary / "a.log").write_bytes(b"\x00\x01\x02" * 100)
+    (binary / "b.log").write_bytes(bytes(range(256)))
+    line = _one_line_error("--logs", str(binary))
+    assert line == (
+        f"leanloop demo: --logs: none of the 2 log files in {binary} can be read as text: "
+        f"{binary.name}/a.log is binary, {binary.name}/b.log is binary"
+    )
+
+
+def test_an_empty_logs_path_is_refused_not_taken_for_the_current_directory() -> None:
+    assert _one_line_error("--logs", "") == "leanloop demo: --logs: the path is empty"
+
+
+def test_a_trace_that_cannot_be_written_is_refused_before_anything_is_printed(tmp_path: Path) -> None:
+    assert _one_line_error("--trace", str(tmp_path)) == (
+        f"leanloop demo: --trace: {tmp_path} is a directory: name a file in it"
+    )

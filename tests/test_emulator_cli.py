@@ -73,39 +73,44 @@ def running_emulator(*options: str) -> Iterator[Running]:
     running.out, running.err = out, err
 
 
+def triage(client: anthropic.Anthropic) -> list[Any]:
+    """The example scenario's conversation, to its answer, with caching on; then a call to an unknown model."""
+    tools: Any = [
+        {"name": "read_log", "input_schema": {"type": "object"}},
+        {"name": "count_matches", "input_schema": {"type": "object"}},
+    ]
+    messages: list[Any] = [{"role": "user", "content": "Why is the app down?"}]
+    replies: list[Any] = []
+    for _ in range(6):
+        reply = client.messages.create(
+            model="claude-sonnet-4-6",
+            max_tokens=1024,
+            system=SYSTEM,
+            tools=tools,
+            messages=messages,
+            cache_control={"type": "ephemeral"},
+        )
+        replies.append(reply)
+        messages.append({"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in reply.content]})
+        if reply.stop_reason != "tool_use":
+            break
+        results = [
+            {"type": "tool_result", "tool_use_id": b.id, "content": "42 lines"}
+            for b in reply.content
+            if b.type == "tool_use"
+        ]
+        messages.append({"role": "user", "content": results})
+    with pytest.raises(anthropic.NotFoundError):
+        client.messages.create(model="claude-unknown", max_tokens=5, messages=messages[:1])
+    return replies
+
+
 def test_cli_serves_a_multi_turn_tool_conversation_with_cache_reads() -> None:
     with running_emulator("--scenario", str(EXAMPLE_SCENARIO)) as running:
-        client = running.client
-        tools: Any = [
-            {"name": "read_log", "input_schema": {"type": "object"}},
-            {"name": "count_matches", "input_schema": {"type": "object"}},
-        ]
-        messages: list[Any] = [{"role": "user", "content": "Why is the app down?"}]
-        replies = []
-        for _ in range(6):
-            reply = client.messages.create(
-                model="claude-sonnet-4-6",
-                max_tokens=1024,
-                system=SYSTEM,
-                tools=tools,
-                messages=messages,
-                cache_control={"type": "ephemeral"},
-            )
-            replies.append(reply)
-            messages.append({"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in reply.content]})
-            if reply.stop_reason != "tool_use":
-                break
-            results = [
-                {"type": "tool_result", "tool_use_id": b.id, "content": "42 lines"}
-                for b in reply.content
-                if b.type == "tool_use"
-            ]
-            messages.append({"role": "user", "content": results})
-        assert [r.stop_reason for r in replies] == ["tool_use", "tool_use", "end_turn"]
-        assert replies[0].usage.cache_read_input_tokens == 0
-        assert all(r.usage.cache_read_input_tokens for r in replies[1:])
-        with pytest.raises(anthropic.NotFoundError):
-            client.messages.create(model="claude-unknown", max_tokens=5, messages=messages[:1])
+        replies = triage(running.client)
+    assert [r.stop_reason for r in replies] == ["tool_use", "tool_use", "end_turn"]
+    assert replies[0].usage.cache_read_input_tokens == 0
+    assert all(r.usage.cache_read_input_tokens for r in replies[1:])
     assert f"http://127.0.0.1:{running.port}" in running.out
     assert "Traceback" not in running.err
 
@@ -234,6 +239,7 @@ def test_a_bad_cache_minimum_is_one_line_and_exit_2() -> None:
 def test_log_writes_one_json_line_per_served_call_as_it_is_answered(tmp_path: Path) -> None:
     log = tmp_path / "calls.jsonl"
     log.write_text('{"kept": "a line from an earlier start"}\n')
+    before = time.time()
     with running_emulator("--log", str(log)) as running:
         reply = running.client.messages.create(
             model="claude-haiku-4-5", max_tokens=20, messages=[{"role": "user", "content": "hi"}]
@@ -244,6 +250,44 @@ def test_log_writes_one_json_line_per_served_call_as_it_is_answered(tmp_path: Pa
     assert (served["message_id"], served["model"], served["status"]) == (reply.id, "claude-haiku-4-5", 200)
     assert served["usage"]["output_tokens"] == reply.usage.output_tokens
     assert served["cost_usd"] > 0
+    assert before <= served["answered_at"] <= time.time()  # wall clock: the other times are emulated
+
+
+def test_report_explain_and_whatif_read_the_log_one_run_per_emulator_start(tmp_path: Path) -> None:
+    log = tmp_path / "served.jsonl"
+    with running_emulator("--scenario", str(EXAMPLE_SCENARIO), "--log", str(log)) as running:
+        replies = triage(running.client)
+    with running_emulator("--log", str(log)) as running:  # a second start appends to the same file
+        replies.append(
+            running.client.messages.create(
+                model="claude-haiku-4-5", max_tokens=20, messages=[{"role": "user", "content": "hi"}]
+            )
+        )
+    served = [json.loads(line) for line in log.read_text().splitlines()]
+    billed = [line for line in served if line["status"] == 200]
+    assert (len(served), len(billed)) == (5, 4)  # the unknown model's 404 is logged, and bills nothing
+
+    result = CliRunner().invoke(cli_app, ["report", str(log), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["calls"] == 4
+    assert report["cost_usd"] == pytest.approx(sum(line["cost_usd"] for line in billed), abs=1e-9)
+    for kind, field in [("cache_read", "cache_read_input_tokens"), ("output", "output_tokens")]:
+        assert report[f"{kind}_tokens"] == sum(line["usage"][field] for line in billed)
+    assert report["cache_read_tokens"] == sum(reply.usage.cache_read_input_tokens for reply in replies) > 0
+    assert [run["calls"] for run in report["runs"]] == [3, 1]
+    assert [run["models"] for run in report["runs"]] == [["claude-sonnet-4-6"], ["claude-haiku-4-5"]]
+    assert report["import"]["files"][0]["format"] == "emulator_log"
+    assert report["import"]["skipped"] == {"error responses (HTTP 404): not billed": 1}
+
+    table = CliRunner().invoke(cli_app, ["report", str(log)], env={"COLUMNS": "160"})
+    assert table.exit_code == 0, table.output
+    assert "4 calls in 2 runs from 1 file (emulator_log)" in table.stdout
+    assert table.stderr.splitlines() == ["not model calls: 1 error response (HTTP 404): not billed"]
+    for command in ("explain", "whatif"):
+        other = CliRunner().invoke(cli_app, [command, str(log), "--format", "json"])
+        assert other.exit_code == 0, other.output
+        assert json.loads(other.stdout)["calls"] == 4
 
 
 def test_a_log_that_cannot_be_opened_is_one_line_and_exit_2(tmp_path: Path) -> None:

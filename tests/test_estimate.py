@@ -143,3 +143,69 @@ def test_the_readme_shows_the_real_output() -> None:
     shown = readme.split("$ leanloop estimate --preset five-step\n", 1)[1].split("```", 1)[0]
     result = runner.invoke(app, ["estimate", "--preset", "five-step"], env={"COLUMNS": "80"})
     assert [line.rstrip() for line in result.output.splitlines()] == shown.splitlines()
+
+
+def _refused(*args: str) -> str:
+    result = runner.invoke(app, ["estimate", *args])
+    assert result.exit_code == 2, result.output
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    return result.stderr.strip()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--history", "100,600", "--iterations", "5"],
+            "leanloop estimate: --history: 2 values for --iterations 5: give one value per iteration, one value for "
+            "all, or a start value with --growth",
+        ),
+        (
+            ["--history", "100,600,900", "--iterations", "2"],
+            "leanloop estimate: --history: 3 values for --iterations 2: give one value per iteration, one value for "
+            "all, or a start value with --growth",
+        ),
+        (
+            ["--iterations", "3"],
+            "leanloop estimate: --iterations: 3, but the five-step preset has 5 iterations: give --history (one value "
+            "per iteration, or one for all) or --history START --growth N",
+        ),
+        (
+            ["--history", "100,600", "--growth", "50", "--iterations", "4"],
+            "leanloop estimate: --growth: grows from one --history value (the first iteration's), got 2",
+        ),
+        (
+            ["--history", "200", "--growth", "400"],
+            "leanloop estimate: --growth: needs --iterations (how many iterations the history grows over)",
+        ),
+    ],
+)
+def test_a_history_that_does_not_match_the_iterations_is_refused(args: list[str], message: str) -> None:
+    assert _refused(*args) == message
+
+
+def _workload(*args: str) -> dict[str, object]:
+    result = runner.invoke(app, ["estimate", *args, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_one_history_value_is_the_same_every_iteration() -> None:
+    data = _workload("--history", "800", "--iterations", "3")
+    workload = data["workload"]
+    assert isinstance(workload, dict)
+    assert workload["history_tokens"] == [800, 800, 800]
+
+
+def test_the_preset_outputs_for_another_number_of_iterations_are_their_mean_and_it_says_so() -> None:
+    data = _workload("--history", "100,200,300")
+    workload = data["workload"]
+    assert isinstance(workload, dict)
+    assert workload["output_tokens"] == [180, 180, 180]
+    assert "Output: 180 tokens per iteration, the five-step preset's mean (--output sets it)." in data["notes"]
+
+
+def test_with_no_shape_the_output_says_it_is_the_preset() -> None:
+    data = _workload()
+    assert "No workload given: this is the five-step preset (see leanloop estimate --help)." in data["notes"]
+    assert not any("preset" in note for note in _workload("--preset", "five-step")["notes"])  # type: ignore[union-attr]

@@ -76,7 +76,7 @@ def test_openhands_counts_each_response_once(shared_data: Path) -> None:
     records, log = load(shared_data / "agent-trajectories" / "openhands_basic_gui_mode.json")
     assert len(records) == 4
     assert len({r.message_id for r in records}) == 4
-    assert log.skipped["OpenHands events repeating an already counted model response"] == 4
+    assert log.skipped["OpenHands event(s) repeating an already counted model response"] == 4
     first = records[0].usage
     # LiteLLM's prompt_tokens (3,439) includes the 3,435 written to the cache
     assert (first.input_tokens, first.cache_write_tokens, first.cache_read_tokens) == (4, 3_435, 0)
@@ -711,3 +711,57 @@ def test_a_long_session_is_followed_in_bounded_memory(tmp_path: Path, monkeypatc
     assert not any("prefix_change" in r.notes for r in records)  # the conversation only grew
     tokens = [r.notes["message_tokens"] for r in records]
     assert tokens == sorted(tokens) and tokens[-1] > tokens[0]  # and is still counted in full
+
+
+def served_line(number: int, *, status: int = 200, answered_at: float | None = 1_780_000_000.0) -> dict[str, Any]:
+    """A line as `leanloop emulator --log` writes it (``ServedCall.summary()`` and ``answered_at``)."""
+    usage = {"input_tokens": 10, "cache_read_input_tokens": 2000, "cache_creation_input_tokens": 0, "output_tokens": 50}
+    return {
+        "number": number,
+        "request_id": f"req_{number}",
+        "message_id": f"msg_{number}" if status == 200 else None,
+        "model": "claude-sonnet-4-6",
+        "stream": False,
+        "status": status,
+        "error_type": None if status == 200 else "overloaded_error",
+        "fault": None,
+        "stop_reason": "end_turn" if status == 200 else None,
+        "usage": usage if status == 200 else None,
+        "cost_usd": 0.0013 if status == 200 else None,
+        "start": 0.0,
+        "ttft_s": 0.5,
+        "duration_s": 1.5,
+        "thread": None,
+        "notes": [],
+        **({"answered_at": answered_at} if answered_at is not None else {}),
+    }
+
+
+def test_an_emulator_log_is_one_run_per_start_and_reports_what_it_cannot_use(tmp_path: Path) -> None:
+    lines: list[Any] = [
+        {"kept": "a line from before"},
+        served_line(1),
+        served_line(2, status=529),
+        served_line(3, answered_at=None),
+        "{broken",
+        served_line(1),  # the emulator started again, appending
+        {**served_line(2), "number": "two"},
+    ]
+    path = write_jsonl(tmp_path / "served.jsonl", lines)
+    assert detect_format(path) == "emulator_log"
+    log = ImportLog()
+    calls = list(iter_calls([path], log))
+    assert [(c.run_id, c.iteration, c.message_id) for c in calls] == [
+        ("served", 1, "msg_1"),
+        ("served", 3, "msg_3"),
+        ("served#2", 1, "msg_1"),
+    ]
+    assert calls[0].started_at == 1_780_000_000.0 and calls[1].started_at is None
+    assert (calls[0].ttft_s, calls[0].latency_s, calls[0].source) == (0.5, 1.5, f"{path}:2")
+    assert calls[0].cost == Pricing().cost("claude-sonnet-4-6", served_line(1)["usage"])
+    assert [(p.line, p.message) for p in log.problems] == [
+        (1, "not a line of leanloop emulator --log"),
+        (5, "not valid JSON (Expecting property name enclosed in double quotes at column 2)"),
+        (7, "'number' is not a call number: 'two'"),
+    ]
+    assert log.to_dict()["skipped"] == {"error responses (HTTP 529): not billed": 1}

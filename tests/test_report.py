@@ -268,7 +268,7 @@ def test_period_cost_per_day_and_run_and_a_30_day_projection(tool_heavy: Path) -
     table = runner.invoke(app, ["report", str(tool_heavy)], env={"COLUMNS": "150"}).stdout
     assert "Projected 30 days: $6.7994 (1 calendar day observed, first to last call" in " ".join(table.split())
     bad = runner.invoke(app, ["report", str(tool_heavy), "--runs-per-day", "0"])
-    assert bad.exit_code == 2 and "must be a positive number of runs" in bad.output
+    assert (bad.exit_code, bad.output) == (2, "leanloop report: --runs-per-day: must be a finite number > 0, got 0\n")
 
 
 def test_runs_and_costs_per_project(tmp_path: Path) -> None:
@@ -294,9 +294,9 @@ def test_import_notes_go_to_stderr_in_every_format(tmp_path: Path) -> None:
     for output_format in ("table", "json", "csv", "html"):
         result = runner.invoke(app, ["report", str(path), "--format", output_format])
         assert result.exit_code == 0, result.output
-        assert "unusable lines" in result.stderr
+        assert "1 unusable line (skipped" in result.stderr
         assert (
-            "unusable lines" not in result.stdout
+            "unusable line" not in result.stdout
             and "s.jsonl:" + str(len(lines)) not in result.stdout.split("<h2>Import notes")[0]
         )
 
@@ -393,3 +393,17 @@ def test_web_searches_in_csv_and_html(tmp_path: Path) -> None:
 
 def test_no_web_search_row_without_searches(tool_heavy: Path) -> None:
     assert "web search" not in runner.invoke(app, ["report", str(tool_heavy)]).stdout
+
+
+def test_a_count_of_one_is_worded_in_the_singular(tmp_path: Path) -> None:
+    no_usage = assistant_line("s1", "s1-x", None, "msg_x", {"type": "text", "text": "ok"}, usage(1))
+    del no_usage["message"]["usage"]
+    path = write_jsonl(tmp_path / "s.jsonl", [*session_lines("s1", 1), no_usage, "{broken"])
+    table = runner.invoke(app, ["report", str(path)])
+    assert table.exit_code == 0, table.output
+    assert "1 unusable line (skipped, the import went on):" in table.stderr
+    assert "not model calls: 1 assistant line without usage" in table.stderr
+    html = runner.invoke(app, ["report", str(path), "--format", "html"]).stdout
+    assert "<li>skipped: 1 assistant line without usage</li>" in html
+    data = json.loads(runner.invoke(app, ["report", str(path), "--format", "json"]).stdout)
+    assert data["import"]["skipped"]["assistant lines without usage"] == 1  # JSON keys: the plural, as before

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from html import escape
 
 from leanloop.analyze.report import COST_PARTS, CallRow, short_run, usd_text
+from leanloop.wording import plural
 
 __all__ = ["COLORS", "MAX_BARS", "Bars", "cost_bars", "cumulative_chart", "hit_rate_chart", "stacked_chart"]
 
@@ -213,7 +214,7 @@ def stacked_chart(bars: Bars) -> str:
     for index, bar in enumerate(bars.bars):
         x = _LEFT + index * step + (step - width) / 2
         y = float(_TOP + _PLOT_H)
-        calls = f" ({bar.calls:,} calls)" if bars.unit != "call" else ""
+        calls = f" ({plural(bar.calls, 'call')})" if bars.unit != "call" else ""
         tip = f"{bar.label}{calls}: {usd_text(bar.total)}{'+?' if bar.unpriced else ''}"
         for (label, _, attribute), value in zip(COST_PARTS, bar.parts, strict=True):
             if value <= 0:

@@ -461,12 +461,12 @@ class ClaudeCodeImport:
         message = cast(Mapping[str, Any], message)
         model = message.get("model")
         if model == SYNTHETIC_MODEL:
-            self.skipped["synthetic messages (written by Claude Code, not a model call)"] += 1
+            self.skipped["synthetic message(s) (written by Claude Code, not a model call)"] += 1
             return None
         raw_usage = message.get("usage")
         message_id = message.get("id")
         if raw_usage is None:
-            self.skipped["assistant lines without usage"] += 1
+            self.skipped["assistant line(s) without usage"] += 1
             return None
         if not isinstance(model, str) or not isinstance(message_id, str):
             return "assistant message without a model or an id"

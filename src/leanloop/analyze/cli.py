@@ -41,6 +41,7 @@ from leanloop.analyze.misses import MissFinder
 from leanloop.analyze.render import print_import_log, print_misses, print_report, print_whatif
 from leanloop.analyze.report import build_report, unpriced_warning, write_csv, write_json, write_json_listing
 from leanloop.analyze.sources import FileCalls, ImportLog, count_lines, discover, iter_files
+from leanloop.commands import checked_model, checked_number, checked_path
 from leanloop.errors import ConfigError
 from leanloop.pricing import Pricing, UnknownModelWarning, default_pricing
 from leanloop.trace import CallRecord
@@ -65,12 +66,15 @@ class TextFormat(StrEnum):
     json = "json"
 
 
-# readable=False: an unreadable path is a warning and the rest is imported, not a refusal of the whole command
+# readable=False: an unreadable path is a warning and the rest is imported, not a refusal of the whole command.
+# Strings, not Paths: an empty argument ("$UNSET") must be refused, and as a Path it would be the current directory.
 Paths = Annotated[
-    list[Path],
+    list[str],
     typer.Argument(help="Trace files or directories (e.g. ~/.claude/projects).", readable=False, metavar="PATH"),
 ]
-Output = Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")]
+Output = Annotated[
+    str | None, typer.Option("--output", "-o", metavar="FILE", help="Write to this file instead of stdout.")
+]
 
 
 def _stderr() -> Console:
@@ -96,11 +100,15 @@ def _quiet_unknown_models() -> Generator[None]:
         yield
 
 
+def _paths(given: list[str]) -> list[Path]:
+    return [path for text in given if (path := checked_path(text, "PATH")) is not None]
+
+
 def _files(paths: list[Path], log: ImportLog) -> list[Path]:
     try:
         return discover(paths, log)
     except ConfigError as error:
-        raise typer.BadParameter(str(error), param_hint="PATHS") from None
+        raise typer.BadParameter(str(error)) from None  # the message names the path
 
 
 def _checked(
@@ -211,7 +219,7 @@ def _refuse_overwriting(output: Path | None, paths: list[Path], files: list[Path
     target = output.expanduser().resolve()
     if any(target == path.expanduser().resolve() for path in [*paths, *files]):
         raise typer.BadParameter(
-            f"{output} is one of the input files: writing the report would replace it", param_hint="-o"
+            f"{output} is one of the input files: writing the report would replace it", param_hint="--output"
         )
 
 
@@ -246,30 +254,29 @@ RunsPerDay = Annotated[
     float | None,
     typer.Option(
         "--runs-per-day",
+        metavar="N",
         help="Project the month at this many runs a day (mean cost per run x N x 30) instead of the observed rate.",
     ),
 ]
 
 
 def _checked_volume(runs_per_day: float | None) -> float | None:
-    if runs_per_day is not None and not runs_per_day > 0:
-        raise typer.BadParameter(
-            f"must be a positive number of runs, got {runs_per_day:g}", param_hint="--runs-per-day"
-        )
-    return runs_per_day
+    return checked_number(runs_per_day, "--runs-per-day", minimum=0, above=True)
 
 
 def report(  # noqa: PLR0917 - a command: one parameter per option
-    paths: Paths,
+    given: Paths,
     output_format: Annotated[ReportFormat, typer.Option("--format", "-f", help="Output format.")] = ReportFormat.table,
-    output: Output = None,
-    top: Annotated[int, typer.Option(min=1, help="How many of the costliest calls to list.")] = 10,
+    output_given: Output = None,
+    top: Annotated[int, typer.Option(min=1, metavar="N", help="How many of the costliest calls to list.")] = 10,
     all_calls: Annotated[bool, typer.Option("--all-calls", help="List every call in the table.")] = False,
     runs_per_day: RunsPerDay = None,
 ) -> None:
     """Where the money went: tokens and cost by kind per call and per run, by model, by project and by day, cache
     hit rate, the costliest calls, and a 30-day projection. Reads leanloop traces, Claude Code logs
-    (~/.claude/projects), OpenHands trajectories and API recordings."""
+    (~/.claude/projects), OpenHands trajectories, API recordings and the emulator's --log."""
+    paths = _paths(given)
+    output = checked_path(output_given, "--output")
     runs_per_day = _checked_volume(runs_per_day)
     stderr = _stderr()
     pricing = default_pricing()
@@ -313,15 +320,19 @@ def _title(paths: list[Path]) -> str:
 
 
 def explain(
-    paths: Paths,
+    given: Paths,
     output_format: Annotated[TextFormat, typer.Option("--format", "-f", help="Output format.")] = TextFormat.table,
     min_tokens: Annotated[
-        int, typer.Option(min=1, help="Report a call when it read at least this many tokens fewer than expected.")
+        int,
+        typer.Option(
+            min=1, metavar="TOKENS", help="Report a call when it read at least this many tokens fewer than expected."
+        ),
     ] = 512,
-    limit: Annotated[int, typer.Option(min=1, help="How many calls to list in the table.")] = 50,
+    limit: Annotated[int, typer.Option(min=1, metavar="N", help="How many calls to list in the table.")] = 50,
 ) -> None:
     """Why the cache missed: each call that wrote what an earlier call had cached, or read much less than the call
     before, with its likely cause (TTL expired, model switch, prefix changed, compaction) and what it cost."""
+    paths = _paths(given)
     stderr = _stderr()
     pricing = default_pricing()
     log = ImportLog()
@@ -339,10 +350,10 @@ def explain(
 
 
 def whatif(
-    paths: Paths,
+    given: Paths,
     output_format: Annotated[TextFormat, typer.Option("--format", "-f", help="Output format.")] = TextFormat.table,
     summary_model: Annotated[
-        str, typer.Option(help="The cheaper model for the final summarising call.")
+        str, typer.Option(metavar="MODEL", help="The cheaper model for the final summarising call.")
     ] = whatif_model.DEFAULT_SUMMARY_MODEL,
     runs_per_day: RunsPerDay = None,
     truncate_at: Annotated[
@@ -359,7 +370,9 @@ def whatif(
     """The recorded workload re-priced under other strategies: no caching, system+tools only, rolling cache
     (5m, 1h), a cheaper model for the final call, Batch API where nobody waits (an upper bound), history compaction
     (where it cuts anything); with $/month."""
+    paths = _paths(given)
     runs_per_day = _checked_volume(runs_per_day)
+    checked_model(summary_model, "--summary-model")
     stderr = _stderr()
     pricing = default_pricing()
     log = ImportLog()

@@ -22,9 +22,11 @@ from rich.table import Table
 
 from leanloop.analyze.prompts import growth_prompts
 from leanloop.cachesim import TTL, CacheSim, Prompt, min_cacheable_tokens
+from leanloop.commands import checked_number
 from leanloop.errors import ConfigError
 from leanloop.pricing import Cost, context_window, cost, default_pricing
 from leanloop.usage import Usage
+from leanloop.wording import plural
 
 __all__ = ["PRESETS", "STRATEGIES", "Estimate", "Workload", "estimate", "estimate_command"]
 
@@ -305,34 +307,27 @@ def _workload_from_options(
     iterations: int | None,
     output: str | None,
     runs_per_day: float | None,
-) -> Workload:
+) -> tuple[Workload, str | None, str | None]:
+    """The workload the options describe, on top of the preset (five-step when none is named), with a note to put
+    first and one to put last on what was taken from the preset. A shape that could mean two things is refused,
+    naming both options."""
     if preset is not None and preset not in PRESETS:
         raise typer.BadParameter(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}", param_hint="--preset")
-    base = PRESETS[preset] if preset else PRESETS["five-step"]
-    hist = _numbers("--history", history) if history else base.history_tokens
-    if growth is not None:
-        count = iterations or len(hist)
-        hist = tuple(hist[0] + growth * i for i in range(count))
-    elif iterations is not None:
-        hist = (hist + (hist[-1],) * iterations)[:iterations] if hist else ()
-    out = _numbers("--output", output) if output else base.output_tokens
-    if len(out) == 1:
-        out = out * len(hist)
-    elif len(out) != len(hist):
-        if output:
-            raise typer.BadParameter(
-                f"{len(out)} values for {len(hist)} iterations: give one value, or one per iteration",
-                param_hint="--output",
-            )
-        out = (out + (out[-1],) * len(hist))[: len(hist)]
-    if runs_per_day is not None and not math.isfinite(runs_per_day):
-        raise typer.BadParameter(f"expected a finite number of runs, got {runs_per_day}", param_hint="--runs-per-day")
+    name = preset or "five-step"
+    base = PRESETS[name]
+    hist = _history(base, name, history, growth, iterations)
+    out, output_note = _outputs(base, name, output, len(hist))
+    checked_number(runs_per_day, "--runs-per-day", minimum=0, above=True)
     if model is not None and not model.strip():
         raise typer.BadParameter("the model id is empty", param_hint="--model")
     if len(hist) > MAX_ITERATIONS:
         raise typer.BadParameter(f"{len(hist)} iterations: at most {MAX_ITERATIONS}", param_hint="--iterations")
+    shape = (preset, model, system, tools, history, growth, iterations, output, runs_per_day)
+    preset_note = None
+    if all(option is None for option in shape):
+        preset_note = f"No workload given: this is the {name} preset (see leanloop estimate --help)."
     try:
-        return Workload(
+        workload = Workload(
             model=model or base.model,
             system_tokens=base.system_tokens if system is None else system,
             tool_tokens=base.tool_tokens if tools is None else tools,
@@ -342,6 +337,61 @@ def _workload_from_options(
         )
     except ConfigError as error:
         raise typer.BadParameter(str(error)) from None
+    return workload, preset_note, output_note
+
+
+def _history(
+    base: Workload, name: str, history: str | None, growth: int | None, iterations: int | None
+) -> tuple[int, ...]:
+    """History tokens per iteration: one value per iteration, one for all, or a start and a growth."""
+    if growth is not None:
+        start = _numbers("--history", history) if history else base.history_tokens[:1]
+        if len(start) != 1:
+            raise typer.BadParameter(
+                f"grows from one --history value (the first iteration's), got {len(start)}", param_hint="--growth"
+            )
+        if iterations is None:
+            raise typer.BadParameter(
+                "needs --iterations (how many iterations the history grows over)", param_hint="--growth"
+            )
+        return tuple(start[0] + growth * i for i in range(iterations))
+    if history is None:
+        if iterations is not None and iterations != len(base.history_tokens):
+            raise typer.BadParameter(
+                f"{iterations}, but the {name} preset has {len(base.history_tokens)} iterations: give --history (one "
+                "value per iteration, or one for all) or --history START --growth N",
+                param_hint="--iterations",
+            )
+        return base.history_tokens
+    values = _numbers("--history", history)
+    if iterations is None or len(values) == iterations:
+        return values
+    if len(values) == 1:
+        return values * iterations
+    raise typer.BadParameter(
+        f"{len(values)} values for --iterations {iterations}: give one value per iteration, one value for all, or a "
+        "start value with --growth",
+        param_hint="--history",
+    )
+
+
+def _outputs(base: Workload, name: str, output: str | None, count: int) -> tuple[tuple[int, ...], str | None]:
+    """Output tokens per iteration, and a note when they are the preset's mean (its own are for its own
+    iterations)."""
+    if output:
+        values = _numbers("--output", output)
+        if len(values) == 1:
+            return values * count, None
+        if len(values) != count:
+            raise typer.BadParameter(
+                f"{len(values)} values for {plural(count, 'iteration')}: give one value, or one per iteration",
+                param_hint="--output",
+            )
+        return values, None
+    if len(base.output_tokens) == count:
+        return base.output_tokens, None
+    mean = round(sum(base.output_tokens) / len(base.output_tokens))
+    return (mean,) * count, f"Output: {mean:,} tokens per iteration, the {name} preset's mean (--output sets it)."
 
 
 def _table(title: str) -> Table:
@@ -360,7 +410,9 @@ def _usd(value: Decimal) -> str:
 
 def _print(result: Estimate, console: Console) -> None:
     w = result.workload
-    console.print(f"[bold]{w.model}[/], {len(w.history_tokens)} iterations per run, {w.runs_per_day:,.0f} runs/day")
+    console.print(
+        f"[bold]{w.model}[/], {plural(len(w.history_tokens), 'iteration')} per run, {w.runs_per_day:,.0f} runs/day"
+    )
     console.print(
         f"system prompt {w.system_tokens:,} tokens, tool definitions {w.tool_tokens:,} tokens", highlight=False
     )
@@ -415,23 +467,35 @@ def _print(result: Estimate, console: Console) -> None:
 
 def estimate_command(
     *,
-    preset: Annotated[str | None, typer.Option(help="A reference workload: five-step.")] = None,
-    model: Annotated[str | None, typer.Option(help="Model id, e.g. claude-sonnet-4-6.")] = None,
-    system: Annotated[int | None, typer.Option("--system", min=0, help="System prompt tokens.")] = None,
-    tools: Annotated[int | None, typer.Option("--tools", min=0, help="Tool definition tokens.")] = None,
-    history: Annotated[str | None, typer.Option(help="History tokens per iteration, comma-separated.")] = None,
+    preset: Annotated[str | None, typer.Option(metavar="NAME", help="A reference workload: five-step.")] = None,
+    model: Annotated[str | None, typer.Option(metavar="MODEL", help="Model id, e.g. claude-sonnet-4-6.")] = None,
+    system: Annotated[
+        int | None, typer.Option("--system", min=0, metavar="TOKENS", help="System prompt tokens.")
+    ] = None,
+    tools: Annotated[
+        int | None, typer.Option("--tools", min=0, metavar="TOKENS", help="Tool definition tokens.")
+    ] = None,
+    history: Annotated[
+        str | None,
+        typer.Option(
+            metavar="TOKENS,...",
+            help="History tokens per iteration: one per iteration (comma-separated), one for all, or a start (with "
+            "--growth).",
+        ),
+    ] = None,
     growth: Annotated[
-        int | None, typer.Option(min=0, help="History growth per iteration (with --history start).")
+        int | None, typer.Option(min=0, metavar="TOKENS", help="History growth per iteration (with --history start).")
     ] = None,
-    iterations: Annotated[int | None, typer.Option(min=1, help="Iterations per run.")] = None,
+    iterations: Annotated[int | None, typer.Option(min=1, metavar="N", help="Iterations per run.")] = None,
     output: Annotated[
-        str | None, typer.Option(help="Output tokens per iteration, comma-separated or one value.")
+        str | None,
+        typer.Option(metavar="TOKENS,...", help="Output tokens per iteration, comma-separated or one value."),
     ] = None,
-    runs_per_day: Annotated[float | None, typer.Option(min=0.001, help="Runs per day.")] = None,
+    runs_per_day: Annotated[float | None, typer.Option(metavar="N", help="Runs per day.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Project a workload shape to cost per run, per day and per month under four caching strategies."""
-    workload = _workload_from_options(
+    workload, preset_note, output_note = _workload_from_options(
         preset=preset,
         model=model,
         system=system,
@@ -450,6 +514,7 @@ def estimate_command(
         result = estimate(workload)
     except ConfigError as error:
         raise typer.BadParameter(str(error), param_hint="--model") from None
+    result.notes[:] = [note for note in (preset_note, *result.notes, output_note) if note]
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
     else:

@@ -32,6 +32,7 @@ from leanloop.analyze.report import (
     usd_text,
 )
 from leanloop.usage import Usage
+from leanloop.wording import counted, plural
 
 __all__ = ["COLORS", "render_html"]
 
@@ -67,12 +68,6 @@ svg line.run{stroke:#9aa3b2;stroke-dasharray:3 3}
 
 def _pct(value: float) -> str:
     return f"{100 * value:.1f}%"
-
-
-def _plural(count: int, noun: str) -> str:
-    if count == 1:
-        return f"1 {noun}"
-    return f"{count:,} {noun}{'es' if noun.endswith(('s', 'sh', 'ch', 'x')) else 's'}"
 
 
 def _row(cells: Sequence[str], classes: Sequence[str], tag: str = "td") -> str:
@@ -160,7 +155,7 @@ def _lost(misses: MissReport, total: Decimal) -> tuple[str, str, bool]:
     priced = len(misses.misses) - misses.unpriced_misses
     value = (usd_text(misses.lost_usd) + ("+?" if misses.unpriced_misses else "")) if priced else "unknown"
     share = f", {_pct(float(misses.lost_usd / total))} of spend" if total and priced else ""
-    return value, f"lost to {_plural(len(misses.misses), 'cache miss')}{share}", False
+    return value, f"lost to {plural(len(misses.misses), 'cache miss')}{share}", False
 
 
 def _cards(report: Report, projection: Projection, misses: MissReport | None) -> str:
@@ -169,10 +164,10 @@ def _cards(report: Report, projection: Projection, misses: MissReport | None) ->
     total = totals.cost.priced_total
     rate = " (at --runs-per-day)" if projection.runs_per_day else " at this rate"
     figures: list[tuple[str | Decimal | None, str, bool]] = [
-        (cost_text(totals.cost), f"spent on {_plural(totals.calls, 'call')}", True),
+        (cost_text(totals.cost), f"spent on {plural(totals.calls, 'call')}", True),
         (projection.per_month(total) if known else None, f"projected for 30 days{rate}", True),
         (projection.per_day(total) if known else None, "per day", False),
-        (projection.per_run(total) if known else None, f"per run ({_plural(projection.period.runs, 'run')})", False),
+        (projection.per_run(total) if known else None, f"per run ({plural(projection.period.runs, 'run')})", False),
         (_pct(totals.hit_rate), "cache hit rate (read / all input)", False),
     ]
     if misses is not None:
@@ -189,10 +184,10 @@ def _headline(report: Report, projection: Projection, misses: MissReport | None)
     totals = report.totals
     period = projection.period
     month = projection.per_month(totals.cost.priced_total) if totals.cost.is_known else None
-    lead = f"<b>{escape(cost_text(totals.cost))}</b> on {_plural(totals.calls, 'model call')}"
-    lead += f" in {_plural(len(report.runs), 'run')}"
+    lead = f"<b>{escape(cost_text(totals.cost))}</b> on {plural(totals.calls, 'model call')}"
+    lead += f" in {plural(len(report.runs), 'run')}"
     if period.first_at is not None and period.last_at is not None:
-        days = _plural(period.days or 0, "calendar day")
+        days = plural(period.days or 0, "calendar day")
         lead += f", {escape(_when(period.first_at))} to {escape(_when(period.last_at))} UTC ({days})"
     if month is not None:
         lead += f". At this rate, <b>{escape(usd_text(month))}</b> per 30 days."
@@ -215,7 +210,7 @@ def _charts(report: Report) -> list[str]:
     rows = _time_ordered(report)
     bars = cost_bars(rows)
     untimed = sum(1 for r in rows if r.started_at is None)
-    order = f" {_plural(untimed, 'call')} without a time come last." if untimed and untimed < len(rows) else ""
+    order = f" {plural(untimed, 'call')} without a time come last." if untimed and untimed < len(rows) else ""
     unit = {"call": "call", "day": "day", "group": f"group of {bars.group:,} calls"}[bars.unit]
     return [
         f"<h2>Cost per {escape(unit)}, by component</h2>",
@@ -255,7 +250,7 @@ def _misses(misses: MissReport | None, total: float) -> list[str]:
     head = [f"<h2>Cache misses: {escape(_lost(misses, Decimal(0))[0])} lost</h2>"]
     share = f" ({_pct(float(misses.lost_usd) / total)} of the spend)" if total else ""
     head.append(
-        f"<p>{_plural(len(misses.misses), 'call')} wrote or sent uncached what an earlier call had cached: "
+        f"<p>{plural(len(misses.misses), 'call')} wrote or sent uncached what an earlier call had cached: "
         f"{misses.lost_tokens:,} tokens, {escape(usd_text(misses.lost_usd))}{escape(share)} more than reading them "
         "would have cost.</p>"
     )
@@ -344,7 +339,7 @@ def render_html(
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{escape(title)}</h1>",
-        f'<div class="sub">{_plural(len(files), "file")} ({escape(formats)})</div>',
+        f'<div class="sub">{plural(len(files), "file")} ({escape(formats)})</div>',
         *_headline(report, report.projection, misses),
         _unpriced(totals),
         *_charts(report),
@@ -369,5 +364,5 @@ def _problems(report: Report) -> str:
     items = [f"<li class=warn>{escape(str(p))}</li>" for p in log.problems[:200]]
     if log.problem_count > len(items):
         items.append(f"<li>... {log.problem_count - len(items):,} more</li>")
-    items += [f"<li>skipped: {count:,} {escape(reason)}</li>" for reason, count in sorted(log.skipped.items())]
+    items += [f"<li>skipped: {escape(counted(count, reason))}</li>" for reason, count in sorted(log.skipped.items())]
     return f"<h2>Import notes</h2><ul>{''.join(items)}</ul>"

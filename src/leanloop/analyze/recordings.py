@@ -28,7 +28,15 @@ from leanloop.pricing import Pricing, default_pricing
 from leanloop.trace import BlockPrint, CallRecord
 from leanloop.usage import Usage
 
-__all__ = ["Recorded", "StreamedMessage", "iter_cassette", "iter_sse_file", "load_cassette", "read_sse"]
+__all__ = [
+    "Recorded",
+    "StreamedMessage",
+    "error_responses",
+    "iter_cassette",
+    "iter_sse_file",
+    "load_cassette",
+    "read_sse",
+]
 
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -50,6 +58,11 @@ class StreamedMessage:
     usage: dict[str, Any]
     stop_reason: str | None
     error: str | None = None
+
+
+def error_responses(status: object) -> str:
+    """The skip reason of an answer with an HTTP error (``(s)``-marked, ``leanloop.wording``): the API bills none."""
+    return f"error response(s) (HTTP {status}): not billed"
 
 
 def read_sse(lines: Iterable[str]) -> StreamedMessage | None:
@@ -190,11 +203,11 @@ def iter_cassette(path: Path, found: Recorded, *, pricing: Pricing | None = None
         response = cast(Mapping[str, Any], interaction.get("response") or {})
         uri = str(request.get("uri", ""))
         if "/v1/messages" not in uri or "count_tokens" in uri or "/batches" in uri:
-            found.skip("interactions that are not Messages API calls")
+            found.skip("interaction(s) outside the Messages API")
             continue
         status = cast(Mapping[str, Any], response.get("status") or {}).get("code", 200)
         if status != 200:
-            found.skip(f"error responses (HTTP {status}): not billed")
+            found.skip(error_responses(status))
             continue
         streamed = _response_message(response)
         if streamed is None:

@@ -29,8 +29,9 @@ from leanloop.analyze.report import (
     short_source,
     usd_text,
 )
-from leanloop.analyze.sources import ImportLog
+from leanloop.analyze.sources import UNKNOWN_FORMAT, ImportLog
 from leanloop.analyze.whatif import WhatIf
+from leanloop.wording import counted, plural
 
 __all__ = ["print_import_log", "print_misses", "print_report", "print_whatif"]
 
@@ -41,10 +42,6 @@ _MAX_PROBLEMS = 10
 
 def _pct(value: float) -> str:
     return f"{100 * value:.1f}%"
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def _when(moment: float | None) -> str:
@@ -130,7 +127,7 @@ def _excluded(totals: Totals) -> str:
     if not totals.unpriced_calls:
         return ""
     models = ", ".join(sorted(totals.cost.unknown_models))
-    return f"excludes {_plural(totals.unpriced_calls, 'unpriced call')}: {models}"
+    return f"excludes {plural(totals.unpriced_calls, 'unpriced call')}: {models}"
 
 
 def print_report(report: Report, console: Console, *, top: int = 10, all_calls: bool = False) -> None:
@@ -139,8 +136,8 @@ def print_report(report: Report, console: Console, *, top: int = 10, all_calls: 
     formats = sorted({f.format or "" for f in files})
     excluded = f" ({_excluded(totals)})" if totals.unpriced_calls else ""
     console.print(
-        f"[bold]{_plural(totals.calls, 'call')}[/] in {_plural(len(report.runs), 'run')} from "
-        f"{_plural(len(files), 'file')} ({', '.join(formats) or 'no known format'}): "
+        f"[bold]{plural(totals.calls, 'call')}[/] in {plural(len(report.runs), 'run')} from "
+        f"{plural(len(files), 'file')} ({', '.join(formats) or 'no known format'}): "
         f"[bold]{cost_text(totals.cost)}[/]{excluded}, cache hit rate {_pct(totals.hit_rate)} (read / all input)"
     )
     if not totals.calls:
@@ -183,7 +180,7 @@ def _print_projection(report: Report, console: Console) -> None:
     total = cost.priced_total
     if period.first_at is not None and period.last_at is not None:
         span = f"{_moment(period.first_at)} to {_moment(period.last_at)} UTC"
-        console.print(f"Observed: {span}, {_plural(period.days or 0, 'calendar day')}, {_plural(period.runs, 'run')}")
+        console.print(f"Observed: {span}, {plural(period.days or 0, 'calendar day')}, {plural(period.runs, 'run')}")
     per_day, per_run, month = projection.per_day(total), projection.per_run(total), projection.per_month(total)
     if per_run is not None:
         parts = [f"{usd_text(per_run)} per run (mean)"]
@@ -240,23 +237,24 @@ def print_import_log(log: ImportLog, console: Console) -> None:
     for source in skipped_files[:_MAX_PROBLEMS]:
         console.print(f"[dim]skipped {source.path}: {source.note or 'unknown format'}[/]")
     if len(skipped_files) > _MAX_PROBLEMS:
-        console.print(f"[dim]... and {len(skipped_files) - _MAX_PROBLEMS:,} more files of unknown format[/]")
+        more = counted(len(skipped_files) - _MAX_PROBLEMS, "more file(s) of unknown format")
+        console.print(f"[dim]... and {more}[/]")
     if log.problem_count:
-        console.print(f"[yellow]{log.problem_count:,} unusable lines (skipped, the import went on):[/]")
+        console.print(f"[yellow]{plural(log.problem_count, 'unusable line')} (skipped, the import went on):[/]")
         for problem in log.problems[:_MAX_PROBLEMS]:
             console.print(f"  [yellow]{problem}[/]")
         if log.problem_count > _MAX_PROBLEMS:
             console.print(f"  ... {log.problem_count - _MAX_PROBLEMS:,} more (--format json lists the first 1,000)")
     for reason, count in sorted(log.skipped.items()):
-        if reason != "files of unknown format":
-            console.print(f"[dim]not model calls: {count:,} {reason}[/]")
+        if reason != UNKNOWN_FORMAT:
+            console.print(f"[dim]not model calls: {counted(count, reason)}[/]")
     if log.repeated_paths:
-        console.print(f"[dim]read once: {_plural(log.repeated_paths, 'file')} named more than once[/]")
+        console.print(f"[dim]read once: {plural(log.repeated_paths, 'file')} named more than once[/]")
 
 
 def print_misses(result: MissReport, console: Console, *, limit: int = 50) -> None:
     console.print(
-        f"[bold]{len(result.misses):,} of {_plural(result.calls, 'call')}[/] missed the cache they should have read: "
+        f"[bold]{len(result.misses):,} of {plural(result.calls, 'call')}[/] missed the cache they should have read: "
         f"{result.lost_tokens:,} tokens, [bold]{usd_text(result.lost_usd)}{'+?' if result.unpriced_misses else ''}[/] "
         f"lost (of {cost_text(result.total_cost)} spent)"
     )
@@ -308,7 +306,7 @@ def print_whatif(result: WhatIf, console: Console) -> None:
     terminal gets names without labels (estimates marked *, an upper bound ^), and no prompt nor output column (they
     are the same under every strategy, give or take the simulated tail)."""
     console.print(
-        f"[bold]{_plural(result.calls, 'call')}[/] in {_plural(result.runs, 'run')}, re-priced under each strategy"
+        f"[bold]{plural(result.calls, 'call')}[/] in {plural(result.runs, 'run')}, re-priced under each strategy"
     )
     wide = console.width >= _WIDE
     monthly = result.projection.available

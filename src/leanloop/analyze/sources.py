@@ -8,6 +8,7 @@ Formats (detected from the first lines, never from the file name):
   (``sessions/<id>/events/<n>.json``, one event per file: the files of one directory are one trajectory).
 - ``recording``: a VCR-style YAML cassette of Messages API traffic.
 - ``sse``: a raw streamed Messages API response body.
+- ``emulator_log``: the call log of ``leanloop emulator --log`` (one JSON line per answered request).
 
 A path may be a file or a directory (walked recursively). A file named twice (a directory and a file in it, the
 same file under two spellings, a link to a file of the tree) is read once. Files of no known format inside a
@@ -34,15 +35,18 @@ from pathlib import Path
 from typing import IO, Any, Literal, NamedTuple, TypedDict, Unpack, cast
 
 from leanloop.analyze.claude_code import ClaudeCodeImport, agent_labels, is_claude_code_line
+from leanloop.analyze.emulator_log import EmulatorLogImport, is_emulator_log_line
 from leanloop.analyze.openhands import OpenHandsImport, is_openhands_event
 from leanloop.analyze.reading import Broken, iter_json_array, iter_json_lines, top_level_scalars
 from leanloop.analyze.recordings import Recorded, iter_cassette, iter_sse_file
 from leanloop.errors import ConfigError
 from leanloop.pricing import Pricing, default_pricing
 from leanloop.trace import CallRecord, TraceProblem, iter_trace
+from leanloop.wording import counted, many, plural
 
 __all__ = [
     "FORMATS",
+    "UNKNOWN_FORMAT",
     "FileCalls",
     "Format",
     "ImportLog",
@@ -55,8 +59,8 @@ __all__ = [
     "iter_files",
 ]
 
-Format = Literal["leanloop", "claude_code", "openhands", "recording", "sse"]
-FORMATS: tuple[Format, ...] = ("leanloop", "claude_code", "openhands", "recording", "sse")
+Format = Literal["leanloop", "claude_code", "openhands", "recording", "sse", "emulator_log"]
+FORMATS: tuple[Format, ...] = ("leanloop", "claude_code", "openhands", "recording", "sse", "emulator_log")
 # How an OpenHands file holds its events.
 _Layout = Literal["", "array", "wrapped", "event"]
 _LEANLOOP_KINDS = frozenset({"call", "run_start", "run_end", "tool_output", "event"})
@@ -66,7 +70,7 @@ _SNIFF_SKIP_BYTES = 64 << 20  # lines too long to sniff that detection reads pas
 _WHOLE_OBJECT_BYTES = 4 << 20  # a one-object file (an OpenHands event, pretty-printed) is parsed whole up to this
 _SIDECAR_BYTES = 64 << 10  # a Claude Code sub-agent's .meta.json is one short line of JSON
 _KEEP_PROBLEMS = 1000
-_UNKNOWN_FORMAT = "files of unknown format"
+UNKNOWN_FORMAT = "file(s) of unknown format"
 _OPENHANDS_SOURCES = frozenset({"agent", "user", "environment"})
 _TRAJECTORY = re.compile(rb'"trajectory"\s*:\s*\[')
 
@@ -85,7 +89,10 @@ class SourceFile:
 @dataclass
 class ImportLog:
     """What an import read: files with their format, paths it could not read (with the reason), unusable lines
-    (the first 1,000 kept), skipped lines, files named more than once (read once)."""
+    (the first 1,000 kept), skipped lines, files named more than once (read once).
+
+    ``skipped`` counts lines (or files) that are not model calls by reason, a phrase whose counted noun is marked
+    ``(s)`` (``leanloop.wording``): printed as ``1 assistant line without usage``, a plural key in JSON."""
 
     files: list[SourceFile] = field(default_factory=list[SourceFile])
     unreadable: dict[str, str] = field(default_factory=dict[str, str])
@@ -109,17 +116,17 @@ class ImportLog:
 
     def why_no_calls(self, lines: int) -> str:
         """Why an import that found no model call found none, given how many lines its files hold (one line)."""
-        unreadable = _plural(len(self.unreadable), "unreadable path")
+        unreadable = plural(len(self.unreadable), "unreadable path")
         if not self.files:
             return f"nothing readable: {unreadable}" if self.unreadable else "no files"
         kinds = Counter(_kind(source) for source in self.files)
-        reasons = [_plural(count, noun) + suffix for (noun, suffix), count in sorted(kinds.items())]
+        reasons = [plural(count, noun) + suffix for (noun, suffix), count in sorted(kinds.items())]
         if self.problem_count:
-            reasons.append(_plural(self.problem_count, "unusable line"))
-        reasons += [f"{n:,} {reason}" for reason, n in sorted(self.skipped.items()) if reason != _UNKNOWN_FORMAT]
+            reasons.append(plural(self.problem_count, "unusable line"))
+        reasons += [counted(n, reason) for reason, n in sorted(self.skipped.items()) if reason != UNKNOWN_FORMAT]
         if self.unreadable:
             reasons.append(unreadable)
-        return f"{_plural(lines, 'line')} skipped: {', '.join(reasons)}"
+        return f"{plural(lines, 'line')} skipped: {', '.join(reasons)}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -137,7 +144,7 @@ class ImportLog:
             "unreadable": [{"path": path, "reason": reason} for path, reason in self.unreadable.items()],
             "problem_count": self.problem_count,
             "problems": [{"path": p.path, "line": p.line, "message": p.message} for p in self.problems],
-            "skipped": dict(self.skipped),
+            "skipped": {many(reason): count for reason, count in self.skipped.items()},
             "repeated_paths": self.repeated_paths,
         }
 
@@ -152,10 +159,6 @@ def _kind(source: SourceFile) -> tuple[str, str]:
     if source.format is not None:
         return f"{source.format} file", " without a model call"
     return ("empty file", "") if not source.size else ("file", " of no known trace format")
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def count_lines(files: Iterable[SourceFile]) -> int:
@@ -257,6 +260,8 @@ def _sniff_json_line(data: Any) -> tuple[Format, _Layout] | None:
         return "claude_code", ""
     if is_openhands_event(data):
         return "openhands", "event"
+    if is_emulator_log_line(data):
+        return "emulator_log", ""
     trajectory = data.get("trajectory")
     if isinstance(trajectory, list) and trajectory and is_openhands_event(trajectory[0]):
         return "openhands", "wrapped"
@@ -409,7 +414,7 @@ def iter_files(
             yield FileCalls(grouped, _counted(grouped[0], _read_other(grouped[0], log, pricing, on_bytes)))
     log.skipped.update(claude.skipped)
     if claude.duplicate_lines:
-        log.skipped["repeated lines of an already counted Claude Code message"] += claude.duplicate_lines
+        log.skipped["repeated line(s) of an already counted Claude Code message"] += claude.duplicate_lines
 
 
 def _sources(paths: Iterable[Path], log: ImportLog, on_bytes: Callable[[int], None] | None) -> Iterator[SourceFile]:
@@ -428,7 +433,7 @@ def _sources(paths: Iterable[Path], log: ImportLog, on_bytes: Callable[[int], No
             continue
         if source.format is None:
             source.note = "not a trace (unknown format)"
-            log.skipped[_UNKNOWN_FORMAT] += 1
+            log.skipped[UNKNOWN_FORMAT] += 1
             _advance(on_bytes, source.size)
             continue
         yield source
@@ -516,7 +521,7 @@ def _read_openhands(
             if problem is not None:
                 log.problem(path, item[0], problem)
     if trajectory.duplicates:
-        log.skipped["OpenHands events repeating an already counted model response"] += trajectory.duplicates
+        log.skipped["OpenHands event(s) repeating an already counted model response"] += trajectory.duplicates
     return trajectory.records()
 
 
@@ -547,7 +552,7 @@ def _read_event_store(
     for source in sources:
         source.calls = counts[source.path]
     if trajectory.duplicates:
-        log.skipped["OpenHands events repeating an already counted model response"] += trajectory.duplicates
+        log.skipped["OpenHands event(s) repeating an already counted model response"] += trajectory.duplicates
     yield from trajectory.records()
 
 
@@ -563,10 +568,35 @@ def _read_other(
     elif source.format == "recording":
         found = Recorded()
         yield from iter_cassette(path, found, pricing=pricing)
-        for line, message in found.problems:
-            log.problem(path, line, message)
-        log.skipped.update(found.skipped)
+        _take(found, path, log)
         _advance(on_bytes, source.size)
+    elif source.format == "emulator_log":
+        yield from _read_emulator_log(path, log, pricing, on_bytes)
     else:
         yield from iter_sse_file(path, pricing=pricing)
         _advance(on_bytes, source.size)
+
+
+def _read_emulator_log(
+    path: Path, log: ImportLog, pricing: Pricing, on_bytes: Callable[[int], None] | None
+) -> Iterator[CallRecord]:
+    found = Recorded()
+    calls = EmulatorLogImport(path, pricing, found)
+    with path.open("rb") as file:
+        for item in iter_json_lines(file, on_bytes):
+            if isinstance(item, Broken):
+                log.problem(path, item.line, item.message, truncated=item.truncated)
+                continue
+            record = calls.feed(item[1], item[0])
+            if record is not None:
+                yield record
+            _take(found, path, log)
+
+
+def _take(found: Recorded, path: Path, log: ImportLog) -> None:
+    """Move what an importer found besides calls (problems with their line, skips) to the import's log."""
+    for line, message in found.problems:
+        log.problem(path, line, message)
+    log.skipped.update(found.skipped)
+    found.problems.clear()
+    found.skipped.clear()

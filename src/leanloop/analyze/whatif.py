@@ -48,6 +48,7 @@ from leanloop.pricing import Cost, Pricing, default_pricing
 from leanloop.tokens import TRAILING_PROMPT_TOKENS
 from leanloop.trace import CallRecord
 from leanloop.usage import Usage
+from leanloop.wording import plural
 
 __all__ = ["DEFAULT_SUMMARY_MODEL", "STRATEGIES", "StrategyCost", "WhatIf", "WhatIfSimulation", "whatif"]
 
@@ -571,8 +572,8 @@ class WhatIfSimulation:
         notes: list[str] = []
         if self.warm_runs:
             notes.append(
-                f"{self.warm_runs} run(s) found {self.warm_tokens:,} tokens already cached by their first call: every "
-                "caching strategy starts with them cached, under its own TTL"
+                f"{plural(self.warm_runs, 'run')} found {self.warm_tokens:,} tokens already cached by their first "
+                "call: every caching strategy starts with them cached, under its own TTL"
             )
         notes.append(
             f"cheaper_summary: the final answer of each run of 2 or more calls goes to {self.summary_model} (a "
@@ -582,19 +583,26 @@ class WhatIfSimulation:
         awaited = calls - self.batch_calls
         if not self.batch_calls:
             notes.append(
-                f"batch: someone waited on every one of the {calls:,} calls (an interactive session, or a sub-agent "
+                f"batch: someone waited on {_of_calls(calls, calls)} (an interactive session, or a sub-agent "
                 "its session waited for): the Batch API does not apply, the row is rolling_1h"
             )
         else:
             known = f"{awaited:,} were awaited and keep their price; " if awaited else ""
             notes.append(
                 f"batch: an upper bound, not a recommendation. The log cannot tell whether anyone waited on "
-                f"{self.batch_calls:,} of the {calls:,} calls ({known}those are priced at Batch API rates: half "
+                f"{_of_calls(self.batch_calls, calls)} ({known}those are priced at Batch API rates: half "
                 "price). Only calls nobody waits on can be batched, with results in up to 24 h each; an agent "
                 "loop's calls depend on each other, so a run of n calls is n batches in a row"
             )
         notes.append(self.truncation.note())
         return notes
+
+
+def _of_calls(part: int, calls: int) -> str:
+    """``3 of the 5 calls``, ``every one of the 5 calls``, ``the only call``."""
+    if calls == 1:
+        return "the only call"
+    return f"{'every one' if part == calls else f'{part:,}'} of the {calls:,} calls"
 
 
 def whatif(

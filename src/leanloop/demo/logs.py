@@ -40,6 +40,7 @@ _MAX_PATTERN_CHARS = 200
 _MAX_LINE_CHARS = 400  # a search hit longer than this is clipped: one giant line must not flood the context
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SNIFF_BYTES = 8192  # a NUL byte in a file's first 8 KB: binary, not a log (the test git and grep use)
 
 
 class ToolInputError(ValueError):
@@ -79,6 +80,19 @@ def _check_readable(path: Path, label: str) -> None:
     """Refuse a file or directory whose mode grants nobody read access, whoever we run as."""
     if not stat.S_IMODE(path.stat().st_mode) & 0o444:
         raise PermissionError(f"permission denied: {label}")
+
+
+def _text_problem(path: Path, label: str) -> str | None:
+    """Why ``path`` cannot be read as a text log, or None when it can."""
+    try:
+        _check_readable(path, label)
+        with path.open("rb") as file:
+            head = file.read(_SNIFF_BYTES)
+    except PermissionError as exc:
+        return str(exc) if str(exc).startswith("permission denied") else f"permission denied: {label}"
+    except OSError as exc:
+        return f"cannot read {label}: {exc.strerror or exc}"
+    return f"{label} is binary" if b"\0" in head else None
 
 
 def _compile(pattern: object) -> tuple[re.Pattern[str], str]:
@@ -127,6 +141,22 @@ class LogTools:
         if any(child.is_dir() and not child.name.startswith(".") for child in directory.iterdir()):
             return cls(directory)
         return cls(directory, namespace=directory.resolve().name or "logs")
+
+    def check_logs(self) -> dict[str, str | None]:
+        """Each log file the tools serve (``namespace/file``), with why it cannot be read as text, or None when it
+        can: binary (a NUL byte early on), or a mode that grants no read access (the file's, or its namespace's).
+        ``--logs`` refuses a folder where none can be read."""
+        found: dict[str, str | None] = {}
+        for namespace in self.list_namespaces():
+            try:
+                directory = self._namespace_dir(namespace)
+            except PermissionError as exc:
+                found[f"{namespace}/"] = str(exc)
+                continue
+            for _, path in sorted(self._pod_files(directory).items()):
+                if self._inside(path):
+                    found[f"{namespace}/{path.name}"] = _text_problem(path, f"{namespace}/{path.name}")
+        return found
 
     def tools(self) -> list[Callable[..., Any]]:
         """The four tools as bound methods, in a fixed order (a stable order keeps the prompt cache valid)."""

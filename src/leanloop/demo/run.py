@@ -29,6 +29,7 @@ from leanloop.limits import Budget
 from leanloop.pricing import Cost, default_pricing
 from leanloop.trace import CallRecord
 from leanloop.usage import Usage
+from leanloop.wording import plural
 
 __all__ = ["DemoReport", "RunSummary", "perfect_cache_floor", "run_demo"]
 
@@ -44,6 +45,12 @@ class RunSummary:
     stop: str
     detail: str = ""
     api_s: float = 0.0
+    cap: str | None = None  # the Budget field that stopped it, when one did
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run did the task (the model gave its answer): only then is its cost comparable."""
+        return self.stop == "end_turn"
 
     @property
     def usage(self) -> Usage:
@@ -122,8 +129,13 @@ class DemoReport:
     def floor_usd(self) -> Decimal:
         return perfect_cache_floor(self.result.calls)
 
+    def vs_naive(self, name: str) -> float | None:
+        """The run's cost over the naive loop's; None unless both did the task (a run a budget stopped early is not
+        cheaper, it is unfinished)."""
+        run, naive = self.runs[name], self.runs["naive"]
+        return _ratio(run, naive) if run.finished and naive.finished else None
+
     def to_dict(self) -> dict[str, Any]:
-        leanloop = self.runs["leanloop"]
         return {
             "source": self.source,
             "model": self.model,
@@ -140,12 +152,14 @@ class DemoReport:
                     for name, run in self.incident.items()
                 },
             },
-            "leanloop_vs_naive": _ratio(leanloop, self.runs["naive"]),
+            "leanloop_vs_naive": self.vs_naive("leanloop"),
+            # Both stopped on purpose (by the guard, by the iteration cap): their costs compare.
             "incident_leanloop_vs_naive": _ratio(self.incident["leanloop"], self.incident["naive"]),
         }
 
 
 def _ratio(a: RunSummary, b: RunSummary) -> float | None:
+    """``a``'s cost over ``b``'s (None when ``b`` cost nothing)."""
     return float(a.cost.total / b.cost.total) if b.cost.total else None
 
 
@@ -209,15 +223,11 @@ async def run_demo(
         report.runs["naive"] = await _naive(model, analyst_policy, tools.tools(), TRIAGE_TASK, auto_cache=False)
         report.runs["cache_only"] = await _naive(model, analyst_policy, tools.tools(), TRIAGE_TASK, auto_cache=True)
         if emulator is not None:
-            report.runs["leanloop"] = RunSummary(
-                "leanloop", result.calls, result.stop.reason, result.stop.detail, main_api_s
-            )
+            report.runs["leanloop"] = _summary(result, main_api_s)
         else:  # the live run is shown above; the side-by-side is always on the emulator, same task
             client, emulator = _emulated(analyst_policy, model)
             emulated = await _agent_run(Agent(model, client=client, **common), TRIAGE_TASK, budget)
-            report.runs["leanloop"] = RunSummary(
-                "leanloop", emulated.calls, emulated.stop.reason, emulated.stop.detail, _api_seconds(emulator)
-            )
+            report.runs["leanloop"] = _summary(emulated, _api_seconds(emulator))
 
         report.incident = await _incident(model, snapshot)
         # The incident needs a log the agent may not read: it always runs on the generated snapshot.
@@ -228,8 +238,14 @@ async def run_demo(
         return report
 
 
+def _summary(result: RunResult, api_s: float) -> RunSummary:
+    stop = result.stop
+    return RunSummary("leanloop", result.calls, stop.reason, stop.detail, api_s, stop.cap)
+
+
 def _describe(snapshot: SnapshotInfo) -> str:
-    return f"generated cluster snapshot: {len(snapshot.pods)} pods in {len(snapshot.namespaces)} namespaces"
+    pods, namespaces = plural(len(snapshot.pods), "pod"), plural(len(snapshot.namespaces), "namespace")
+    return f"generated cluster snapshot: {pods} in {namespaces}"
 
 
 async def _naive(model: str, policy: Policy, tools: list[Any], task: str, *, auto_cache: bool) -> RunSummary:
@@ -256,5 +272,5 @@ async def _incident(model: str, snapshot: SnapshotInfo) -> dict[str, RunSummary]
     client, emulator = _emulated(stubborn_policy, model)
     agent = Agent(model, client=client, system=SYSTEM_PROMPT, tools=tools)
     guarded = await _agent_run(agent, task, Budget(max_iterations=INCIDENT_MAX_ITERATIONS))
-    leanloop = RunSummary("leanloop", guarded.calls, guarded.stop.reason, guarded.stop.detail, _api_seconds(emulator))
+    leanloop = _summary(guarded, _api_seconds(emulator))
     return {"naive": naive, "leanloop": leanloop}
