@@ -608,3 +608,22 @@ async def test_resume_needs_a_state_and_a_task_once_finished() -> None:
     more = await agent.run("one more thing", resume=finished.state)
     assert more.answer == "and more"
     model.assert_done()
+
+
+async def test_a_stop_quoting_a_tool_error_shows_no_credential(tmp_path: Path) -> None:
+    key = "sk-ant-api03-" + "Qq7" * 20
+
+    def fetch(url: str) -> str:
+        """Fetch a URL.
+
+        Args:
+            url: Where.
+        """
+        raise PermissionError(f"403 from {url} with key={key}")
+
+    model = ScriptedModel(*[turn(call("fetch", url="https://x.test"))] * 4)
+    agent = Agent(MODEL, tools=[fetch], client=async_client(create_app({MODEL: model}), api_key=key))
+    result = await agent.run("go")
+    assert result.stop.reason == "loop_guard"
+    assert "403 from https://x.test" in result.stop.detail
+    assert "Qq7Qq7" not in str(result.stop)

@@ -29,6 +29,7 @@ from leanloop.history import Compaction, Cut, Sizes, apply, plan
 from leanloop.limits import CallEstimate, Go, Halt, Spend, Wait, estimate_call
 from leanloop.models import max_output_tokens
 from leanloop.pricing import Cost
+from leanloop.redaction import redact_text
 from leanloop.request import Built, RequestBuilder
 from leanloop.tiers import (
     Step,
@@ -668,6 +669,8 @@ class Run:
         return StopRun("budget", detail, "max_wall_seconds")
 
     def close(self, stop: StopRun) -> RunResult:
+        # the detail quotes tool errors, which may show a credential; it is printed and logged, so it is redacted
+        stop = replace(stop, detail=redact_text(stop.detail, _secrets_of(self.client)))
         answer_pending_tools(self.messages, f"not executed: the run stopped ({stop.reason}: {stop.detail})")
         usage = sum((r.usage for r in self.ledger), Usage())
         cost = sum((r.cost for r in self.ledger), Cost())
