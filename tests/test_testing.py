@@ -79,3 +79,31 @@ async def test_a_function_model_returning_something_else_names_what_it_must_retu
     assert result.stop.reason == "error"
     with pytest.raises(AssertionError, match=r"must return a Reply, text, a block, or a list of blocks.*got int"):
         double.assert_done()
+
+
+async def test_a_step_may_mix_say_and_call_in_one_turn() -> None:
+    model = ScriptedModel([say("checking"), call("lookup", key="a")], turn(say("done"), stop_reason="end_turn"))
+    result = await Agent("claude-sonnet-4-6", tools=[lookup], client=model.client()).run("go")
+    model.assert_done()
+    assert result.answer == "done"
+    first = model.requests[1]["messages"][1]["content"]
+    assert [b["type"] for b in first] == ["text", "tool_use"]
+
+
+@pytest.mark.parametrize("name", ["claude-haiku-4-5", "claude-opus-4-6", "claude-sonnet-4-5"])
+async def test_a_double_serves_the_model_the_agent_asks_for(name: str) -> None:
+    model = ScriptedModel(say("hi"))
+    result = await Agent(name, client=model.client()).run("go")
+    model.assert_done()
+    assert result.stop.reason == "end_turn" and result.calls[0].model.startswith(name)
+
+
+async def test_a_double_named_for_one_model_answers_no_other() -> None:
+    model = ScriptedModel(say("hi"))
+    result = await Agent("claude-haiku-4-5", client=model.client("claude-sonnet-4-6")).run("go")
+    assert result.stop.reason == "error" and "claude-haiku-4-5" in result.stop.detail
+
+
+def test_turn_names_a_block_it_cannot_take() -> None:
+    with pytest.raises(TypeError, match="turn\\(\\): a block is text, say"):
+        turn(5)  # pyright: ignore[reportArgumentType]

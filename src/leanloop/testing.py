@@ -25,12 +25,13 @@ from typing import Any, cast
 import anthropic
 
 from leanloop.emulator.app import create_app
+from leanloop.emulator.catalog import CATALOG
 from leanloop.emulator.policies import Reply
 from leanloop.emulator.serving import async_client
 
 __all__ = ["FunctionModel", "ScriptedModel", "UnexpectedCall", "call", "emulated_client", "say", "turn"]
 
-Answer = Reply | str | Mapping[str, Any] | Sequence[Mapping[str, Any] | str]
+Answer = Reply | str | Mapping[str, Any] | Sequence[Mapping[str, Any] | str | Reply]
 Step = Answer | Callable[[Mapping[str, Any]], Answer]
 _ids = itertools.count(1)
 
@@ -49,9 +50,18 @@ def call(name: str, /, **arguments: Any) -> dict[str, Any]:
     return {"type": "tool_use", "id": f"toolu_test{next(_ids):06d}", "name": name, "input": arguments}
 
 
-def turn(*blocks: Mapping[str, Any] | str, stop_reason: str | None = None) -> Reply:
-    """A turn of several blocks: text (str) and tool calls (``call(...)``), e.g. parallel calls in one turn."""
-    content = [{"type": "text", "text": b} if isinstance(b, str) else dict(b) for b in blocks]
+def turn(*blocks: Mapping[str, Any] | str | Reply, stop_reason: str | None = None) -> Reply:
+    """A turn of several blocks: text (str or ``say(...)``) and tool calls (``call(...)``), e.g. parallel calls."""
+    content: list[dict[str, Any]] = []
+    for block in blocks:
+        if isinstance(block, Reply):
+            content += [dict(b) for b in block.content]
+        elif isinstance(block, str):
+            content.append({"type": "text", "text": block})
+        elif isinstance(block, Mapping):  # pyright: ignore[reportUnnecessaryIsInstance] - callers pass anything
+            content.append(dict(block))
+        else:
+            raise TypeError(f"turn(): a block is text, say(...) or call(...), got {type(block).__name__}")
     return Reply(content, stop_reason)
 
 
@@ -63,7 +73,7 @@ def _as_reply(step: Step, request: Mapping[str, Any]) -> Reply:
     if isinstance(step, Mapping):
         return turn(cast(Mapping[str, Any], step))
     if isinstance(step, list | tuple):  # several blocks in one turn, as turn(*blocks)
-        return turn(*cast(Sequence[Mapping[str, Any] | str], step))
+        return turn(*cast(Sequence[Mapping[str, Any] | str | Reply], step))
     if not callable(step):
         raise TypeError(
             "a model double's step must return a Reply, text, a block, or a list of blocks (say(), call(), turn()), "
@@ -115,9 +125,12 @@ class _Recorder:
             kind = UnexpectedCall if any("unexpected call" in f for f in self.failures) else AssertionError
             raise kind("; ".join(self.failures))
 
-    def client(self, model: str = "claude-sonnet-4-6", **kwargs: Any) -> anthropic.AsyncAnthropic:
-        """A client whose ``model`` is this double (``kwargs`` go to ``create_app``)."""
-        return emulated_client({model: self}, **kwargs)
+    def client(self, model: str | None = None, **kwargs: Any) -> anthropic.AsyncAnthropic:
+        """A client on which every Claude model the emulator knows is this double, or only ``model`` when given (as
+        the API, an id it does not serve is a 404; name a model id of your own here). ``kwargs`` go to
+        ``create_app``."""
+        models = dict.fromkeys(CATALOG, self) if model is None else {model: self}
+        return emulated_client(models, **kwargs)
 
 
 class ScriptedModel(_Recorder):
