@@ -191,7 +191,7 @@ async def test_tool_finished_is_sent_as_each_tool_completes() -> None:
 
 
 async def test_api_errors_say_whether_anything_was_retried() -> None:
-    unknown = await Agent("claude-opus-4-8", client=ScriptedModel(say("x")).client()).run("go")
+    unknown = await Agent("claude-opus-4-8", client=ScriptedModel(say("x")).client(MODEL)).run("go")
     assert unknown.stop.reason == "error" and "(404)" in unknown.stop.detail
     assert "retr" not in unknown.stop.detail  # a 404 is never retried
     crashed = await Agent(MODEL, client=FunctionModel(lambda request: 1 / 0).client()).run("go")

@@ -245,3 +245,15 @@ def test_components_add_up_to_genai_prices_total(model: str, tokens: tuple[int, 
         provider_id="anthropic",
     ).total_price
     assert ours == theirs
+
+
+@pytest.mark.parametrize("usage", ["x", 5, [], {}, {"foo": 1}, ("input_tokens", 5)])
+def test_something_that_is_not_a_usage_is_refused_not_priced_at_zero(usage: object) -> None:
+    with pytest.raises(ConfigError, match="is not a Messages API usage"):
+        cost("claude-sonnet-4-6", usage)
+
+
+@pytest.mark.parametrize("model", [5, "", None])
+def test_a_model_that_is_not_an_id_is_refused(model: object) -> None:
+    with pytest.raises(ConfigError, match="a model id is required"):
+        cost(model, {"input_tokens": 1})  # pyright: ignore[reportArgumentType]

@@ -350,6 +350,8 @@ class Pricing:
         The Batch API has no fast mode, so ``speed="fast"`` in a batch is priced at the batch rate, which is how
         genai-prices resolves that combination. Web searches add their per-search fee.
         """
+        if not isinstance(model, str) or not model.strip():  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise ConfigError(f"cost(model={model!r}): a model id is required, e.g. 'claude-sonnet-4-6'")
         usage = Usage.from_api(usage)
         batch = batch or usage.service_tier == "batch"
         prices = self.prices(

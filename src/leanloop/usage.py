@@ -15,6 +15,9 @@ from leanloop.errors import ConfigError
 __all__ = ["Usage"]
 
 
+_TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+
+
 def _field(source: Any, name: str) -> Any:
     if isinstance(source, Mapping):
         return cast(Mapping[str, Any], source).get(name)
@@ -98,6 +101,14 @@ class Usage:
             return source
         if source is None:
             raise ConfigError("usage is missing (got None)")
+        if isinstance(source, str | bytes | int | float | list | tuple) or all(
+            _field(source, name) is None for name in _TOKEN_FIELDS
+        ):
+            shown = repr(source) if len(repr(source)) <= 80 else repr(source)[:77] + "..."
+            raise ConfigError(
+                f"usage {shown} is not a Messages API usage: expected the SDK's Usage or a dict with input_tokens, "
+                "output_tokens, cache_creation_input_tokens or cache_read_input_tokens"
+            )
         creation_total = _count(source, "cache_creation_input_tokens")
         split = _field(source, "cache_creation")
         write_5m = write_1h = 0
