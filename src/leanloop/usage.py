@@ -104,7 +104,8 @@ class Usage:
         if isinstance(source, str | bytes | int | float | list | tuple) or all(
             _field(source, name) is None for name in _TOKEN_FIELDS
         ):
-            shown = repr(source) if len(repr(source)) <= 80 else repr(source)[:77] + "..."
+            text = repr(cast(object, source))
+            shown = text if len(text) <= 80 else text[:77] + "..."
             raise ConfigError(
                 f"usage {shown} is not a Messages API usage: expected the SDK's Usage or a dict with input_tokens, "
                 "output_tokens, cache_creation_input_tokens or cache_read_input_tokens"
