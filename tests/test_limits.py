@@ -242,3 +242,10 @@ def test_estimate_call_scales_the_tokens_and_prices_a_miss_at_the_write_rate() -
     assert estimate_call(1000, predicted, prices, max_tokens=100).prompt_usd_if_missed == Decimal("0.00375")
     unmarked = estimate_call(1000, predicted, prices, max_tokens=100, longest_ttl=None)
     assert unmarked.prompt_usd_if_missed == Decimal("0.003")  # no breakpoint: nothing is written, input rate
+
+
+def test_an_output_cap_below_a_minimal_answer_says_so() -> None:
+    spend = Spend(Budget(max_output_tokens=1))
+    decision = spend.check_before_call(estimate())
+    assert isinstance(decision, Halt) and decision.cap == "max_output_tokens"
+    assert decision.reason == "0 of max_output_tokens=1 used, leaving no room for an answer of 64 tokens"

@@ -293,7 +293,10 @@ class Spend:
                 f"max_input_tokens={b.max_input_tokens:,}"
             )
         if cap == "max_output_tokens":
-            return f"{self.usage.output_tokens:,} of max_output_tokens={b.max_output_tokens:,} used"
+            return (
+                f"{self.usage.output_tokens:,} of max_output_tokens={b.max_output_tokens:,} used, leaving no room for "
+                f"an answer of {b.min_output_tokens} tokens"
+            )
         held = f" and ${self._in_flight.usd:.4f} held by calls in flight" if self._held else ""
         worst = "if the cache missed" if b.strict else "with the predicted cache reads"
         reason = (
