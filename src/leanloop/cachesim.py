@@ -297,6 +297,14 @@ class Prompt:
     def total_tokens(self) -> int:
         return (self.prefix_tokens[-1] if self.blocks else 0) + self.tail_tokens
 
+    def extends(self, earlier: Prompt) -> bool:
+        """This prompt is ``earlier`` with blocks added at the end (or the same): same model, and every block of
+        ``earlier`` byte for byte in the same place. One hash comparison."""
+        count = len(earlier.blocks)
+        if count > len(self.blocks) or self.model != earlier.model or self.tail_tokens != earlier.tail_tokens:
+            return False
+        return count == 0 or self.prefix_hashes[count - 1] == earlier.prefix_hashes[count - 1]
+
     @cached_property
     def breakpoints(self) -> list[tuple[int, TTL]]:
         """(block index, ttl) of every breakpoint in prefix order, automatic one included. Raises if invalid."""

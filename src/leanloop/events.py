@@ -62,6 +62,7 @@ class RunState:
     finished: bool = False
     last_call: SentCall | None = field(default=None, repr=False, compare=False)  # for cache verification
     token_scale: float | None = None  # how the API's token counts compared with the estimates, as calibrated
+    token_margin: float | None = None  # the budget's margin on content it estimates: 1.3, or more if the API showed it
 
 
 @dataclass(frozen=True)

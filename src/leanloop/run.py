@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any, cast
 
 import anthropic
 
-from leanloop.cachesim import CacheSim, Plan, prompt_from_request
+from leanloop.cachesim import CacheSim, Plan, Prompt, prompt_from_request
 from leanloop.errors import ConfigError
 from leanloop.events import Compacted, RunResult, RunState, Stop, StopReason
 from leanloop.explain import CacheMiss
 from leanloop.history import Compaction, Cut, Sizes, apply, plan
-from leanloop.limits import CallEstimate, Go, Halt, Spend, Wait, estimate_call
+from leanloop.limits import TOKEN_MARGIN, CallEstimate, Go, Halt, Spend, Wait, estimate_call, most_prompt_tokens
 from leanloop.models import max_output_tokens
 from leanloop.pricing import Cost
 from leanloop.request import Built, RequestBuilder
@@ -69,19 +69,18 @@ logger = logging.getLogger("leanloop")
 
 _SIDE_RUN = "/side"  # side calls' run id suffix: their own prompt, so reports keep them apart from the conversation
 _TASK_CONTEXT_TOKENS = 1000  # how much of the task a tool-result summary request carries
-# Until a call has shown how the API counts this agent's prompts, assume up to 30 % more tokens than estimated: the
-# estimator is within 10 % on ordinary text, and tokenizers of different Claude generations differ by about 30 %.
-_FIRST_CALL_TOKEN_MARGIN = 1.3
 _NUDGE = "Please continue."
 
 
 @dataclass
 class Memory:
     """What an Agent's runs pass on to the next: the latest call (a new run's first call is checked against its
-    tools + system prefix), the largest real/estimated prompt token ratio seen, and the warnings already logged."""
+    tools + system prefix), the largest real/estimated token ratios seen (on whole prompts, for sizing them; on
+    content the budget had to estimate, for its margin), and the warnings already logged."""
 
     last_call: SentCall | None = None
     token_scale: float | None = None
+    token_margin: float = TOKEN_MARGIN
     logged: set[str] = field(default_factory=set[str])
 
     def warn(self, message: str) -> None:
@@ -197,6 +196,7 @@ class Run:
         self.previous: SentCall | None = resume.last_call if resume else None  # this conversation's last call
         self.shared: SentCall | None = None if resume else memory.last_call
         self.token_scale = (resume.token_scale if resume else None) or memory.token_scale
+        self.token_margin = max(memory.token_margin, (resume.token_margin if resume else None) or TOKEN_MARGIN)
         self.print_blocks: list[object] = []
         self.prints: list[BlockPrint] = []
         self.started = time.perf_counter()
@@ -366,21 +366,20 @@ class Run:
         return built, decision
 
     def _estimate(self, built: Built, max_tokens: int) -> CallEstimate:
-        prompt = built.prompt
+        prompt, previous = built.prompt, self.previous
         self.cache_plan = self.mirror.plan(prompt, start=time.monotonic())
-        scale = self.token_scale or _FIRST_CALL_TOKEN_MARGIN
-        tokens = math.ceil(prompt.total_tokens * scale)
+        sent = (previous.prompt, previous.usage.prompt_tokens) if previous is not None else None
+        tokens = most_prompt_tokens(prompt, margin=self.token_margin, sent=sent)
         prices = self.agent.pricing.prices(
             prompt.model, prompt_tokens=tokens, speed=self.speed, inference_geo=self.inference_geo
         )
         if prices is None:
             return CallEstimate(tokens, Decimal(0), Decimal(0), Decimal(0), max_tokens)
         return estimate_call(
-            prompt.total_tokens,
+            tokens,
             self.cache_plan.result.usage,
             prices,
             max_tokens=max_tokens,
-            token_scale=scale,
             longest_ttl=max((ttl for _, ttl in built.breakpoints), key=("5m", "1h").index, default=None),
         )
 
@@ -388,14 +387,14 @@ class Run:
         """Check a side call against the budget (its whole prompt is new: nothing of it is cached) and reserve its
         worst case; or say why it cannot be made."""
         model, max_tokens = str(request["model"]), int(request["max_tokens"])
-        tokens = prompt_from_request(request).total_tokens
-        scale = max(self.token_scale or 1.0, _FIRST_CALL_TOKEN_MARGIN)  # the cheap model's tokenizer may differ
-        prices = self.agent.pricing.prices(model, prompt_tokens=math.ceil(tokens * scale))
+        prompt = prompt_from_request(request)
+        most = most_prompt_tokens(prompt, margin=self.token_margin)  # all of it is new to the cheap model
+        prices = self.agent.pricing.prices(model, prompt_tokens=most)
         estimate = (
-            CallEstimate(math.ceil(tokens * scale), Decimal(0), Decimal(0), Decimal(0), max_tokens)
+            CallEstimate(most, Decimal(0), Decimal(0), Decimal(0), max_tokens)
             if prices is None
             else estimate_call(
-                tokens, Usage(input_tokens=tokens), prices, max_tokens=max_tokens, token_scale=scale, longest_ttl=None
+                most, Usage(input_tokens=prompt.total_tokens), prices, max_tokens=max_tokens, longest_ttl=None
             )
         )
         decision = await self._decide(lambda: self.spend.check_before_call(estimate, side_call=True))
@@ -485,7 +484,9 @@ class Run:
         self.spend.release(call.go)
         self.cache_plan = None
         self.windows[self.model] = maximum
-        self._calibrate(tokens, call.built.plain.total_tokens if call.built else 0)
+        estimated = call.built.plain.total_tokens if call.built else 0
+        self._calibrate(tokens, estimated)
+        self._widen_margin(tokens, estimated)
         self.next.rejected = (tokens, maximum)
 
     def _calibrate(self, real: int, estimated: int) -> None:
@@ -494,6 +495,24 @@ class Run:
             ratio = max(1.0, real / estimated)
             self.token_scale = max(self.token_scale or 1.0, ratio)
             self.memory.token_scale = max(self.memory.token_scale or 1.0, ratio)
+
+    def _widen_margin(self, real: int, estimated: int) -> None:
+        """Content the API counted at more than the budget's margin times its estimate widens the margin."""
+        if real > 0 and estimated > 0 and real > estimated * self.token_margin:
+            self.token_margin = max(self.token_margin, real / estimated)
+            self.memory.token_margin = max(self.memory.token_margin, self.token_margin)
+
+    def _learn_counts(self, prompt: Prompt, usage: Usage) -> None:
+        """What this call's usage teaches about the estimator: the whole prompt's ratio (for sizing prompts) and,
+        for the budget's margin, the ratio on the content that had to be estimated (what the previous call of the
+        conversation had not sent; all of it when this prompt does not extend that call's)."""
+        self._calibrate(usage.prompt_tokens, prompt.total_tokens)
+        previous = self.previous
+        if previous is not None and previous.usage.prompt_tokens > 0 and prompt.extends(previous.prompt):
+            real = usage.prompt_tokens - previous.usage.prompt_tokens
+            self._widen_margin(real, prompt.total_tokens - previous.prompt.total_tokens)
+        else:
+            self._widen_margin(usage.prompt_tokens, prompt.total_tokens)
 
     def _prefix_prints(self, built: Built) -> tuple[BlockPrint, ...]:
         """One BlockPrint per block, re-using those of blocks shared (by identity) with the previous request."""
@@ -515,7 +534,7 @@ class Run:
         plan = self.cache_plan or self.mirror.plan(prompt, start=time.monotonic() - latency)
         predicted = self.mirror.apply(plan).usage
         self.cache_plan = None
-        self._calibrate(usage.prompt_tokens, prompt.total_tokens)
+        self._learn_counts(prompt, usage)
         miss = None if failed else self._verify(SentCall(prompt, usage, call.started_wall, time.time()))
         record = CallRecord(
             model=prompt.model,
@@ -678,6 +697,7 @@ class Run:
             finished=stop.reason in ("end_turn", "refused"),
             last_call=self.previous,
             token_scale=self.token_scale,
+            token_margin=self.token_margin,
         )
         result = RunResult(
             answer=self.answer,
