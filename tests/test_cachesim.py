@@ -533,6 +533,7 @@ def test_incremental_builder_matches_a_fresh_build(operations: list[str]) -> Non
         built, fresh = builder.build(request), prompt_from_request(request)
         assert _chains(built) == _chains(fresh)
         assert built.breakpoints == fresh.breakpoints
+        assert built.marked == tuple(i for i, b in enumerate(built.blocks) if b.ttl is not None)  # kept, not scanned
 
 
 def _fresh_and_incremental(builder: PromptBuilder, messages: list[dict[str, Any]]) -> tuple[Prompt, Prompt]:

@@ -397,10 +397,16 @@ async def _stream_turn(client: anthropic.AsyncAnthropic, call: Call) -> AsyncGen
     """Send ``call`` streamed, feed its events to its TurnBuilder, and yield answer text as it arrives."""
     response = await _within(call.deadline, client.messages.create(**call.kwargs, stream=True))
     call.request_id = response.response.headers.get("request-id")
+    add = call.builder.add
     async with response:
+        if call.deadline is None:  # no wall-time cap: nothing to cut off, no timer per event
+            async for raw in response:
+                if text := add(raw):
+                    yield text
+            return
         events = aiter(response)
         while (raw := await _within(call.deadline, anext(events, None))) is not None:
-            if text := call.builder.add(raw):
+            if text := add(raw):
                 yield text
 
 

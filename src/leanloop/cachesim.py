@@ -34,7 +34,7 @@ import operator
 import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from types import MappingProxyType
 from typing import Any, Literal, cast
@@ -210,6 +210,20 @@ class Block:
     counts_as_position: bool = True
     canonical: str = field(default="", repr=False, compare=False)
 
+    def with_ttl(self, ttl: TTL | None) -> Block:
+        """This block with a breakpoint of ``ttl`` (None: without one)."""
+        return Block(
+            self.path,
+            self.fingerprint,
+            self.tokens,
+            ttl,
+            self.run,
+            self.message,
+            self.auto_eligible,
+            self.counts_as_position,
+            self.canonical,
+        )
+
 
 @dataclass(slots=True)
 class _Chains:
@@ -284,13 +298,20 @@ class Prompt:
     def positions(self) -> list[int]:
         return self._chains.positions
 
+    @cached_property
+    def marked(self) -> tuple[int, ...]:
+        """The indexes of the blocks that carry a ``cache_control``, in order (kept as it goes by ``PromptBuilder``
+        and ``with_marks``, so that a growing conversation is not scanned again)."""
+        return tuple(i for i, b in enumerate(self.blocks) if b.ttl is not None)
+
     def with_marks(self, marks: Mapping[int, TTL]) -> Prompt:
         """The same prompt with breakpoints on the given block indexes (marks don't change the bytes)."""
         blocks = list(self.blocks)
         for index, ttl in marks.items():
-            blocks[index] = replace(blocks[index], ttl=ttl)
+            blocks[index] = blocks[index].with_ttl(ttl)
         marked = Prompt(self.model, tuple(blocks), self.auto_ttl, self.tail_tokens)
         marked.__dict__["_chains"] = self._chains  # shared: fingerprints, tokens and positions are unchanged
+        marked.__dict__["marked"] = tuple(sorted({*self.marked, *marks}))
         return marked
 
     @property
@@ -308,7 +329,8 @@ class Prompt:
     @cached_property
     def breakpoints(self) -> list[tuple[int, TTL]]:
         """(block index, ttl) of every breakpoint in prefix order, automatic one included. Raises if invalid."""
-        marks = [(i, b.ttl) for i, b in enumerate(self.blocks) if b.ttl is not None]
+        blocks = self.blocks
+        marks = [(i, ttl) for i in self.marked if (ttl := blocks[i].ttl) is not None]
         explicit = len(marks)
         if self.auto_ttl is not None:
             target = next((i for i in range(len(self.blocks) - 1, -1, -1) if self.blocks[i].auto_eligible), None)
@@ -569,6 +591,7 @@ class PromptBuilder:
         self._shapes: list[tuple[Any, ...]] = []  # what each looked like then (``_shape``)
         self._marked: list[int] = []  # the indexes of those that carried a cache_control
         self._ends: list[int] = []  # where each seen message's blocks end
+        self._marked_blocks: list[int] = []  # the indexes of the blocks that carry one
         self._chains = _Chains(b"")
 
     def build(self, request: Mapping[str, Any], *, tools_key: str | None = None) -> Prompt:
@@ -590,6 +613,7 @@ class PromptBuilder:
             self._blocks = self._head_blocks(model, request)
             self._head_size = len(self._blocks)
             self._seen, self._shapes, self._marked, self._ends = [], [], [], []
+            self._marked_blocks = [i for i, b in enumerate(self._blocks) if b.ttl is not None]
             self._chains = _Chains(_model_key(model).encode())
             self._chains.extend(self._blocks)
         messages = cast(Sequence[Mapping[str, Any]], request.get("messages") or [])
@@ -599,19 +623,24 @@ class PromptBuilder:
             del self._blocks[keep:]
             del self._seen[same:], self._shapes[same:], self._ends[same:]
             self._marked = [i for i in self._marked if i < same]
+            self._marked_blocks = [i for i in self._marked_blocks if i < keep]
             self._chains.truncate(self._blocks, keep)
         for index in range(same, len(messages)):
             new = self._message_blocks(model, messages[index], index)
+            start = len(self._blocks)
             self._blocks.extend(new)
             self._chains.extend(new)
             self._seen.append(messages[index])
             self._shapes.append(_shape(messages[index]))
-            if any(b.ttl is not None for b in new):
+            marked = [start + k for k, b in enumerate(new) if b.ttl is not None]
+            if marked:
                 self._marked.append(index)
+                self._marked_blocks += marked
             self._ends.append(len(self._blocks))
         auto_ttl = _cache_ttl("cache_control", request.get("cache_control"))
         prompt = Prompt(model=model, blocks=tuple(self._blocks), auto_ttl=auto_ttl)
         prompt.__dict__["_chains"] = self._chains.copy()
+        prompt.__dict__["marked"] = tuple(self._marked_blocks)
         return prompt
 
     def _unchanged(self, messages: Sequence[Mapping[str, Any]]) -> int:

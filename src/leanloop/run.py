@@ -370,6 +370,8 @@ class Run:
         self.cache_plan = self.mirror.plan(prompt, start=time.monotonic())
         sent = (previous.prompt, previous.usage.prompt_tokens) if previous is not None else None
         tokens = most_prompt_tokens(prompt, margin=self.token_margin, sent=sent)
+        if self.spend.budget.usd is None:  # nothing to price it against
+            return CallEstimate(tokens, Decimal(0), Decimal(0), Decimal(0), max_tokens)
         prices = self.agent.pricing.prices(
             prompt.model, prompt_tokens=tokens, speed=self.speed, inference_geo=self.inference_geo
         )

@@ -15,10 +15,25 @@ from leanloop.errors import ConfigError
 __all__ = ["Usage"]
 
 
-def _field(source: Any, name: str) -> Any:
-    if isinstance(source, Mapping):
-        return cast(Mapping[str, Any], source).get(name)
-    return getattr(source, name, None)
+class _Fields:
+    """An object's attributes read as a mapping's ``get`` (the SDK's usage objects are pydantic models)."""
+
+    __slots__ = ("_source",)
+
+    def __init__(self, source: Any) -> None:
+        self._source = source
+
+    def get(self, name: str) -> Any:
+        return getattr(self._source, name, None)
+
+
+def _fields(source: Any) -> Mapping[str, Any] | _Fields:
+    """``source`` as something with ``get``: checked once, not once per field (an ABC check is slow on a model)."""
+    return cast(Mapping[str, Any], source) if isinstance(source, Mapping) else _Fields(source)
+
+
+def _field(source: Mapping[str, Any] | _Fields, name: str) -> Any:
+    return source.get(name)
 
 
 def _count(source: Any, name: str, where: str = "usage") -> int:
@@ -98,11 +113,13 @@ class Usage:
             return source
         if source is None:
             raise ConfigError("usage is missing (got None)")
+        source = _fields(source)
         creation_total = _count(source, "cache_creation_input_tokens")
         split = _field(source, "cache_creation")
         write_5m = write_1h = 0
         estimated = False
         if split is not None:
+            split = _fields(split)
             write_5m = _count(split, "ephemeral_5m_input_tokens")
             write_1h = _count(split, "ephemeral_1h_input_tokens")
         if write_5m + write_1h < creation_total:
@@ -121,7 +138,9 @@ class Usage:
             inference_geo=_text(source, "inference_geo"),
             service_tier=_tier(source),
             web_search_requests=(
-                _count(server_tools, "web_search_requests", "usage.server_tool_use") if server_tools is not None else 0
+                _count(_fields(server_tools), "web_search_requests", "usage.server_tool_use")
+                if server_tools is not None
+                else 0
             ),
         )
 
