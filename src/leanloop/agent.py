@@ -275,6 +275,9 @@ class Agent:
         route hook, if any, move the conversation to another model."""
         run.next_request()
         cut = run.compaction_due()
+        if run.next.notice is not None:
+            yield Notice(run.next.notice)
+            run.next.notice = None
         if cut is not None:
             summary: str | None = None
             if cut.drops and cut.summarize_with is not None:

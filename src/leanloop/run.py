@@ -76,11 +76,13 @@ _NUDGE = "Please continue."
 class Memory:
     """What an Agent's runs pass on to the next: the latest call (a new run's first call is checked against its
     tools + system prefix), the largest real/estimated token ratios seen (on whole prompts, for sizing them; on
-    content the budget had to estimate, for its margin), and the warnings already logged."""
+    content the budget had to estimate, for its margin), the context windows the API reported, and the warnings
+    already logged."""
 
     last_call: SentCall | None = None
     token_scale: float | None = None
     token_margin: float = TOKEN_MARGIN
+    windows: dict[str, int] = field(default_factory=dict[str, int])  # context windows the API reported
     logged: set[str] = field(default_factory=set[str])
 
     def warn(self, message: str) -> None:
@@ -124,6 +126,7 @@ class _Next:
     rejected: tuple[int, int] | None = None  # a 400 "prompt is too long" for it: (its tokens, the maximum)
     rewrite: str | None = None  # it rewrites the cache on purpose: "compaction" or "model switch"
     notes: dict[str, Any] = field(default_factory=dict[str, Any])  # for its record: a compaction, a model switch
+    notice: str | None = None  # for the user, before it: why no compaction is made although it is due
 
 
 def _check_priced(agent: Agent, policy: Compaction | None) -> None:
@@ -163,7 +166,7 @@ class Run:
         self.memory = memory
         self.spend = spend
         self.client = agent.client
-        self.model = agent.model
+        self.model = (resume.model if resume else None) or agent.model  # a routed conversation stays where it went
         self.run_id = resume.run_id if resume else uuid.uuid4().hex[:12]
         self.messages: list[Mapping[str, Any]] = list(resume.messages if resume else history or [])
         self.first_iteration = resume.iterations if resume else 0
@@ -175,7 +178,9 @@ class Run:
         self.builders: dict[str, RequestBuilder] = {}  # one per model: each keeps what it computed for the history
         self.next = _Next()
         self.forced = False  # the latest cut was forced: if the resend does not fit either, stop
-        self.windows: dict[str, int] = {}  # context windows as the API reported them
+        # the latest cut could not reach its target (the newest turns alone are bigger), and the run said it waits
+        self.cut_short = self.said_waiting = False
+        self.windows = {**memory.windows, **(resume.windows if resume else {})}  # as the API reported them
         self.task_text: str | None = None  # the start of the task, for side calls that need the context
         self.ledger: list[CallRecord] = []  # every call in order, side calls included
         self.last_main = -1  # where the latest conversation call is in the ledger
@@ -200,16 +205,21 @@ class Run:
         self.print_blocks: list[object] = []
         self.prints: list[BlockPrint] = []
         self.started = time.perf_counter()
-        self.writer = TraceWriter(agent.trace, secrets=_secrets_of(self.client)) if agent.trace else None
-        if self.writer:
-            self.writer.write_event(
-                "run_start",
-                run_id=self.run_id,
-                model=agent.model,
-                started_at=time.time(),
-                budget=asdict(spend.budget),
-                resumed=resume is not None,
-            )
+        self.writer = self._open_trace(resumed=resume is not None)
+
+    def _open_trace(self, *, resumed: bool) -> TraceWriter | None:
+        if self.agent.trace is None:
+            return None
+        writer = TraceWriter(self.agent.trace, secrets=_secrets_of(self.client))
+        writer.write_event(
+            "run_start",
+            run_id=self.run_id,
+            model=self.model,
+            started_at=time.time(),
+            budget=asdict(self.spend.budget),
+            resumed=resumed,
+        )
+        return writer
 
     @property
     def iteration(self) -> int:
@@ -258,6 +268,13 @@ class Run:
             return None
         sizes = Sizes.from_prompt(built.plain, messages=len(self.messages), scale=scale)
         cut = plan(self.messages, sizes, policy, model=self.model, max_tokens=max_tokens, force=forced, window=window)
+        if cut is not None and not forced and not cut.reaches_target:
+            if self.cut_short:  # a cut short of the target again would rewrite the cache on every call: wait
+                self._say_waiting(cut, policy)
+                return None
+            self.cut_short = True
+        elif cut is not None:
+            self.cut_short = False
         self.forced = forced and cut is not None
         if cut is None and forced:
             self.next.halt = StopRun(
@@ -266,6 +283,20 @@ class Run:
                 f"task and the newest {policy.keep_recent_turns} turns alone are about {sizes.total:,} tokens",
             )
         return cut
+
+    def _say_waiting(self, cut: Cut, policy: Compaction) -> None:
+        if self.said_waiting:
+            return
+        self.said_waiting = True
+        message = (
+            f"history compaction waits: the task and the newest {policy.keep_recent_turns} turns alone are about "
+            f"{cut.tokens_after:,} tokens, above the {cut.target_tokens:,}-token target, and a cut that cannot reach "
+            "it would be made again on every call (each one rewriting the conversation to the cache); the next cut "
+            "comes when one can reach the target, or when the API says the prompt does not fit"
+        )
+        self.notices.append(message)
+        self.next.notice = message
+        logger.info("leanloop: %s", message)
 
     def compact(self, cut: Cut, summary: str | None) -> Compacted:
         """Carry out ``cut``: the transcript, the next request rebuilt, its record's note, the trace line. The
@@ -485,7 +516,7 @@ class Run:
         the next cut is planned with them."""
         self.spend.release(call.go)
         self.cache_plan = None
-        self.windows[self.model] = maximum
+        self.windows[self.model] = self.memory.windows[self.model] = maximum
         estimated = call.built.plain.total_tokens if call.built else 0
         self._calibrate(tokens, estimated)
         self._widen_margin(tokens, estimated)
@@ -700,6 +731,8 @@ class Run:
             last_call=self.previous,
             token_scale=self.token_scale,
             token_margin=self.token_margin,
+            model=self.model if self.model != self.agent.model else None,
+            windows=dict(self.windows),
         )
         result = RunResult(
             answer=self.answer,
