@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leanloop.pricing import cost
+from leanloop.pricing import Cost, cost
 from leanloop.trace import BlockPrint, CallRecord, ToolCall, TraceWriter, iter_trace, read_trace, redact
 from leanloop.usage import Usage
 
@@ -266,3 +266,14 @@ def test_the_processs_anthropic_credentials_are_redacted_wherever_they_appear(
     assert "another.plain.value" not in text
     assert "my-gateway-credential" not in text
     assert redact("x plainlookingvalue42 y") == "x [REDACTED] y"
+
+
+def test_the_prefix_delta_keeps_equal_blocks_whether_or_not_they_are_the_same_objects() -> None:
+    prints = tuple(BlockPrint(f"messages.{i}.content.0", f"{i:016x}", 10) for i in range(6))
+    copies = tuple(BlockPrint(p.path, p.hash, p.tokens) for p in prints[:4])  # equal, not identical
+    changed = BlockPrint("messages.4.content.0", "ffffffffffffffff", 10)
+    record = CallRecord(
+        model="claude-sonnet-4-6", usage=Usage(), cost=Cost(), prefix=(*prints[:2], *copies[2:], changed)
+    )
+    assert record.to_dict(prints)["prefix_kept"] == 4
+    assert record.to_dict(())["prefix_kept"] == 0

@@ -369,9 +369,10 @@ class Agent:
                     yield event
                 outcomes[index] = run.condensed(outcomes[index], side.text)
         finally:
-            for pending in condensing.values():
-                pending.cancel()
-            await asyncio.gather(*condensing.values(), return_exceptions=True)
+            if condensing:
+                for pending in condensing.values():
+                    pending.cancel()
+                await asyncio.gather(*condensing.values(), return_exceptions=True)
         run.add_tool_results([outcomes[index] for index in range(len(uses))])
 
 

@@ -549,9 +549,12 @@ class Run:
 
     def _prefix_prints(self, built: Built) -> tuple[BlockPrint, ...]:
         """One BlockPrint per block, re-using those of blocks shared (by identity) with the previous request."""
-        blocks = built.plain.blocks
-        flags = list(map(operator.is_, self.print_blocks, blocks))
-        kept = flags.index(False) if False in flags else len(flags)
+        blocks, known = built.plain.blocks, len(self.print_blocks)
+        if known and known <= len(blocks) and blocks[known - 1] is self.print_blocks[-1]:
+            kept = known  # a PromptBuilder rebuilds every block after the first change: the rest are the same too
+        else:
+            flags = list(map(operator.is_, self.print_blocks, blocks))
+            kept = flags.index(False) if False in flags else len(flags)
         del self.print_blocks[kept:], self.prints[kept:]
         self.print_blocks += blocks[kept:]
         self.prints += [BlockPrint(b.path, b.fingerprint.hex()[:16], b.tokens) for b in blocks[kept:]]

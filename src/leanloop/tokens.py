@@ -183,6 +183,7 @@ def _count(text: str) -> int:
     )
 
 
+@lru_cache(maxsize=256)
 def _uses_new_tokenizer(model: str) -> bool:
     """Claude 4.7 and later (Opus 4.7/4.8, every 5.x model, Fable, Mythos) use the larger tokenizer."""
     match = re.search(r"claude-(?:[a-z]+-)?(\d+)(?:-(\d))?", model)

@@ -18,6 +18,7 @@ and anything shaped like a key or token become ``[REDACTED]``.
 from __future__ import annotations
 
 import json
+import operator
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -59,6 +60,16 @@ class ToolCall:
     truncated: bool = False
 
 
+def _common_prefix(old: Sequence[BlockPrint], new: Sequence[BlockPrint]) -> int:
+    """How many leading BlockPrints ``old`` and ``new`` share. The agent re-uses the objects of unchanged blocks, so
+    identity settles most of it at C speed; equal copies after that are compared one by one."""
+    same = list(map(operator.is_, old, new))
+    kept = same.index(False) if False in same else len(same)
+    while kept < len(old) and kept < len(new) and old[kept] == new[kept]:
+        kept += 1
+    return kept
+
+
 @dataclass(frozen=True)
 class CallRecord:
     """Everything about one model call: what was sent, what it cost, how long it took."""
@@ -83,11 +94,7 @@ class CallRecord:
 
     def to_dict(self, previous_prefix: Sequence[BlockPrint] = ()) -> dict[str, Any]:
         """The JSON line, with the prefix stored as a delta against ``previous_prefix``."""
-        kept = 0
-        for old, new in zip(previous_prefix, self.prefix, strict=False):
-            if old != new:
-                break
-            kept += 1
+        kept = _common_prefix(previous_prefix, self.prefix)
         data: dict[str, Any] = {
             "kind": "call",
             "run_id": self.run_id,
