@@ -299,6 +299,18 @@ async def test_a_resumed_run_keeps_the_window_the_api_reported() -> None:
     assert resumed.state.windows == {MODEL: 30_000}
 
 
+async def test_an_agent_keeps_the_window_the_api_reported_for_its_next_runs() -> None:
+    """The first run learns the 30K window from a 400; the same Agent's next run (a new task, not a resume)
+    compacts before that window instead of sending a prompt the API refuses."""
+    app, refused = with_window(create_app({MODEL: FunctionModel(reader(40))}), 30_000)
+    agent = Agent(MODEL, system=SYSTEM, tools=[read_log], client=async_client(app, max_retries=0))
+    first = await agent.run("Why does checkout fail?")
+    assert first.ok and len(refused) == 1
+    second = await agent.run("Why does checkout fail again?")
+    assert second.ok, second.stop
+    assert len(refused) == 1  # the window was known before the second run's prompt grew past it
+
+
 async def test_a_prompt_over_the_window_with_compaction_off_says_so() -> None:
     app, refused = with_window(create_app({MODEL: FunctionModel(reader(40))}), 20_000)
     agent = Agent(MODEL, system=SYSTEM, tools=[read_log], client=async_client(app, max_retries=0), compaction=None)
