@@ -42,7 +42,7 @@ import json
 import math
 import re
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any, Protocol, cast
 
@@ -127,9 +127,10 @@ _KEEP = {
     "words": "lU",
     "digits": "d",
     "other": "pq",
+    "spaces": "sn",
 }
 _ONLY = {kind: {ord(c): (c if c in keep else " ") for c in "lUdsnpq"} for kind, keep in _KEEP.items()}
-_SPACES = {ord(c): ("x" if c in "lUdpq" else c) for c in "lUdsnpq"}
+_MAX_SHAPES = 4096  # distinct piece shapes remembered per kind (random ids have many)
 
 
 def _classes(text: str) -> str:
@@ -139,19 +140,24 @@ def _classes(text: str) -> str:
     return classes
 
 
-@lru_cache(maxsize=4096)
-def _word_shape_tokens(shape: str) -> int:
-    return _word_tokens(shape.replace("l", "a").replace("U", "A"))
+class _ShapeTokens(dict[str, int]):
+    """Tokens of a piece by its shape (its class letters), worked out once per shape: looking pieces up with
+    ``map(table.__getitem__, pieces)`` runs at C speed, about twice as fast as calling an lru_cache'd function."""
+
+    def __init__(self, tokens: Callable[[str], int]) -> None:
+        super().__init__()
+        self._tokens = tokens
+
+    def __missing__(self, shape: str) -> int:
+        if len(self) >= _MAX_SHAPES:
+            self.clear()
+        tokens = self[shape] = self._tokens(shape)
+        return tokens
 
 
-@lru_cache(maxsize=4096)
-def _other_tokens(shape: str) -> int:
-    return -(-shape.count("p") // 2) + shape.count("q")  # ceil(ascii / _PUNCT_CHARS_PER_TOKEN) + non-ASCII
-
-
-@lru_cache(maxsize=256)
-def _digit_tokens(run: str) -> int:
-    return (len(run) + 2) // 3
+_WORD_TOKENS = _ShapeTokens(lambda shape: _word_tokens(shape.replace("l", "a").replace("U", "A")))
+_DIGIT_TOKENS = _ShapeTokens(lambda run: (len(run) + 2) // 3)
+_OTHER_TOKENS = _ShapeTokens(lambda shape: -(-shape.count("p") // 2) + shape.count("q"))  # ceil(ascii / 2) + rest
 
 
 def count_text(text: str) -> int:
@@ -168,17 +174,17 @@ def _count(text: str) -> int:
     """The count itself.
 
     The pieces are those of a BPE pre-tokenizer: a word (by length and case), a group of up to 3 digits, a
-    punctuation run, a whitespace run; a lone space between two pieces belongs to the next one and costs nothing.
-    Every step runs at C speed (translate, split, count, map over cached per-shape counts).
+    punctuation run, a whitespace run; a lone space before a piece belongs to that piece and costs nothing.
+    Every step runs at C speed (translate, split, count, map over the per-shape tables).
     """
     classes = _classes(text)
-    segments = classes.translate(_SPACES).split("x")
-    joining = segments.count("s") - (segments[-1] == "s")
+    spaces = classes.translate(_ONLY["spaces"]).split()  # the whitespace runs
+    joining = spaces.count("s") - (classes.endswith("s") and spaces[-1] == "s")  # lone spaces, but a trailing one
     return (
-        sum(map(_word_shape_tokens, classes.translate(_ONLY["words"]).split()))
-        + sum(map(_digit_tokens, classes.translate(_ONLY["digits"]).split()))
-        + sum(map(_other_tokens, classes.translate(_ONLY["other"]).split()))
-        + (len(segments) - segments.count(""))
+        sum(map(_WORD_TOKENS.__getitem__, classes.translate(_ONLY["words"]).split()))
+        + sum(map(_DIGIT_TOKENS.__getitem__, classes.translate(_ONLY["digits"]).split()))
+        + sum(map(_OTHER_TOKENS.__getitem__, classes.translate(_ONLY["other"]).split()))
+        + len(spaces)
         - joining
     )
 
