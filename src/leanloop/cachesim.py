@@ -183,9 +183,12 @@ def _minimum(model: str, table: Mapping[str, int]) -> int | None:
     return table[best] if best is not None else None
 
 
+_COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # made once: json.dumps makes one per call
+
+
 def canonical_json(value: Any) -> str:
     """Compact JSON that keeps the caller's key order: reordering keys changes the bytes, as it does on the wire."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return _COMPACT_JSON.encode(value)
 
 
 def block_fingerprint(section: str, canonical: str) -> bytes:
@@ -559,11 +562,16 @@ def _canonical_block(block: Mapping[str, Any]) -> str:
     return canonical_json({k: block[k] for k in sorted(block) if k != "cache_control"})
 
 
+_NO_SETTINGS = canonical_json({"thinking": None, "tool_choice": None})
+
+
 def _settings(request: Mapping[str, Any]) -> str:
-    tool_choice = request.get("tool_choice")
+    thinking, tool_choice = request.get("thinking"), request.get("tool_choice")
+    if thinking is None and tool_choice is None:  # the usual request: no JSON to write
+        return _NO_SETTINGS
     if isinstance(tool_choice, Mapping) and cast(Mapping[str, Any], tool_choice).get("type") == "auto":
         tool_choice = None  # "auto" is the default: sending it explicitly renders the same prompt
-    return canonical_json({"thinking": request.get("thinking"), "tool_choice": tool_choice})
+    return canonical_json({"thinking": thinking, "tool_choice": tool_choice})
 
 
 class PromptBuilder:

@@ -448,6 +448,8 @@ class LoopGuard:
 
     def observe(self, name: str, arguments: Mapping[str, Any], error: str | None) -> str | None:
         """Record a finished call. Returns the notice for the model when this call has now failed too often."""
+        if error is None and not self._failures:  # nothing has failed: nothing to forget
+            return None
         key = _call_key(name, arguments)
         if error is None:
             self._failures.pop(key, None)
@@ -466,6 +468,8 @@ class LoopGuard:
 
     def blocked(self, name: str, arguments: Mapping[str, Any]) -> str | None:
         """If this call was already flagged as failing, a description of it (the run must stop)."""
+        if not self._failures:  # nothing has failed: no JSON key to make
+            return None
         record = self._failures.get(_call_key(name, arguments))
         if record is None or not record.warned:
             return None

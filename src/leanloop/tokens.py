@@ -199,8 +199,11 @@ def _uses_new_tokenizer(model: str) -> bool:
     return major >= 5 or (major == 4 and minor >= 7)
 
 
+_COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # made once: json.dumps makes one per call
+
+
 def _json_text(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return _COMPACT_JSON.encode(value)
 
 
 # ---------------------------------------------------------------------------------------------------------------
