@@ -53,6 +53,9 @@ def _dump(model: Any) -> dict[str, Any]:
     return model.model_dump(exclude_none=True)
 
 
+_PLAIN = (str, dict, type(None))  # a tool_use block's field values that are kept as they are
+
+
 def _start_block(block: Any) -> dict[str, Any]:
     """The dict of a content_block_start's block. The common ones (a text block, a tool call) are read from their
     fields directly, as ``model_dump(exclude_none=True)`` would give them; anything else is dumped."""
@@ -61,7 +64,7 @@ def _start_block(block: Any) -> dict[str, Any]:
         kind = fields.get("type")
         if kind == "text" and fields.get("citations") is None and isinstance(fields.get("text"), str):
             return {"type": "text", "text": fields["text"]}
-        if kind == "tool_use" and all(isinstance(v, str | dict | None) for v in fields.values()):
+        if kind == "tool_use" and all(isinstance(v, _PLAIN) for v in fields.values()):
             return {k: v for k, v in fields.items() if v is not None}
     return _dump(block)
 
@@ -77,32 +80,37 @@ class TurnBuilder:
 
     def add(self, event: Any) -> str | None:
         kind = event.type
-        if kind == "message_start":
-            self.turn.message_id = event.message.id
-            self.turn.usage = Usage.from_api(event.message.usage)
-        elif kind == "content_block_start":
-            block = self._blocks[event.index] = _start_block(event.content_block)
-            if block.get("type") in ("tool_use", "server_tool_use"):
-                self._json[event.index] = []
-        elif kind == "content_block_delta":
+        if kind == "content_block_delta":  # most events: tested first
             if self.turn.ttft_s is None:
                 self.turn.ttft_s = time.perf_counter() - self._started
             return self._delta(event.index, event.delta)
+        if kind == "content_block_start":
+            block = self._blocks[event.index] = _start_block(event.content_block)
+            if block.get("type") in ("tool_use", "server_tool_use"):
+                self._json[event.index] = []
         elif kind == "content_block_stop":
             self._close(event.index)
+        elif kind == "message_start":
+            self.turn.message_id = event.message.id
+            self.turn.usage = Usage.from_api(event.message.usage)
         elif kind == "message_delta":
             self.turn.stop_reason = event.delta.stop_reason or self.turn.stop_reason
             self.turn.usage = _merge_usage(self.turn.usage, event.usage)
         return None
 
     def _delta(self, index: int, delta: Any) -> str | None:
-        block = self._blocks.setdefault(index, {"type": "text", "text": ""})
+        block = self._blocks.get(index)
+        if block is None:  # a delta without its content_block_start: text, as the API's default block
+            block = self._blocks[index] = {"type": "text", "text": ""}
         kind = delta.type
         if kind == "text_delta":
             block["text"] = block.get("text", "") + delta.text
             return delta.text
         if kind == "input_json_delta":
-            self._json.setdefault(index, []).append(delta.partial_json)
+            parts = self._json.get(index)
+            if parts is None:
+                parts = self._json[index] = []
+            parts.append(delta.partial_json)
         elif kind == "thinking_delta":
             block["thinking"] = block.get("thinking", "") + delta.thinking
         elif kind == "signature_delta":

@@ -27,17 +27,26 @@ class _Fields:
         return getattr(self._source, name, None)
 
 
+_NOT_A_MODEL = object()
+
+
 def _fields(source: Any) -> Mapping[str, Any] | _Fields:
-    """``source`` as something with ``get``: checked once, not once per field (an ABC check is slow on a model)."""
+    """``source`` as something with ``get``: checked once, not once per field (an ABC check is slow on a model).
+    A pydantic model without extra fields (the SDK's usage objects) is read from its ``__dict__``, which holds every
+    field it declares."""
+    if isinstance(source, dict):
+        return cast(dict[str, Any], source)
+    extra = getattr(source, "__pydantic_extra__", _NOT_A_MODEL)  # a dict of the extra fields (None: not allowed)
+    values = getattr(source, "__dict__", None)
+    if extra is not _NOT_A_MODEL and not extra and isinstance(values, dict):
+        return cast(dict[str, Any], values)
     return cast(Mapping[str, Any], source) if isinstance(source, Mapping) else _Fields(source)
 
 
-def _field(source: Mapping[str, Any] | _Fields, name: str) -> Any:
-    return source.get(name)
-
-
-def _count(source: Any, name: str, where: str = "usage") -> int:
-    value = _field(source, name)
+def _count(source: Mapping[str, Any] | _Fields, name: str, where: str = "usage") -> int:
+    value = source.get(name)
+    if type(value) is int and value >= 0:  # the usual value: checked once
+        return value
     if value is None:
         return 0
     whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
@@ -46,12 +55,12 @@ def _count(source: Any, name: str, where: str = "usage") -> int:
     return int(value)
 
 
-def _text(source: Any, name: str) -> str | None:
-    value = _field(source, name)
+def _text(source: Mapping[str, Any] | _Fields, name: str) -> str | None:
+    value = source.get(name)
     return value if isinstance(value, str) else None
 
 
-def _tier(source: Any) -> str | None:
+def _tier(source: Mapping[str, Any] | _Fields) -> str | None:
     """``service_tier``, None for the standard tier (the usual case, priced as such)."""
     tier = _text(source, "service_tier")
     return None if tier == "standard" else tier
@@ -115,7 +124,7 @@ class Usage:
             raise ConfigError("usage is missing (got None)")
         source = _fields(source)
         creation_total = _count(source, "cache_creation_input_tokens")
-        split = _field(source, "cache_creation")
+        split = source.get("cache_creation")
         write_5m = write_1h = 0
         estimated = False
         if split is not None:
@@ -126,7 +135,7 @@ class Usage:
             # No split, or a split that does not add up: the remainder is priced at the 5m rate, flagged.
             estimated = True
             write_5m = creation_total - write_1h
-        server_tools = _field(source, "server_tool_use")
+        server_tools = source.get("server_tool_use")
         return cls(
             input_tokens=_count(source, "input_tokens"),
             cache_write_5m_tokens=write_5m,
