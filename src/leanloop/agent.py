@@ -143,7 +143,7 @@ class Agent:
         self.tiers = tiers
         self._client = client
         self._own_client: tuple[object, anthropic.AsyncAnthropic] | None = None
-        self._linted: tuple[str, list[str]] = ("", [])
+        self._linted: tuple[tuple[tuple[str, str], ...], list[str]] = ((), [])
         self._memory = Memory()
 
     def lint_findings(self) -> list[str]:
@@ -155,7 +155,7 @@ class Agent:
             else [(f"system.{i}", str(b.get("text", ""))) for i, b in enumerate(system or [])]
         )
         texts += [(f"tool {name}", str(tool.definition)) for name, tool in self.tools.items()]
-        key = str(texts)
+        key = tuple(texts)  # compared text by text: the same system prompt object is equal at once
         if key != self._linted[0]:  # the system prompt may be a list the caller edits between runs
             self._linted = (key, [str(f) for where, text in texts for f in lint_volatile(text, where)])
         return list(self._linted[1])

@@ -590,8 +590,11 @@ class PromptBuilder:
 
     RECHECKED = 2
 
-    def __init__(self, counter: TokenCounter | None = None) -> None:
+    def __init__(self, counter: TokenCounter | None = None, *, heads: dict[str, Any] | None = None) -> None:
+        """``heads`` is a dict that builders share (the runs of one agent): the tools + system blocks each built,
+        by model, re-used by the others while the tools, system and settings are the same."""
         self._counter = counter or _ESTIMATOR
+        self._heads = heads
         self._model = ""
         self._head_key: tuple[str, ...] | None = None
         self._blocks: list[Block] = []
@@ -619,7 +622,7 @@ class PromptBuilder:
         )
         if head_key != self._head_key:
             self._model, self._head_key = model, head_key
-            self._blocks = self._head_blocks(model, request)
+            self._blocks = self._shared_head(model, request, head_key)
             self._head_size = len(self._blocks)
             self._seen, self._shapes, self._marked, self._ends = [], [], [], []
             self._marked_blocks = [i for i, b in enumerate(self._blocks) if b.ttl is not None]
@@ -664,6 +667,17 @@ class PromptBuilder:
             if _shape(messages[index]) != self._shapes[index]:
                 return index
         return same
+
+    def _shared_head(self, model: str, request: Mapping[str, Any], head_key: tuple[str, ...]) -> list[Block]:
+        if self._heads is None:
+            return self._head_blocks(model, request)
+        key = (self._counter, head_key)
+        shared = self._heads.get(model)
+        if shared is not None and shared[0] == key:
+            return list(shared[1])
+        blocks = self._head_blocks(model, request)
+        self._heads[model] = (key, tuple(blocks))
+        return blocks
 
     def _head_blocks(self, model: str, request: Mapping[str, Any]) -> list[Block]:
         tools = [

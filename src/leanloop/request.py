@@ -120,7 +120,9 @@ class RequestBuilder:
         cache: CachePolicy | None,
         params: Mapping[str, Any] | None = None,
         counter: TokenCounter | None = None,
+        heads: dict[str, Any] | None = None,
     ) -> None:
+        """``heads``: shared with the builders of the agent's other runs (see ``PromptBuilder``)."""
         self.model = model
         self._system = system
         self._tools = [sorted_json(t.definition) for t in sorted(tools, key=lambda t: t.name)]
@@ -130,7 +132,7 @@ class RequestBuilder:
             raise ConfigError(f"two tools share a name: {sorted({n for n in names if names.count(n) > 1})}")
         self.cache = cache if cache is not None and cache.enabled else None
         self._params = dict(params or {})
-        self._prompts = PromptBuilder(counter)
+        self._prompts = PromptBuilder(counter, heads=heads)
         self._last_rolling_position: int | None = None
         self._warned_minimum = False
 

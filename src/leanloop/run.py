@@ -76,13 +76,15 @@ _NUDGE = "Please continue."
 class Memory:
     """What an Agent's runs pass on to the next: the latest call (a new run's first call is checked against its
     tools + system prefix), the largest real/estimated token ratios seen (on whole prompts, for sizing them; on
-    content the budget had to estimate, for its margin), the context windows the API reported, and the warnings
+    content the budget had to estimate, for its margin), the context windows the API reported, the tools + system
+    blocks its requests were built with (a run does not serialise, hash and count them again), and the warnings
     already logged."""
 
     last_call: SentCall | None = None
     token_scale: float | None = None
     token_margin: float = TOKEN_MARGIN
     windows: dict[str, int] = field(default_factory=dict[str, int])  # context windows the API reported
+    heads: dict[str, Any] = field(default_factory=dict[str, Any])  # the tools + system blocks built, by model
     logged: set[str] = field(default_factory=set[str])
 
     def warn(self, message: str) -> None:
@@ -246,7 +248,12 @@ class Run:
             agent = self.agent
             tools = list(agent.tools.values())
             self.builders[model] = RequestBuilder(
-                model=model, system=agent.system, tools=tools, cache=agent.cache, params=agent.params
+                model=model,
+                system=agent.system,
+                tools=tools,
+                cache=agent.cache,
+                params=agent.params,
+                heads=self.memory.heads,
             )
         return self.builders[model]
 
