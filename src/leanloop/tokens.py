@@ -180,10 +180,14 @@ def _count(text: str) -> int:
     classes = _classes(text)
     spaces = classes.translate(_ONLY["spaces"]).split()  # the whitespace runs
     joining = spaces.count("s") - (classes.endswith("s") and spaces[-1] == "s")  # lone spaces, but a trailing one
+    if "q" in classes:  # non-ASCII: runs mixing it with ASCII punctuation, by shape
+        other = sum(map(_OTHER_TOKENS.__getitem__, classes.translate(_ONLY["other"]).split()))
+    else:  # a run of L punctuation characters is ceil(L / 2) = L - floor(L / 2) tokens: two counts, no split
+        other = classes.count("p") - classes.count("pp")
     return (
         sum(map(_WORD_TOKENS.__getitem__, classes.translate(_ONLY["words"]).split()))
         + sum(map(_DIGIT_TOKENS.__getitem__, classes.translate(_ONLY["digits"]).split()))
-        + sum(map(_OTHER_TOKENS.__getitem__, classes.translate(_ONLY["other"]).split()))
+        + other
         + len(spaces)
         - joining
     )
