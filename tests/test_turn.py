@@ -137,6 +137,9 @@ def test_an_empty_end_turn_is_nudged_once_then_stops() -> None:
     [
         anthropic.types.TextBlock(type="text", text="hi"),
         anthropic.types.ToolUseBlock(type="tool_use", id="toolu_1", name="lookup", input={"k": [1, {"a": None}]}),
+        anthropic.types.ToolUseBlock(
+            type="tool_use", id="toolu_2", name="lookup", input={}, caller=anthropic.types.DirectCaller(type="direct")
+        ),
         anthropic.types.TextBlock(
             type="text",
             text="",

@@ -58,14 +58,19 @@ _PLAIN = (str, dict, type(None))  # a tool_use block's field values that are kep
 
 def _start_block(block: Any) -> dict[str, Any]:
     """The dict of a content_block_start's block. The common ones (a text block, a tool call) are read from their
-    fields directly, as ``model_dump(exclude_none=True)`` would give them; anything else is dumped."""
+    fields directly, as ``model_dump(exclude_none=True)`` would give them (a tool call's ``caller`` is a model of its
+    own: only it is dumped); anything else is dumped."""
     fields: dict[str, Any] | None = getattr(block, "__dict__", None)
     if fields is not None and not getattr(block, "__pydantic_extra__", None):
         kind = fields.get("type")
         if kind == "text" and fields.get("citations") is None and isinstance(fields.get("text"), str):
             return {"type": "text", "text": fields["text"]}
-        if kind == "tool_use" and all(isinstance(v, _PLAIN) for v in fields.values()):
-            return {k: v for k, v in fields.items() if v is not None}
+        if kind == "tool_use":
+            values = {k: v for k, v in fields.items() if v is not None}
+            if "caller" in values:
+                values["caller"] = _dump(values["caller"])  # in its place: the keys keep the SDK's order
+            if all(isinstance(v, _PLAIN) for v in values.values()):
+                return values
     return _dump(block)
 
 
