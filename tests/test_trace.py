@@ -277,3 +277,10 @@ def test_the_prefix_delta_keeps_equal_blocks_whether_or_not_they_are_the_same_ob
     )
     assert record.to_dict(prints)["prefix_kept"] == 4
     assert record.to_dict(())["prefix_kept"] == 0
+
+
+def test_with_tool_calls_is_replace_for_that_field() -> None:
+    record = CallRecord("claude-sonnet-4-6", Usage(input_tokens=3), Cost(), iteration=2, notes={"a": 1})
+    calls = (ToolCall("lookup", "toolu_1", 0.01, False, False),)
+    assert record.with_tool_calls(calls) == replace(record, tool_calls=calls)
+    assert record.tool_calls == ()  # the original is unchanged

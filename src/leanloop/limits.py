@@ -292,8 +292,8 @@ class Spend:
             usd = prompt_usd + room * estimate.output_usd_per_token
             held = _Held(usd, estimate.prompt_tokens, room, 0 if side_call else 1)
             ticket = next(self._tickets)
+            self._in_flight = self._in_flight + held if self._held else held  # alone: no sum to make
             self._held[ticket] = held
-            self._in_flight += held
         return Go(room, held.usd, cap, ticket, side_call)
 
     def _fit(
@@ -368,7 +368,7 @@ class Spend:
         held = self._held.pop(go.ticket, None) if go is not None else None
         if held is None:
             return False
-        self._in_flight -= held
+        self._in_flight = self._in_flight - held if self._held else _NOTHING  # the last one: nothing is held
         self._settles += 1
         return True
 

@@ -714,7 +714,7 @@ class Run:
         self.messages.append({"role": "user", "content": blocks})
         calls = tuple(ToolCall(o.use.name, o.use.id, o.duration_s, o.is_error, o.truncated) for o in outcomes)
         if self.records:
-            self.records[-1] = self.ledger[self.last_main] = replace(self.records[-1], tool_calls=calls)
+            self.records[-1] = self.ledger[self.last_main] = self.records[-1].with_tool_calls(calls)
         if self.writer:
             self.writer.write_event(
                 "tools",

@@ -17,6 +17,7 @@ and anything shaped like a key or token become ``[REDACTED]``.
 
 from __future__ import annotations
 
+import copy
 import json
 import operator
 import re
@@ -91,6 +92,13 @@ class CallRecord:
     predicted: Usage | None = None
     source: str | None = None
     notes: Mapping[str, Any] = field(default_factory=dict[str, Any])
+
+    def with_tool_calls(self, tool_calls: tuple[ToolCall, ...]) -> CallRecord:
+        """This record with its turn's tool calls: ``dataclasses.replace`` for that one field, at half its cost (a
+        shallow copy; every field is immutable or shared as it is by ``replace``)."""
+        record = copy.copy(self)
+        object.__setattr__(record, "tool_calls", tool_calls)
+        return record
 
     def to_dict(self, previous_prefix: Sequence[BlockPrint] = ()) -> dict[str, Any]:
         """The JSON line, with the prefix stored as a delta against ``previous_prefix``."""
