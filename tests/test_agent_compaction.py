@@ -367,6 +367,30 @@ async def test_newest_turns_bigger_than_the_target_are_not_compacted_again_on_ev
     assert_valid(result.messages)
 
 
+async def test_a_cut_short_of_the_target_that_gets_under_the_trigger_is_made_every_time_it_is_due() -> None:
+    """Each turn reads ~3,300 tokens and the newest 4 are kept: no cut reaches the 10K target, but each gets the
+    prompt back under the 20K trigger, so the run cuts whenever it is over the trigger again (not on every call)
+    and no prompt exceeds the trigger by more than a turn."""
+
+    def parts(request: Mapping[str, Any]) -> Reply:
+        done = parts_read(request)
+        if done >= 30:
+            return say("the payment service times out")
+        return Reply([{"type": "text", "text": f"Reading part {done}."}, call("read_log", part=done, lines=150)])
+
+    model = FunctionModel(parts)
+    agent = agent_for(model, compaction=Compaction(trigger_tokens=20_000, keep_recent_turns=4))
+    events, result = await events_of(agent)
+    assert result.ok
+    sizes = [prompt_tokens(r) for r in model.requests]
+    assert max(sizes) <= 20_000 + 3_500
+    compacted = [e for e in events if isinstance(e, Compacted)]
+    assert len(compacted) >= 3 and all(not e.cut.reaches_target for e in compacted)
+    assert len(compacted) < len(sizes) // 2  # rare: each cut leaves room for a few turns
+    assert not [n for n in result.notices if "compaction waits" in n]
+    assert_valid(result.messages)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Properties: long random runs on the emulator
 

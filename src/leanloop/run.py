@@ -180,7 +180,7 @@ class Run:
         self.builders: dict[str, RequestBuilder] = {}  # one per model: each keeps what it computed for the history
         self.next = _Next()
         self.forced = False  # the latest cut was forced: if the resend does not fit either, stop
-        # the latest cut could not reach its target (the newest turns alone are bigger), and the run said it waits
+        # the latest cut could not get under the trigger (the newest turns alone are bigger), and the run said it waits
         self.cut_short = self.said_waiting = False
         self.windows = {**memory.windows, **(resume.windows if resume else {})}  # as the API reported them
         self.task_text: str | None = None  # the start of the task, for side calls that need the context
@@ -275,8 +275,10 @@ class Run:
             return None
         sizes = Sizes.from_prompt(built.plain, messages=len(self.messages), scale=scale)
         cut = plan(self.messages, sizes, policy, model=self.model, max_tokens=max_tokens, force=forced, window=window)
-        if cut is not None and not forced and not cut.reaches_target:
-            if self.cut_short:  # a cut short of the target again would rewrite the cache on every call: wait
+        if cut is not None and not forced and cut.tokens_after > cut.trigger_tokens:
+            # The task and the newest turns alone are over the trigger: the next call would cut again, and every call
+            # after it. One cut makes what room it can; then the run waits for the API to say the prompt does not fit.
+            if self.cut_short:
                 self._say_waiting(cut, policy)
                 return None
             self.cut_short = True
@@ -297,9 +299,9 @@ class Run:
         self.said_waiting = True
         message = (
             f"history compaction waits: the task and the newest {policy.keep_recent_turns} turns alone are about "
-            f"{cut.tokens_after:,} tokens, above the {cut.target_tokens:,}-token target, and a cut that cannot reach "
-            "it would be made again on every call (each one rewriting the conversation to the cache); the next cut "
-            "comes when one can reach the target, or when the API says the prompt does not fit"
+            f"{cut.tokens_after:,} tokens, above the {cut.trigger_tokens:,}-token trigger, and a cut that cannot get "
+            "under it would be made again on every call (each one rewriting the conversation to the cache); the next "
+            "cut comes when one can get under the trigger, or when the API says the prompt does not fit"
         )
         self.notices.append(message)
         self.next.notice = message
