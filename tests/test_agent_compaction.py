@@ -346,9 +346,9 @@ async def test_a_prompt_that_is_still_too_long_after_the_cut_stops() -> None:
 
 
 async def test_newest_turns_bigger_than_the_target_are_not_compacted_again_on_every_call() -> None:
-    """Each turn reads ~6,600 tokens and the newest 4 are kept: no cut can reach the 10K target. One cut makes what
-    room it can; after that a cut that would not reach the target is not made (it would rewrite the cache on every
-    call), and the agent says so once."""
+    """Each turn reads ~6,600 tokens and the newest 4 are kept: no cut can get under the 20K trigger, let alone
+    reach the 10K target. One cut makes what room it can; after that a cut that would leave the prompt over the
+    trigger is not made (it would rewrite the cache on every call), and the agent says so once."""
 
     def big_parts(request: Mapping[str, Any]) -> Reply:
         done = parts_read(request)
