@@ -3,7 +3,9 @@
 The emulator runs in a separate process (uvicorn on a loopback port), so the CPU measured here is the client's
 alone: the SDK (request building, deep copies, SSE parsing) plus, for leanloop, request building with
 breakpoints, cache prediction and verification, pricing and the ledger. Both loops stream every call and run the
-same tools on the same conversation; runs alternate, and the best of several rounds is kept (machines are noisy).
+same tools on the same conversation; runs alternate, round by round. Each row gives the best of the rounds for
+each loop and their ratio, and the spread of the per-round ratios (lowest, median, highest): on a shared machine
+the spread is the honest figure.
 
     .venv/bin/python benchmarks/bench_loop_cpu.py          # prints a table, writes benchmarks/results/loop_cpu.json
 
@@ -15,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing
+import os
 import socket
+import statistics
 import sys
 import time
 from collections.abc import Mapping
@@ -28,7 +32,7 @@ MODEL = "claude-sonnet-4-6"
 SYSTEM = "You are a careful operator: read the data with the tools, then answer briefly. " * 150
 OUT = Path(__file__).resolve().parent / "results" / "loop_cpu.json"
 ITERATIONS = (10, 50, 200)
-ROUNDS = 5
+ROUNDS = 7
 
 
 async def lookup(key: str) -> str:
@@ -139,17 +143,26 @@ async def _measure(base_url: str) -> list[dict[str, Any]]:
         model = f"{MODEL}-n{n}"
         await leanloop_loop(client, model)  # builds this model's Agent
         best = {"bare": float("inf"), "leanloop": float("inf")}
+        ratios: list[float] = []
         for _ in range(ROUNDS):
+            this_round: dict[str, float] = {}
             for name, loop in (("bare", bare_loop), ("leanloop", leanloop_loop)):
                 started = time.process_time()
                 calls = await loop(client, model)
-                best[name] = min(best[name], (time.process_time() - started) / calls)
+                this_round[name] = (time.process_time() - started) / calls
+                best[name] = min(best[name], this_round[name])
+            ratios.append(this_round["leanloop"] / this_round["bare"])
         rows.append(
             {
                 "iterations": n,
                 "bare_ms_per_iteration": round(best["bare"] * 1000, 3),
                 "leanloop_ms_per_iteration": round(best["leanloop"] * 1000, 3),
                 "ratio": round(best["leanloop"] / best["bare"], 3),
+                "round_ratios": {
+                    "lowest": round(min(ratios), 3),
+                    "median": round(statistics.median(ratios), 3),
+                    "highest": round(max(ratios), 3),
+                },
             }
         )
     return rows
@@ -173,14 +186,17 @@ def main() -> int:
     finally:
         server.terminate()
         server.join(5)
-    print(f"{'iterations':>10}  {'bare SDK ms/it':>14}  {'leanloop ms/it':>14}  {'ratio':>6}")
+    header = f"{'iterations':>10}  {'bare SDK ms/it':>14}  {'leanloop ms/it':>14}  {'ratio':>6}"
+    print(header + "  per round (low / median / high)")
     for row in rows:
+        spread = row["round_ratios"]
         print(
             f"{row['iterations']:>10}  {row['bare_ms_per_iteration']:>14.3f}  {row['leanloop_ms_per_iteration']:>14.3f}"
-            f"  {row['ratio']:>5.2f}x"
+            f"  {row['ratio']:>5.2f}x  {spread['lowest']:.2f} / {spread['median']:.2f} / {spread['highest']:.2f}"
         )
     OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(json.dumps({"rows": rows, "target_ratio": 1.2}, indent=2) + "\n")
+    load = [round(x, 2) for x in os.getloadavg()]
+    OUT.write_text(json.dumps({"rows": rows, "target_ratio": 1.2, "load_average": load}, indent=2) + "\n")
     return 0
 
 

@@ -283,6 +283,34 @@ async def test_a_prompt_over_the_window_is_compacted_and_sent_again_not_a_dead_e
     assert_valid(result.messages)
 
 
+async def test_a_resumed_run_keeps_the_window_the_api_reported() -> None:
+    """The 400 taught the run a 30K window; stopped by max_iterations and resumed, it compacts before that window
+    again instead of sending a prompt the API refuses."""
+    model = FunctionModel(reader(70))
+    app, refused = with_window(create_app({MODEL: model}), 30_000)
+    agent = Agent(MODEL, system=SYSTEM, tools=[read_log], client=async_client(app, max_retries=0))
+    first = await agent.run("Why does checkout fail?", budget=Budget(max_iterations=32))  # the 400 is at call 31
+    assert first.stop.reason == "max_iterations" and len(refused) == 1
+    assert first.state.windows == {MODEL: 30_000}
+    fresh = Agent(MODEL, system=SYSTEM, tools=[read_log], client=async_client(app, max_retries=0))  # no memory
+    resumed = await fresh.run(resume=first.state, budget=Budget(max_iterations=80))
+    assert resumed.ok, resumed.stop
+    assert len(refused) == 1  # the resumed run did not have to learn the window again
+    assert resumed.state.windows == {MODEL: 30_000}
+
+
+async def test_an_agent_keeps_the_window_the_api_reported_for_its_next_runs() -> None:
+    """The first run learns the 30K window from a 400; the same Agent's next run (a new task, not a resume)
+    compacts before that window instead of sending a prompt the API refuses."""
+    app, refused = with_window(create_app({MODEL: FunctionModel(reader(40))}), 30_000)
+    agent = Agent(MODEL, system=SYSTEM, tools=[read_log], client=async_client(app, max_retries=0))
+    first = await agent.run("Why does checkout fail?")
+    assert first.ok and len(refused) == 1
+    second = await agent.run("Why does checkout fail again?")
+    assert second.ok, second.stop
+    assert len(refused) == 1  # the window was known before the second run's prompt grew past it
+
+
 async def test_a_prompt_over_the_window_with_compaction_off_says_so() -> None:
     app, refused = with_window(create_app({MODEL: FunctionModel(reader(40))}), 20_000)
     agent = Agent(MODEL, system=SYSTEM, tools=[read_log], client=async_client(app, max_retries=0), compaction=None)
@@ -314,6 +342,52 @@ async def test_a_prompt_that_is_still_too_long_after_the_cut_stops() -> None:
     assert result.stop.reason == "error"
     assert "does not fit claude-sonnet-4-6's context window (9,000): even after a compaction" in result.stop.detail
     assert len(refused) == 2
+    assert_valid(result.messages)
+
+
+async def test_newest_turns_bigger_than_the_target_are_not_compacted_again_on_every_call() -> None:
+    """Each turn reads ~6,600 tokens and the newest 4 are kept: no cut can get under the 20K trigger, let alone
+    reach the 10K target. One cut makes what room it can; after that a cut that would leave the prompt over the
+    trigger is not made (it would rewrite the cache on every call), and the agent says so once."""
+
+    def big_parts(request: Mapping[str, Any]) -> Reply:
+        done = parts_read(request)
+        if done >= 12:
+            return say("the payment service times out")
+        return Reply([{"type": "text", "text": f"Reading part {done}."}, call("read_log", part=done, lines=300)])
+
+    agent = agent_for(FunctionModel(big_parts), compaction=Compaction(trigger_tokens=20_000, keep_recent_turns=4))
+    events, result = await events_of(agent)
+    assert result.ok
+    assert len([e for e in events if isinstance(e, Compacted)]) == 1
+    waiting = [e.message for e in events if isinstance(e, Notice) and "compaction waits" in e.message]
+    assert len(waiting) == 1, waiting
+    assert "the task and the newest 4 turns" in waiting[0]
+    assert sum("compaction waits" in n for n in result.notices) == 1
+    assert_valid(result.messages)
+
+
+async def test_a_cut_short_of_the_target_that_gets_under_the_trigger_is_made_every_time_it_is_due() -> None:
+    """Each turn reads ~3,300 tokens and the newest 4 are kept: no cut reaches the 10K target, but each gets the
+    prompt back under the 20K trigger, so the run cuts whenever it is over the trigger again (not on every call)
+    and no prompt exceeds the trigger by more than a turn."""
+
+    def parts(request: Mapping[str, Any]) -> Reply:
+        done = parts_read(request)
+        if done >= 30:
+            return say("the payment service times out")
+        return Reply([{"type": "text", "text": f"Reading part {done}."}, call("read_log", part=done, lines=150)])
+
+    model = FunctionModel(parts)
+    agent = agent_for(model, compaction=Compaction(trigger_tokens=20_000, keep_recent_turns=4))
+    events, result = await events_of(agent)
+    assert result.ok
+    sizes = [prompt_tokens(r) for r in model.requests]
+    assert max(sizes) <= 20_000 + 3_500
+    compacted = [e for e in events if isinstance(e, Compacted)]
+    assert len(compacted) >= 3 and all(not e.cut.reaches_target for e in compacted)
+    assert len(compacted) < len(sizes) // 2  # rare: each cut leaves room for a few turns
+    assert not [n for n in result.notices if "compaction waits" in n]
     assert_valid(result.messages)
 
 

@@ -138,4 +138,6 @@ async def test_runs_sharing_a_spend_stop_only_when_it_is_spent() -> None:
         smallest_answer = Decimal(64) * Decimal(15) / 1_000_000  # min_output_tokens at Sonnet 4.6's $15/MTok
         rounding = Decimal("0.0001")  # the detail shows 4 decimals
         assert Decimal(found["spent"]) + Decimal(found["prompt"]) + smallest_answer + rounding > Decimal("0.03")
-    assert spend.cost.total >= Decimal("0.03") * Decimal("0.6")  # the budget was used, not refused while held
+    # The budget was used, not refused while held (one call alone is $0.011); what is left is about one new run's
+    # first prompt with the 1.3x margin of content never counted by the API.
+    assert spend.cost.total >= Decimal("0.03") * Decimal("0.5")

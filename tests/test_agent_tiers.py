@@ -239,6 +239,23 @@ async def test_a_forced_switch_moves_the_conversation_and_is_not_a_cache_miss() 
     assert len(made) == 1 and made[0].startswith("model switch (forced)")
 
 
+async def test_a_resumed_run_continues_on_the_model_the_conversation_was_moved_to() -> None:
+    main, cheap = FunctionModel(reader(6)), FunctionModel(reader(6))
+    client = emulated_client({SONNET: main, HAIKU: cheap})
+    tiers = Tiers(route=route_at(2, Switch(HAIKU, force=True)))
+    agent = Agent(SONNET, system=SYSTEM, tools=[small], client=client, tiers=tiers)
+    first = await agent.run("go", budget=Budget(max_iterations=3))
+    assert first.stop.reason == "max_iterations"
+    assert [r.model for r in first.calls] == [SONNET, HAIKU, HAIKU]
+    assert first.state.model == HAIKU
+    events, resumed = await events_of(agent, None, resume=first.state)
+    assert resumed.ok
+    assert {r.model for r in resumed.calls} == {HAIKU}  # where its cache is, not back to the agent's model
+    assert resumed.calls[0].usage.cache_read_tokens > 0
+    assert not [e for e in events if isinstance(e, CacheMissed)]
+    assert resumed.state.model == HAIKU
+
+
 async def test_a_switch_that_pays_off_is_made() -> None:
     """Early in a long run, Haiku's lower prices repay the rewrite of a small prompt within the calls left."""
     main, cheap = FunctionModel(reader(6)), FunctionModel(reader(6))

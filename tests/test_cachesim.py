@@ -533,6 +533,34 @@ def test_incremental_builder_matches_a_fresh_build(operations: list[str]) -> Non
         built, fresh = builder.build(request), prompt_from_request(request)
         assert _chains(built) == _chains(fresh)
         assert built.breakpoints == fresh.breakpoints
+        assert built.marked == tuple(i for i, b in enumerate(built.blocks) if b.ttl is not None)  # kept, not scanned
+
+
+@given(st.lists(st.sampled_from(["same", "new_system", "new_tool", "cache_system", "other_model"]), max_size=8))
+@settings(max_examples=60, deadline=None)
+def test_builders_sharing_heads_reuse_an_unchanged_head_and_match_a_fresh_build(runs: list[str]) -> None:
+    """Each run of an agent has its own builders; they share the tools + system blocks while those are unchanged
+    (a run does not serialise and hash a long system prompt again), and build what a fresh builder builds."""
+    heads: dict[str, Any] = {}
+    system: Any = LONG
+    tools = [{"name": "f", "input_schema": {}}]
+    model, previous = MODEL, dict[str, Prompt]()
+    for step, change in enumerate(["same", *runs]):
+        if change == "new_system":
+            system = f"{LONG} Run {step}."
+        elif change == "new_tool":
+            tools = [*tools, {"name": f"g{step}", "input_schema": {}}]
+        elif change == "cache_system":
+            system = [{"type": "text", "text": LONG, "cache_control": {"type": "ephemeral"}}]
+        elif change == "other_model":
+            model = "claude-haiku-4-5" if model == MODEL else MODEL
+        request = {"model": model, "system": system, "tools": tools, "messages": [{"role": "user", "content": "hi"}]}
+        built, fresh = PromptBuilder(heads=heads).build(request), prompt_from_request(request)
+        assert _chains(built) == _chains(fresh) and built.breakpoints == fresh.breakpoints
+        head = len(tools) + 2  # tools, the system block, the settings pseudo-block
+        if change == "same" and model in previous:  # the same head as this model's previous run
+            assert all(a is b for a, b in zip(built.blocks[:head], previous[model].blocks[:head], strict=True))
+        previous[model] = built
 
 
 def _fresh_and_incremental(builder: PromptBuilder, messages: list[dict[str, Any]]) -> tuple[Prompt, Prompt]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from decimal import Decimal
 
 import pytest
@@ -229,13 +230,13 @@ def test_budget_rejects_nan_fractions_and_strings(bad: dict[str, object]) -> Non
         Budget(**bad)  # type: ignore[arg-type]
 
 
-def test_estimate_call_scales_the_tokens_and_prices_a_miss_at_the_write_rate() -> None:
+def test_estimate_call_prices_the_most_tokens_and_a_miss_at_the_write_rate() -> None:
     from leanloop.limits import estimate_call
     from leanloop.pricing import ModelPrices
 
     prices = ModelPrices(*(Decimal(v) for v in ("3", "15", "3.75", "6", "0.3")))
-    predicted = Usage(input_tokens=100, cache_read_tokens=900)
-    worst = estimate_call(1000, predicted, prices, max_tokens=100, token_scale=1.3, longest_ttl="1h")
+    predicted = Usage(input_tokens=100, cache_read_tokens=900)  # the simulator's split of the 1,000 estimated
+    worst = estimate_call(1300, predicted, prices, max_tokens=100, longest_ttl="1h")
     assert worst.prompt_tokens == 1300
     assert worst.prompt_usd_if_missed == Decimal(1300 * 6) / 1_000_000  # written at the 1h rate
     assert worst.prompt_usd == (100 * Decimal(3) + 900 * Decimal("0.3")) * Decimal("1.3") / 1_000_000
@@ -249,3 +250,33 @@ def test_an_output_cap_below_a_minimal_answer_says_so() -> None:
     decision = spend.check_before_call(estimate())
     assert isinstance(decision, Halt) and decision.cap == "max_output_tokens"
     assert decision.reason == "0 of max_output_tokens=1 used, leaving no room for an answer of 64 tokens"
+
+
+def _conversation(*turns: str) -> dict[str, object]:
+    messages = [{"role": "user" if i % 2 == 0 else "assistant", "content": text} for i, text in enumerate(turns)]
+    return {"model": "claude-sonnet-4-6", "system": "Be brief. " * 50, "messages": messages}
+
+
+def test_the_most_prompt_tokens_of_a_first_call_allow_the_margin_on_every_block() -> None:
+    from leanloop.cachesim import prompt_from_request
+    from leanloop.limits import most_prompt_tokens
+
+    prompt = prompt_from_request(_conversation("go"))
+    exact = sum(math.ceil(b.tokens * 1.3) for b in prompt.blocks) + math.ceil(prompt.tail_tokens * 1.3)
+    assert most_prompt_tokens(prompt, margin=1.3) == exact >= math.ceil(prompt.total_tokens * 1.3)
+
+
+def test_what_the_previous_call_sent_is_known_and_only_new_content_is_estimated() -> None:
+    from leanloop.cachesim import prompt_from_request
+    from leanloop.limits import most_prompt_tokens
+
+    sent = prompt_from_request(_conversation("go"))
+    later = prompt_from_request(_conversation("go", 'JSON: {"a": [1, 2]}', "ok"))
+    new = later.blocks[len(sent.blocks) :]
+    assert len(new) == 2
+    expected = 5000 + sum(math.ceil(b.tokens * 1.3) for b in new)
+    assert most_prompt_tokens(later, margin=1.3, sent=(sent, 5000)) == expected  # not 5000 * the ratio seen
+    assert most_prompt_tokens(sent, margin=1.3, sent=(sent, 5000)) == 5000  # the same prompt again (a retry)
+    assert most_prompt_tokens(later, margin=1.3, sent=(sent, 0)) == most_prompt_tokens(later, margin=1.3)  # no count
+    edited = prompt_from_request(_conversation("go!", "JSON", "ok"))  # not an extension: all of it is estimated
+    assert most_prompt_tokens(edited, margin=1.3, sent=(sent, 5000)) == most_prompt_tokens(edited, margin=1.3)

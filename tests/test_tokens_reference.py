@@ -38,3 +38,18 @@ texts = st.text(alphabet=st.sampled_from(list('aZ 9\n\t.,-_{}"é中 xyzABC0123')
 @settings(max_examples=500, deadline=None)
 def test_fast_count_matches_the_definition(text: str) -> None:
     assert count_text(text) == reference(text)
+
+
+# ASCII text made of runs of one kind (lowercase words with a capital only first, digits, punctuation, spaces) of
+# any length: the counts by run length, and the fallbacks for runs longer than those, agree with the definition.
+runs = st.lists(
+    st.tuples(st.sampled_from(["a", "b", "Q", "7", ".", "=", " ", "\n", "\t", "é", "AB"]), st.integers(1, 40)),
+    max_size=30,
+)
+
+
+@given(runs)
+@settings(max_examples=500, deadline=None)
+def test_counts_by_run_length_match_the_definition(pieces: list[tuple[str, int]]) -> None:
+    text = "".join(char * length if char != "Q" else "Q" + "x" * (length - 1) for char, length in pieces)
+    assert count_text(text) == reference(text)

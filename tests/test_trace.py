@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leanloop.pricing import cost
+from leanloop.pricing import Cost, cost
 from leanloop.tools import ToolOutcome, ToolUse
 from leanloop.trace import BlockPrint, CallRecord, ToolCall, TraceWriter, iter_trace, read_trace, redact
 from leanloop.usage import Usage
@@ -343,3 +343,21 @@ def test_a_tool_calls_text_is_bounded_and_never_holds_a_key(arguments: dict[str,
     for text in (call.arguments, call.error):
         assert len(text) <= ToolCall.MAX_TEXT + len("[... 999,999 more characters]")
         assert "Jj7Jj7" not in text
+
+
+def test_the_prefix_delta_keeps_equal_blocks_whether_or_not_they_are_the_same_objects() -> None:
+    prints = tuple(BlockPrint(f"messages.{i}.content.0", f"{i:016x}", 10) for i in range(6))
+    copies = tuple(BlockPrint(p.path, p.hash, p.tokens) for p in prints[:4])  # equal, not identical
+    changed = BlockPrint("messages.4.content.0", "ffffffffffffffff", 10)
+    record = CallRecord(
+        model="claude-sonnet-4-6", usage=Usage(), cost=Cost(), prefix=(*prints[:2], *copies[2:], changed)
+    )
+    assert record.to_dict(prints)["prefix_kept"] == 4
+    assert record.to_dict(())["prefix_kept"] == 0
+
+
+def test_with_tool_calls_is_replace_for_that_field() -> None:
+    record = CallRecord("claude-sonnet-4-6", Usage(input_tokens=3), Cost(), iteration=2, notes={"a": 1})
+    calls = (ToolCall("lookup", "toolu_1", 0.01, False, False),)
+    assert record.with_tool_calls(calls) == replace(record, tool_calls=calls)
+    assert record.tool_calls == ()  # the original is unchanged

@@ -130,3 +130,34 @@ def test_an_empty_end_turn_is_nudged_once_then_stops() -> None:
     assert step(_turn("tool_use")) == Nudge()  # tool_use with no complete tool call and no text
     stopped = step(_turn("end_turn"), nudged=True)
     assert isinstance(stopped, StopRun) and stopped.reason == "error" and "empty end_turn" in stopped.detail
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        anthropic.types.TextBlock(type="text", text="hi"),
+        anthropic.types.ToolUseBlock(type="tool_use", id="toolu_1", name="lookup", input={"k": [1, {"a": None}]}),
+        anthropic.types.ToolUseBlock(
+            type="tool_use", id="toolu_2", name="lookup", input={}, caller=anthropic.types.DirectCaller(type="direct")
+        ),
+        anthropic.types.TextBlock(
+            type="text",
+            text="",
+            citations=[
+                anthropic.types.CitationCharLocation(
+                    type="char_location",
+                    cited_text="x",
+                    document_index=0,
+                    document_title=None,
+                    start_char_index=0,
+                    end_char_index=1,
+                )
+            ],
+        ),
+        anthropic.types.ThinkingBlock(type="thinking", thinking="", signature=""),
+    ],
+)
+def test_a_started_block_is_read_as_the_sdk_would_dump_it(block: object) -> None:
+    from leanloop.turn import _start_block  # pyright: ignore[reportPrivateUsage]
+
+    assert _start_block(block) == block.model_dump(exclude_none=True)  # type: ignore[attr-defined]

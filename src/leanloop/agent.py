@@ -145,7 +145,7 @@ class Agent:
         self.tiers = tiers
         self._client = client
         self._own_client: tuple[object, anthropic.AsyncAnthropic] | None = None
-        self._linted: tuple[str, list[str]] = ("", [])
+        self._linted: tuple[tuple[tuple[str, str], ...], list[str]] = ((), [])
         self._memory = Memory()
 
     def lint_findings(self) -> list[str]:
@@ -157,7 +157,7 @@ class Agent:
             else [(f"system.{i}", str(b.get("text", ""))) for i, b in enumerate(system or [])]
         )
         texts += [(f"tool {name}", str(tool.definition)) for name, tool in self.tools.items()]
-        key = str(texts)
+        key = tuple(texts)  # compared text by text: the same system prompt object is equal at once
         if key != self._linted[0]:  # the system prompt may be a list the caller edits between runs
             self._linted = (key, [str(f) for where, text in texts for f in lint_volatile(text, where)])
         return list(self._linted[1])
@@ -278,6 +278,9 @@ class Agent:
         route hook, if any, move the conversation to another model."""
         run.next_request()
         cut = run.compaction_due()
+        if run.next.notice is not None:
+            yield Notice(run.next.notice)
+            run.next.notice = None
         if cut is not None:
             summary: str | None = None
             if cut.drops and cut.summarize_with is not None:
@@ -369,9 +372,10 @@ class Agent:
                     yield event
                 outcomes[index] = run.condensed(outcomes[index], side.text)
         finally:
-            for pending in condensing.values():
-                pending.cancel()
-            await asyncio.gather(*condensing.values(), return_exceptions=True)
+            if condensing:
+                for pending in condensing.values():
+                    pending.cancel()
+                await asyncio.gather(*condensing.values(), return_exceptions=True)
         run.add_tool_results([outcomes[index] for index in range(len(uses))])
 
 
@@ -400,10 +404,16 @@ async def _stream_turn(client: anthropic.AsyncAnthropic, call: Call) -> AsyncGen
     """Send ``call`` streamed, feed its events to its TurnBuilder, and yield answer text as it arrives."""
     response = await _within(call.deadline, client.messages.create(**call.kwargs, stream=True))
     call.request_id = response.response.headers.get("request-id")
+    add = call.builder.add
     async with response:
+        if call.deadline is None:  # no wall-time cap: nothing to cut off, no timer per event
+            async for raw in response:
+                if text := add(raw):
+                    yield text
+            return
         events = aiter(response)
         while (raw := await _within(call.deadline, anext(events, None))) is not None:
-            if text := call.builder.add(raw):
+            if text := add(raw):
                 yield text
 
 

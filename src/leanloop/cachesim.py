@@ -34,7 +34,7 @@ import operator
 import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from types import MappingProxyType
 from typing import Any, Literal, cast
@@ -183,9 +183,12 @@ def _minimum(model: str, table: Mapping[str, int]) -> int | None:
     return table[best] if best is not None else None
 
 
+_COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # made once: json.dumps makes one per call
+
+
 def canonical_json(value: Any) -> str:
     """Compact JSON that keeps the caller's key order: reordering keys changes the bytes, as it does on the wire."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return _COMPACT_JSON.encode(value)
 
 
 def block_fingerprint(section: str, canonical: str) -> bytes:
@@ -209,6 +212,20 @@ class Block:
     auto_eligible: bool = True
     counts_as_position: bool = True
     canonical: str = field(default="", repr=False, compare=False)
+
+    def with_ttl(self, ttl: TTL | None) -> Block:
+        """This block with a breakpoint of ``ttl`` (None: without one)."""
+        return Block(
+            self.path,
+            self.fingerprint,
+            self.tokens,
+            ttl,
+            self.run,
+            self.message,
+            self.auto_eligible,
+            self.counts_as_position,
+            self.canonical,
+        )
 
 
 @dataclass(slots=True)
@@ -284,23 +301,39 @@ class Prompt:
     def positions(self) -> list[int]:
         return self._chains.positions
 
+    @cached_property
+    def marked(self) -> tuple[int, ...]:
+        """The indexes of the blocks that carry a ``cache_control``, in order (kept as it goes by ``PromptBuilder``
+        and ``with_marks``, so that a growing conversation is not scanned again)."""
+        return tuple(i for i, b in enumerate(self.blocks) if b.ttl is not None)
+
     def with_marks(self, marks: Mapping[int, TTL]) -> Prompt:
         """The same prompt with breakpoints on the given block indexes (marks don't change the bytes)."""
         blocks = list(self.blocks)
         for index, ttl in marks.items():
-            blocks[index] = replace(blocks[index], ttl=ttl)
+            blocks[index] = blocks[index].with_ttl(ttl)
         marked = Prompt(self.model, tuple(blocks), self.auto_ttl, self.tail_tokens)
         marked.__dict__["_chains"] = self._chains  # shared: fingerprints, tokens and positions are unchanged
+        marked.__dict__["marked"] = tuple(sorted({*self.marked, *marks}))
         return marked
 
     @property
     def total_tokens(self) -> int:
         return (self.prefix_tokens[-1] if self.blocks else 0) + self.tail_tokens
 
+    def extends(self, earlier: Prompt) -> bool:
+        """This prompt is ``earlier`` with blocks added at the end (or the same): same model, and every block of
+        ``earlier`` byte for byte in the same place. One hash comparison."""
+        count = len(earlier.blocks)
+        if count > len(self.blocks) or self.model != earlier.model or self.tail_tokens != earlier.tail_tokens:
+            return False
+        return count == 0 or self.prefix_hashes[count - 1] == earlier.prefix_hashes[count - 1]
+
     @cached_property
     def breakpoints(self) -> list[tuple[int, TTL]]:
         """(block index, ttl) of every breakpoint in prefix order, automatic one included. Raises if invalid."""
-        marks = [(i, b.ttl) for i, b in enumerate(self.blocks) if b.ttl is not None]
+        blocks = self.blocks
+        marks = [(i, ttl) for i in self.marked if (ttl := blocks[i].ttl) is not None]
         explicit = len(marks)
         if self.auto_ttl is not None:
             target = next((i for i in range(len(self.blocks) - 1, -1, -1) if self.blocks[i].auto_eligible), None)
@@ -519,7 +552,8 @@ def _as_blocks(content: Any) -> list[Mapping[str, Any]]:
     if isinstance(content, str):
         return [{"type": "text", "text": content}]
     if isinstance(content, Sequence):
-        return [cast(Mapping[str, Any], b) for b in cast(Sequence[Any], content) if isinstance(b, Mapping)]
+        items = cast(Sequence[Any], content)  # dicts, as a rule: checked without the slower ABC test
+        return [cast(Mapping[str, Any], b) for b in items if type(b) is dict or isinstance(b, Mapping)]
     raise InvalidRequestError(f"content: Input should be a valid string or list, got {type(content).__name__}")
 
 
@@ -529,11 +563,16 @@ def _canonical_block(block: Mapping[str, Any]) -> str:
     return canonical_json({k: block[k] for k in sorted(block) if k != "cache_control"})
 
 
+_NO_SETTINGS = canonical_json({"thinking": None, "tool_choice": None})
+
+
 def _settings(request: Mapping[str, Any]) -> str:
-    tool_choice = request.get("tool_choice")
+    thinking, tool_choice = request.get("thinking"), request.get("tool_choice")
+    if thinking is None and tool_choice is None:  # the usual request: no JSON to write
+        return _NO_SETTINGS
     if isinstance(tool_choice, Mapping) and cast(Mapping[str, Any], tool_choice).get("type") == "auto":
         tool_choice = None  # "auto" is the default: sending it explicitly renders the same prompt
-    return canonical_json({"thinking": request.get("thinking"), "tool_choice": tool_choice})
+    return canonical_json({"thinking": thinking, "tool_choice": tool_choice})
 
 
 class PromptBuilder:
@@ -551,8 +590,11 @@ class PromptBuilder:
 
     RECHECKED = 2
 
-    def __init__(self, counter: TokenCounter | None = None) -> None:
+    def __init__(self, counter: TokenCounter | None = None, *, heads: dict[str, Any] | None = None) -> None:
+        """``heads`` is a dict that builders share (the runs of one agent): the tools + system blocks each built,
+        by model, re-used by the others while the tools, system and settings are the same."""
         self._counter = counter or _ESTIMATOR
+        self._heads = heads
         self._model = ""
         self._head_key: tuple[str, ...] | None = None
         self._blocks: list[Block] = []
@@ -561,6 +603,7 @@ class PromptBuilder:
         self._shapes: list[tuple[Any, ...]] = []  # what each looked like then (``_shape``)
         self._marked: list[int] = []  # the indexes of those that carried a cache_control
         self._ends: list[int] = []  # where each seen message's blocks end
+        self._marked_blocks: list[int] = []  # the indexes of the blocks that carry one
         self._chains = _Chains(b"")
 
     def build(self, request: Mapping[str, Any], *, tools_key: str | None = None) -> Prompt:
@@ -579,9 +622,10 @@ class PromptBuilder:
         )
         if head_key != self._head_key:
             self._model, self._head_key = model, head_key
-            self._blocks = self._head_blocks(model, request)
+            self._blocks = self._shared_head(model, request, head_key)
             self._head_size = len(self._blocks)
             self._seen, self._shapes, self._marked, self._ends = [], [], [], []
+            self._marked_blocks = [i for i, b in enumerate(self._blocks) if b.ttl is not None]
             self._chains = _Chains(_model_key(model).encode())
             self._chains.extend(self._blocks)
         messages = cast(Sequence[Mapping[str, Any]], request.get("messages") or [])
@@ -591,19 +635,24 @@ class PromptBuilder:
             del self._blocks[keep:]
             del self._seen[same:], self._shapes[same:], self._ends[same:]
             self._marked = [i for i in self._marked if i < same]
+            self._marked_blocks = [i for i in self._marked_blocks if i < keep]
             self._chains.truncate(self._blocks, keep)
         for index in range(same, len(messages)):
             new = self._message_blocks(model, messages[index], index)
+            start = len(self._blocks)
             self._blocks.extend(new)
             self._chains.extend(new)
             self._seen.append(messages[index])
             self._shapes.append(_shape(messages[index]))
-            if any(b.ttl is not None for b in new):
+            marked = [start + k for k, b in enumerate(new) if b.ttl is not None]
+            if marked:
                 self._marked.append(index)
+                self._marked_blocks += marked
             self._ends.append(len(self._blocks))
         auto_ttl = _cache_ttl("cache_control", request.get("cache_control"))
         prompt = Prompt(model=model, blocks=tuple(self._blocks), auto_ttl=auto_ttl)
         prompt.__dict__["_chains"] = self._chains.copy()
+        prompt.__dict__["marked"] = tuple(self._marked_blocks)
         return prompt
 
     def _unchanged(self, messages: Sequence[Mapping[str, Any]]) -> int:
@@ -618,6 +667,17 @@ class PromptBuilder:
             if _shape(messages[index]) != self._shapes[index]:
                 return index
         return same
+
+    def _shared_head(self, model: str, request: Mapping[str, Any], head_key: tuple[str, ...]) -> list[Block]:
+        if self._heads is None:
+            return self._head_blocks(model, request)
+        key = (self._counter, head_key)
+        shared = self._heads.get(model)
+        if shared is not None and shared[0] == key:
+            return list(shared[1])
+        blocks = self._head_blocks(model, request)
+        self._heads[model] = (key, tuple(blocks))
+        return blocks
 
     def _head_blocks(self, model: str, request: Mapping[str, Any]) -> list[Block]:
         tools = [
@@ -652,9 +712,10 @@ def _shape(message: Mapping[str, Any]) -> tuple[Any, ...]:
     content = message.get("content")
     shape: list[Any] = [message.get("role"), content]
     if isinstance(content, list):
-        shape.append(len(cast(list[Any], content)))
-        for block in cast(list[Any], content):
-            if isinstance(block, Mapping):
+        blocks = cast(list[Any], content)
+        shape.append(len(blocks))
+        for block in blocks:
+            if type(block) is dict or isinstance(block, Mapping):  # dicts as a rule: no ABC test for them
                 fields = cast(Mapping[str, Any], block)
                 mark = fields.get("cache_control")
                 shape += [fields, len(fields), *fields.values(), _copy(mark)]
@@ -664,17 +725,20 @@ def _shape(message: Mapping[str, Any]) -> tuple[Any, ...]:
 
 
 def _copy(mark: Any) -> Any:
+    if mark is None:
+        return None
     return dict(cast(Mapping[str, Any], mark)) if isinstance(mark, Mapping) else mark
 
 
 def _make_block(path: str, section: str, block: Mapping[str, Any], tokens: int, message: int | None) -> Block:
     canonical = _canonical_block(block)
     kind = block.get("type", "text")
+    mark = block.get("cache_control")
     return Block(
         path=path,
         fingerprint=block_fingerprint(section, canonical),
         tokens=tokens,
-        ttl=_cache_ttl(f"{path}.cache_control", block.get("cache_control")),
+        ttl=None if mark is None else _cache_ttl(f"{path}.cache_control", mark),
         run=kind if kind in ("tool_use", "tool_result") else None,
         message=message,
         auto_eligible=kind not in ("thinking", "redacted_thinking"),

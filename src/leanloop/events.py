@@ -53,7 +53,8 @@ class Stop:
 @dataclass(frozen=True)
 class RunState:
     """What ``Agent.run(resume=state)`` needs to continue a stopped run. Resuming never changes it (resume it twice
-    to branch). ``finished`` is True when the model had given its answer: resuming then needs a new task."""
+    to branch). ``finished`` is True when the model had given its answer: resuming then needs a new task. The run
+    resumes on the model the conversation was on (where its cache is) and with the context windows it learned."""
 
     run_id: str
     messages: tuple[Mapping[str, Any], ...]
@@ -62,6 +63,9 @@ class RunState:
     finished: bool = False
     last_call: SentCall | None = field(default=None, repr=False, compare=False)  # for cache verification
     token_scale: float | None = None  # how the API's token counts compared with the estimates, as calibrated
+    token_margin: float | None = None  # the budget's margin on content it estimates: 1.3, or more if the API showed it
+    model: str | None = None  # the model a route hook moved the conversation to (None: the agent's own)
+    windows: Mapping[str, int] = field(default_factory=dict[str, int])  # context windows the API reported, by model
 
 
 @dataclass(frozen=True)

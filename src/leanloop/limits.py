@@ -1,19 +1,24 @@
 """Hard limits: budgets checked *before* the call that would cross them, and a guard against repeated failures.
 
 ``Budget`` is the value you write; ``Spend`` counts a run (or several runs sharing one cap) against it. Before each
-call the agent hands ``Spend.check_before_call`` the worst case of that call: every prompt token priced as if the
-cache missed (at the write rate of the request's longest breakpoint TTL; at the input rate when it has no
-breakpoint), plus ``max_tokens`` of output. If that could cross a cap, ``max_tokens`` is lowered to what is left; if
-not even a minimal answer fits, the answer is a ``Halt`` and the call is never sent. The worst case is reserved
+call the agent hands ``Spend.check_before_call`` the worst case of that call: the most tokens its prompt may have
+(``most_prompt_tokens``: what the previous call of the conversation sent is known from that call's usage, only
+what is new since is estimated, with a margin), each priced as if the cache missed (at the write rate of the
+request's longest breakpoint TTL; at the input rate when it has no breakpoint), plus ``max_tokens`` of output.
+If that could cross a cap, ``max_tokens`` is lowered to what is left; if not even a minimal answer fits, the
+answer is a ``Halt`` and the call is never sent. The worst case is reserved
 until the call settles, so concurrent runs sharing a ``Spend`` cannot overshoot together; a run whose call only
 fits once other runs' calls in flight settle gets ``Wait``, and the agent waits for them instead of stopping.
 
 ``Budget(usd=X)`` is a ceiling, not a target: spend never exceeds X, even if the API evicts the cache early or
 counts more tokens than estimated. What the guarantee assumes:
 
-- the prompt has at most ``token_scale`` times the tokens leanloop estimates: 1.3x until the first call of an
-  agent has shown the real count, then the largest real/estimated ratio seen (the estimator is within about 10 %
-  on ordinary text; a tokenizer that counts more than 1.3x on the first call could overshoot it);
+- the part of the prompt the conversation's previous call already sent has the tokens that call's usage reports
+  (input + cache write + cache read); every other block (the newest turn and tool results, or the whole prompt on
+  a run's first call and after a compaction or a model switch) has at most ``margin`` times its estimate, rounded
+  up: 1.3x, or the largest real/estimated ratio the agent has seen on such content if higher (the estimator is
+  within about 10 % on ordinary text; content a tokenizer counts at more than 1.3x its estimate, the first time
+  it appears, can overshoot);
 - the prices are those ``leanloop.pricing`` bills with (genai-prices or your override file), for the request as
   sent: its prompt-size tier, ``speed="fast"`` and ``inference_geo="us"`` from ``Agent(params=...)``;
 - output never exceeds ``max_tokens`` (the API's guarantee; thinking counts in it);
@@ -34,18 +39,33 @@ import json
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
+from leanloop.cachesim import Block, Prompt
 from leanloop.errors import ConfigError
 from leanloop.pricing import Cost, ModelPrices
 from leanloop.usage import Usage
 
-__all__ = ["Budget", "CallEstimate", "Go", "Halt", "LoopGuard", "Spend", "Wait", "estimate_call"]
+__all__ = [
+    "TOKEN_MARGIN",
+    "Budget",
+    "CallEstimate",
+    "Go",
+    "Halt",
+    "LoopGuard",
+    "Spend",
+    "Wait",
+    "estimate_call",
+    "most_prompt_tokens",
+]
 
 _PER_MTOK = Decimal(1_000_000)
+# How far above leanloop's estimate the API's count of content it has not counted yet may be: the estimator is
+# within 10 % on ordinary text, and tokenizers of different Claude generations differ by about 30 %.
+TOKEN_MARGIN = 1.3
 
 
 @dataclass(frozen=True)
@@ -94,24 +114,44 @@ class CallEstimate:
     max_tokens: int
 
 
+def most_prompt_tokens(prompt: Prompt, *, margin: float, sent: tuple[Prompt, int] | None = None) -> int:
+    """The most tokens the API may count in ``prompt``.
+
+    ``sent`` is the previous request of the conversation with the prompt tokens the API reported for it: when
+    ``prompt`` extends it, that part is known exactly and only the blocks added since are estimated. Each estimated
+    block may have ``margin`` times its estimate, rounded up (a tokenizer counts whole tokens, block by block), so
+    the work is proportional to what is new.
+    """
+    if sent is not None:
+        earlier, counted = sent
+        if counted > 0 and prompt.extends(earlier):
+            return counted + _with_margin(prompt.blocks[len(earlier.blocks) :], margin)
+    return _with_margin(prompt.blocks, margin) + math.ceil(prompt.tail_tokens * margin)
+
+
+def _with_margin(blocks: Sequence[Block], margin: float) -> int:
+    ceil = math.ceil
+    return sum([ceil(block.tokens * margin) for block in blocks])
+
+
 def estimate_call(
     prompt_tokens: int,
     predicted: Usage,
     prices: ModelPrices,
     *,
     max_tokens: int,
-    token_scale: float = 1.0,
     longest_ttl: str | None = "5m",
 ) -> CallEstimate:
-    """The worst case of a call whose prompt the estimator put at ``prompt_tokens``.
+    """The worst case of a call whose prompt may have up to ``prompt_tokens`` (``most_prompt_tokens``).
 
-    ``predicted`` is the cache simulator's split of that prompt; ``token_scale`` how far the real count may exceed
-    the estimate; ``longest_ttl`` the longest TTL among the request's breakpoints (a miss is written at that rate;
-    None: the request has no breakpoint, so nothing can be written). ``prices`` must be those of the request as it
-    will be billed (tier, batch, fast mode, data residency).
+    ``predicted`` is the cache simulator's split of the estimated prompt, scaled up to ``prompt_tokens``;
+    ``longest_ttl`` the longest TTL among the request's breakpoints (a miss is written at that rate; None: the
+    request has no breakpoint, so nothing can be written). ``prices`` must be those of the request as it will be
+    billed (tier, batch, fast mode, data residency).
     """
-    tokens = math.ceil(prompt_tokens * token_scale)
-    scale = Decimal(repr(token_scale))
+    tokens = prompt_tokens
+    estimated = predicted.prompt_tokens
+    scale = Decimal(tokens) / estimated if estimated else Decimal(1)
     predicted_usd = (
         predicted.input_tokens * prices.input
         + predicted.cache_write_5m_tokens * prices.cache_write_5m
@@ -255,8 +295,8 @@ class Spend:
             usd = prompt_usd + room * estimate.output_usd_per_token
             held = _Held(usd, estimate.prompt_tokens, room, 0 if side_call else 1)
             ticket = next(self._tickets)
+            self._in_flight = self._in_flight + held if self._held else held  # alone: no sum to make
             self._held[ticket] = held
-            self._in_flight += held
         return Go(room, held.usd, cap, ticket, side_call)
 
     def _fit(
@@ -334,7 +374,7 @@ class Spend:
         held = self._held.pop(go.ticket, None) if go is not None else None
         if held is None:
             return False
-        self._in_flight -= held
+        self._in_flight = self._in_flight - held if self._held else _NOTHING  # the last one: nothing is held
         self._settles += 1
         return True
 
@@ -415,6 +455,8 @@ class LoopGuard:
 
     def observe(self, name: str, arguments: Mapping[str, Any], error: str | None) -> str | None:
         """Record a finished call. Returns the notice for the model when this call has now failed too often."""
+        if error is None and not self._failures:  # nothing has failed: nothing to forget
+            return None
         key = _call_key(name, arguments)
         if error is None:
             self._failures.pop(key, None)
@@ -433,6 +475,8 @@ class LoopGuard:
 
     def blocked(self, name: str, arguments: Mapping[str, Any]) -> str | None:
         """If this call was already flagged as failing, a description of it (the run must stop)."""
+        if not self._failures:  # nothing has failed: no JSON key to make
+            return None
         record = self._failures.get(_call_key(name, arguments))
         if record is None or not record.warned:
             return None

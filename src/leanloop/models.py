@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from types import MappingProxyType
 
 __all__ = ["MODELS", "UNKNOWN", "ModelLimits", "context_window", "max_output_tokens", "model_limits"]
@@ -64,6 +65,7 @@ MODELS = MappingProxyType(
 )
 
 
+@lru_cache(maxsize=512)  # the table is read-only; asked on every call of a run
 def model_limits(model: str) -> ModelLimits:
     """The model's limits; a dated id has its undated id's; a model not in the table gets ``UNKNOWN``."""
     return MODELS.get(model) or MODELS.get(_DATE_SUFFIX.sub("", model)) or UNKNOWN

@@ -328,7 +328,7 @@ class Pricing:
         prices = self._base_prices(model, prompt_tokens=prompt_tokens, batch=batch, speed=speed, at=at)
         if prices is None or inference_geo != "us":
             return prices
-        return ModelPrices(*(getattr(prices, f.name) * _US_GEO_MULTIPLIER for f in fields(ModelPrices)))
+        return _in_us(prices)
 
     def _base_prices(
         self, model: str, *, prompt_tokens: int, batch: bool, speed: str | None, at: datetime | None
@@ -371,20 +371,22 @@ class Pricing:
                     stacklevel=2,
                 )
             return Cost(unknown_models=frozenset({model}), estimated=usage.split_estimated)
-        geo = _US_GEO_MULTIPLIER if usage.inference_geo == "us" else Decimal(1)
-
-        def part(tokens: int, per_mtok: Decimal) -> Decimal:
-            return tokens * per_mtok * geo / _PER_MTOK
-
+        if usage.inference_geo == "us":
+            prices = _in_us(prices)
         return Cost(
-            input=part(usage.input_tokens, prices.input),
-            cache_write_5m=part(usage.cache_write_5m_tokens, prices.cache_write_5m),
-            cache_write_1h=part(usage.cache_write_1h_tokens, prices.cache_write_1h),
-            cache_read=part(usage.cache_read_tokens, prices.cache_read),
-            output=part(usage.output_tokens, prices.output),
+            input=usage.input_tokens * prices.input / _PER_MTOK,
+            cache_write_5m=usage.cache_write_5m_tokens * prices.cache_write_5m / _PER_MTOK,
+            cache_write_1h=usage.cache_write_1h_tokens * prices.cache_write_1h / _PER_MTOK,
+            cache_read=usage.cache_read_tokens * prices.cache_read / _PER_MTOK,
+            output=usage.output_tokens * prices.output / _PER_MTOK,
             web_search=_web_search_fee(model, usage.web_search_requests, at),
             estimated=usage.split_estimated,
         )
+
+
+def _in_us(prices: ModelPrices) -> ModelPrices:
+    """The rates of a request with ``inference_geo="us"`` (data residency)."""
+    return ModelPrices(*(getattr(prices, f.name) * _US_GEO_MULTIPLIER for f in fields(ModelPrices)))
 
 
 def _web_search_fee(model: str, searches: int, at: datetime | None) -> Decimal:

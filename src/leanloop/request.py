@@ -81,6 +81,10 @@ class CachePolicy:
         """The tools and system marks' TTL; ``ENABLE_PROMPT_CACHING_1H=1`` makes it 1h."""
         return "1h" if one_hour_everywhere() else (self.prefix_ttl or self.ttl)
 
+    def effective_ttls(self) -> tuple[TTL, TTL]:
+        """``(effective_ttl(), effective_prefix_ttl())``, with the environment read once."""
+        return ("1h", "1h") if one_hour_everywhere() else (self.ttl, self.prefix_ttl or self.ttl)
+
 
 @dataclass(frozen=True)
 class Built:
@@ -116,7 +120,9 @@ class RequestBuilder:
         cache: CachePolicy | None,
         params: Mapping[str, Any] | None = None,
         counter: TokenCounter | None = None,
+        heads: dict[str, Any] | None = None,
     ) -> None:
+        """``heads``: shared with the builders of the agent's other runs (see ``PromptBuilder``)."""
         self.model = model
         self._system = system
         self._tools = [sorted_json(t.definition) for t in sorted(tools, key=lambda t: t.name)]
@@ -126,7 +132,7 @@ class RequestBuilder:
             raise ConfigError(f"two tools share a name: {sorted({n for n in names if names.count(n) > 1})}")
         self.cache = cache if cache is not None and cache.enabled else None
         self._params = dict(params or {})
-        self._prompts = PromptBuilder(counter)
+        self._prompts = PromptBuilder(counter, heads=heads)
         self._last_rolling_position: int | None = None
         self._warned_minimum = False
 
@@ -140,7 +146,7 @@ class RequestBuilder:
         base["messages"] = messages
         try:
             plain = self._prompts.build(base, tools_key=self._tools_key)
-            own: list[tuple[int, TTL | None]] = [(i, b.ttl) for i, b in enumerate(plain.blocks) if b.ttl is not None]
+            own: list[tuple[int, TTL | None]] = [(i, plain.blocks[i].ttl) for i in plain.marked]
             marks, notices = self._choose(plain, own, model) if self.cache else (_Marks(), [])
             prompt = plain.with_marks({i: ttl for i, (ttl, mine) in marks.by_index.items() if mine})
             breakpoints = prompt.breakpoints  # validates: 4 at most, 1h before 5m
@@ -151,7 +157,7 @@ class RequestBuilder:
 
     def _choose(self, prompt: Prompt, own: Sequence[tuple[int, TTL | None]], model: str) -> tuple[_Marks, list[str]]:
         assert self.cache is not None
-        rolling_ttl, prefix_ttl = self.cache.effective_ttl(), self.cache.effective_prefix_ttl()
+        rolling_ttl, prefix_ttl = self.cache.effective_ttls()
         minimum = min_cacheable_tokens(model)
         floor = minimum * self.cache.min_length_margin
         tokens, positions, blocks = prompt.prefix_tokens, prompt.positions, prompt.blocks

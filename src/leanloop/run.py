@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any, cast
 
 import anthropic
 
-from leanloop.cachesim import CacheSim, Plan, prompt_from_request
+from leanloop.cachesim import CacheSim, Plan, Prompt, prompt_from_request
 from leanloop.errors import ConfigError
 from leanloop.events import Compacted, RunResult, RunState, Stop, StopReason
 from leanloop.explain import CacheMiss
 from leanloop.history import Compaction, Cut, Sizes, apply, plan
-from leanloop.limits import CallEstimate, Go, Halt, Spend, Wait, estimate_call
+from leanloop.limits import TOKEN_MARGIN, CallEstimate, Go, Halt, Spend, Wait, estimate_call, most_prompt_tokens
 from leanloop.models import max_output_tokens
 from leanloop.pricing import Cost
 from leanloop.redaction import redact_text
@@ -70,19 +70,22 @@ logger = logging.getLogger("leanloop")
 
 _SIDE_RUN = "/side"  # side calls' run id suffix: their own prompt, so reports keep them apart from the conversation
 _TASK_CONTEXT_TOKENS = 1000  # how much of the task a tool-result summary request carries
-# Until a call has shown how the API counts this agent's prompts, assume up to 30 % more tokens than estimated: the
-# estimator is within 10 % on ordinary text, and tokenizers of different Claude generations differ by about 30 %.
-_FIRST_CALL_TOKEN_MARGIN = 1.3
 _NUDGE = "Please continue."
 
 
 @dataclass
 class Memory:
     """What an Agent's runs pass on to the next: the latest call (a new run's first call is checked against its
-    tools + system prefix), the largest real/estimated prompt token ratio seen, and the warnings already logged."""
+    tools + system prefix), the largest real/estimated token ratios seen (on whole prompts, for sizing them; on
+    content the budget had to estimate, for its margin), the context windows the API reported, the tools + system
+    blocks its requests were built with (a run does not serialise, hash and count them again), and the warnings
+    already logged."""
 
     last_call: SentCall | None = None
     token_scale: float | None = None
+    token_margin: float = TOKEN_MARGIN
+    windows: dict[str, int] = field(default_factory=dict[str, int])  # context windows the API reported
+    heads: dict[str, Any] = field(default_factory=dict[str, Any])  # the tools + system blocks built, by model
     logged: set[str] = field(default_factory=set[str])
 
     def warn(self, message: str) -> None:
@@ -126,6 +129,7 @@ class _Next:
     rejected: tuple[int, int] | None = None  # a 400 "prompt is too long" for it: (its tokens, the maximum)
     rewrite: str | None = None  # it rewrites the cache on purpose: "compaction" or "model switch"
     notes: dict[str, Any] = field(default_factory=dict[str, Any])  # for its record: a compaction, a model switch
+    notice: str | None = None  # for the user, before it: why no compaction is made although it is due
 
 
 def _check_priced(agent: Agent, policy: Compaction | None) -> None:
@@ -165,7 +169,7 @@ class Run:
         self.memory = memory
         self.spend = spend
         self.client = agent.client
-        self.model = agent.model
+        self.model = (resume.model if resume else None) or agent.model  # a routed conversation stays where it went
         self.run_id = resume.run_id if resume else uuid.uuid4().hex[:12]
         self.messages: list[Mapping[str, Any]] = list(resume.messages if resume else history or [])
         self.first_iteration = resume.iterations if resume else 0
@@ -177,7 +181,9 @@ class Run:
         self.builders: dict[str, RequestBuilder] = {}  # one per model: each keeps what it computed for the history
         self.next = _Next()
         self.forced = False  # the latest cut was forced: if the resend does not fit either, stop
-        self.windows: dict[str, int] = {}  # context windows as the API reported them
+        # the latest cut could not get under the trigger (the newest turns alone are bigger), and the run said it waits
+        self.cut_short = self.said_waiting = False
+        self.windows = {**memory.windows, **(resume.windows if resume else {})}  # as the API reported them
         self.task_text: str | None = None  # the start of the task, for side calls that need the context
         self.ledger: list[CallRecord] = []  # every call in order, side calls included
         self.last_main = -1  # where the latest conversation call is in the ledger
@@ -198,19 +204,25 @@ class Run:
         self.previous: SentCall | None = resume.last_call if resume else None  # this conversation's last call
         self.shared: SentCall | None = None if resume else memory.last_call
         self.token_scale = (resume.token_scale if resume else None) or memory.token_scale
+        self.token_margin = max(memory.token_margin, (resume.token_margin if resume else None) or TOKEN_MARGIN)
         self.print_blocks: list[object] = []
         self.prints: list[BlockPrint] = []
         self.started = time.perf_counter()
-        self.writer = TraceWriter(agent.trace, secrets=_secrets_of(self.client)) if agent.trace else None
-        if self.writer:
-            self.writer.write_event(
-                "run_start",
-                run_id=self.run_id,
-                model=agent.model,
-                started_at=time.time(),
-                budget=asdict(spend.budget),
-                resumed=resume is not None,
-            )
+        self.writer = self._open_trace(resumed=resume is not None)
+
+    def _open_trace(self, *, resumed: bool) -> TraceWriter | None:
+        if self.agent.trace is None:
+            return None
+        writer = TraceWriter(self.agent.trace, secrets=_secrets_of(self.client))
+        writer.write_event(
+            "run_start",
+            run_id=self.run_id,
+            model=self.model,
+            started_at=time.time(),
+            budget=asdict(self.spend.budget),
+            resumed=resumed,
+        )
+        return writer
 
     @property
     def iteration(self) -> int:
@@ -237,7 +249,12 @@ class Run:
             agent = self.agent
             tools = list(agent.tools.values())
             self.builders[model] = RequestBuilder(
-                model=model, system=agent.system, tools=tools, cache=agent.cache, params=agent.params
+                model=model,
+                system=agent.system,
+                tools=tools,
+                cache=agent.cache,
+                params=agent.params,
+                heads=self.memory.heads,
             )
         return self.builders[model]
 
@@ -259,6 +276,15 @@ class Run:
             return None
         sizes = Sizes.from_prompt(built.plain, messages=len(self.messages), scale=scale)
         cut = plan(self.messages, sizes, policy, model=self.model, max_tokens=max_tokens, force=forced, window=window)
+        if cut is not None and not forced and cut.tokens_after > cut.trigger_tokens:
+            # The task and the newest turns alone are over the trigger: the next call would cut again, and every call
+            # after it. One cut makes what room it can; then the run waits for the API to say the prompt does not fit.
+            if self.cut_short:
+                self._say_waiting(cut, policy)
+                return None
+            self.cut_short = True
+        elif cut is not None:
+            self.cut_short = False
         self.forced = forced and cut is not None
         if cut is None and forced:
             self.next.halt = StopRun(
@@ -267,6 +293,20 @@ class Run:
                 f"task and the newest {policy.keep_recent_turns} turns alone are about {sizes.total:,} tokens",
             )
         return cut
+
+    def _say_waiting(self, cut: Cut, policy: Compaction) -> None:
+        if self.said_waiting:
+            return
+        self.said_waiting = True
+        message = (
+            f"history compaction waits: the task and the newest {policy.keep_recent_turns} turns alone are about "
+            f"{cut.tokens_after:,} tokens, above the {cut.trigger_tokens:,}-token trigger, and a cut that cannot get "
+            "under it would be made again on every call (each one rewriting the conversation to the cache); the next "
+            "cut comes when one can get under the trigger, or when the API says the prompt does not fit"
+        )
+        self.notices.append(message)
+        self.next.notice = message
+        logger.info("leanloop: %s", message)
 
     def compact(self, cut: Cut, summary: str | None) -> Compacted:
         """Carry out ``cut``: the transcript, the next request rebuilt, its record's note, the trace line. The
@@ -368,21 +408,22 @@ class Run:
         return built, decision
 
     def _estimate(self, built: Built, max_tokens: int) -> CallEstimate:
-        prompt = built.prompt
+        prompt, previous = built.prompt, self.previous
         self.cache_plan = self.mirror.plan(prompt, start=time.monotonic())
-        scale = self.token_scale or _FIRST_CALL_TOKEN_MARGIN
-        tokens = math.ceil(prompt.total_tokens * scale)
+        sent = (previous.prompt, previous.usage.prompt_tokens) if previous is not None else None
+        tokens = most_prompt_tokens(prompt, margin=self.token_margin, sent=sent)
+        if self.spend.budget.usd is None:  # nothing to price it against
+            return CallEstimate(tokens, Decimal(0), Decimal(0), Decimal(0), max_tokens)
         prices = self.agent.pricing.prices(
             prompt.model, prompt_tokens=tokens, speed=self.speed, inference_geo=self.inference_geo
         )
         if prices is None:
             return CallEstimate(tokens, Decimal(0), Decimal(0), Decimal(0), max_tokens)
         return estimate_call(
-            prompt.total_tokens,
+            tokens,
             self.cache_plan.result.usage,
             prices,
             max_tokens=max_tokens,
-            token_scale=scale,
             longest_ttl=max((ttl for _, ttl in built.breakpoints), key=("5m", "1h").index, default=None),
         )
 
@@ -390,14 +431,14 @@ class Run:
         """Check a side call against the budget (its whole prompt is new: nothing of it is cached) and reserve its
         worst case; or say why it cannot be made."""
         model, max_tokens = str(request["model"]), int(request["max_tokens"])
-        tokens = prompt_from_request(request).total_tokens
-        scale = max(self.token_scale or 1.0, _FIRST_CALL_TOKEN_MARGIN)  # the cheap model's tokenizer may differ
-        prices = self.agent.pricing.prices(model, prompt_tokens=math.ceil(tokens * scale))
+        prompt = prompt_from_request(request)
+        most = most_prompt_tokens(prompt, margin=self.token_margin)  # all of it is new to the cheap model
+        prices = self.agent.pricing.prices(model, prompt_tokens=most)
         estimate = (
-            CallEstimate(math.ceil(tokens * scale), Decimal(0), Decimal(0), Decimal(0), max_tokens)
+            CallEstimate(most, Decimal(0), Decimal(0), Decimal(0), max_tokens)
             if prices is None
             else estimate_call(
-                tokens, Usage(input_tokens=tokens), prices, max_tokens=max_tokens, token_scale=scale, longest_ttl=None
+                most, Usage(input_tokens=prompt.total_tokens), prices, max_tokens=max_tokens, longest_ttl=None
             )
         )
         decision = await self._decide(lambda: self.spend.check_before_call(estimate, side_call=True))
@@ -486,8 +527,10 @@ class Run:
         the next cut is planned with them."""
         self.spend.release(call.go)
         self.cache_plan = None
-        self.windows[self.model] = maximum
-        self._calibrate(tokens, call.built.plain.total_tokens if call.built else 0)
+        self.windows[self.model] = self.memory.windows[self.model] = maximum
+        estimated = call.built.plain.total_tokens if call.built else 0
+        self._calibrate(tokens, estimated)
+        self._widen_margin(tokens, estimated)
         self.next.rejected = (tokens, maximum)
 
     def _calibrate(self, real: int, estimated: int) -> None:
@@ -497,11 +540,32 @@ class Run:
             self.token_scale = max(self.token_scale or 1.0, ratio)
             self.memory.token_scale = max(self.memory.token_scale or 1.0, ratio)
 
+    def _widen_margin(self, real: int, estimated: int) -> None:
+        """Content the API counted at more than the budget's margin times its estimate widens the margin."""
+        if real > 0 and estimated > 0 and real > estimated * self.token_margin:
+            self.token_margin = max(self.token_margin, real / estimated)
+            self.memory.token_margin = max(self.memory.token_margin, self.token_margin)
+
+    def _learn_counts(self, prompt: Prompt, usage: Usage) -> None:
+        """What this call's usage teaches about the estimator: the whole prompt's ratio (for sizing prompts) and,
+        for the budget's margin, the ratio on the content that had to be estimated (what the previous call of the
+        conversation had not sent; all of it when this prompt does not extend that call's)."""
+        self._calibrate(usage.prompt_tokens, prompt.total_tokens)
+        previous = self.previous
+        if previous is not None and previous.usage.prompt_tokens > 0 and prompt.extends(previous.prompt):
+            real = usage.prompt_tokens - previous.usage.prompt_tokens
+            self._widen_margin(real, prompt.total_tokens - previous.prompt.total_tokens)
+        else:
+            self._widen_margin(usage.prompt_tokens, prompt.total_tokens)
+
     def _prefix_prints(self, built: Built) -> tuple[BlockPrint, ...]:
         """One BlockPrint per block, re-using those of blocks shared (by identity) with the previous request."""
-        blocks = built.plain.blocks
-        flags = list(map(operator.is_, self.print_blocks, blocks))
-        kept = flags.index(False) if False in flags else len(flags)
+        blocks, known = built.plain.blocks, len(self.print_blocks)
+        if known and known <= len(blocks) and blocks[known - 1] is self.print_blocks[-1]:
+            kept = known  # a PromptBuilder rebuilds every block after the first change: the rest are the same too
+        else:
+            flags = list(map(operator.is_, self.print_blocks, blocks))
+            kept = flags.index(False) if False in flags else len(flags)
         del self.print_blocks[kept:], self.prints[kept:]
         self.print_blocks += blocks[kept:]
         self.prints += [BlockPrint(b.path, b.fingerprint.hex()[:16], b.tokens) for b in blocks[kept:]]
@@ -517,7 +581,7 @@ class Run:
         plan = self.cache_plan or self.mirror.plan(prompt, start=time.monotonic() - latency)
         predicted = self.mirror.apply(plan).usage
         self.cache_plan = None
-        self._calibrate(usage.prompt_tokens, prompt.total_tokens)
+        self._learn_counts(prompt, usage)
         miss = None if failed else self._verify(SentCall(prompt, usage, call.started_wall, time.time()))
         record = CallRecord(
             model=prompt.model,
@@ -654,7 +718,7 @@ class Run:
         self.messages.append({"role": "user", "content": blocks})
         calls = tuple(ToolCall.of(o) for o in outcomes)
         if self.records:
-            self.records[-1] = self.ledger[self.last_main] = replace(self.records[-1], tool_calls=calls)
+            self.records[-1] = self.ledger[self.last_main] = self.records[-1].with_tool_calls(calls)
         if self.writer:
             self.writer.write_event(
                 "tools",
@@ -682,6 +746,9 @@ class Run:
             finished=stop.reason in ("end_turn", "refused"),
             last_call=self.previous,
             token_scale=self.token_scale,
+            token_margin=self.token_margin,
+            model=self.model if self.model != self.agent.model else None,
+            windows=dict(self.windows),
         )
         result = RunResult(
             answer=self.answer,

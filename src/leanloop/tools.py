@@ -110,12 +110,16 @@ class Tool:
     def name(self) -> str:
         return str(self.definition["name"])
 
+    @functools.cached_property
+    def _is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.handler)  # asked on every call: about a microsecond each time
+
     async def invoke(self, arguments: Mapping[str, Any]) -> Any:
         """Validate ``arguments`` against the signature and call the handler (sync handlers in a thread)."""
         if self.handler is None:
             raise ConfigError(f"tool {self.name!r} is a server tool: the API runs it, not leanloop")
         target = self._validated or self.handler
-        if inspect.iscoroutinefunction(self.handler):
+        if self._is_async:
             return await target(**arguments)
         context = contextvars.copy_context()
         result = await _in_thread(functools.partial(context.run, target, **arguments))

@@ -17,7 +17,9 @@ and anything shaped like a key or token become ``[REDACTED]``.
 
 from __future__ import annotations
 
+import copy
 import json
+import operator
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -90,6 +92,16 @@ def _capped(text: str) -> str:
     return f"{text[: ToolCall.MAX_TEXT]}[... {len(text) - ToolCall.MAX_TEXT:,} more characters]"
 
 
+def _common_prefix(old: Sequence[BlockPrint], new: Sequence[BlockPrint]) -> int:
+    """How many leading BlockPrints ``old`` and ``new`` share. The agent re-uses the objects of unchanged blocks, so
+    identity settles most of it at C speed; equal copies after that are compared one by one."""
+    same = list(map(operator.is_, old, new))
+    kept = same.index(False) if False in same else len(same)
+    while kept < len(old) and kept < len(new) and old[kept] == new[kept]:
+        kept += 1
+    return kept
+
+
 @dataclass(frozen=True)
 class CallRecord:
     """Everything about one model call: what was sent, what it cost, how long it took."""
@@ -112,13 +124,16 @@ class CallRecord:
     source: str | None = None
     notes: Mapping[str, Any] = field(default_factory=dict[str, Any])
 
+    def with_tool_calls(self, tool_calls: tuple[ToolCall, ...]) -> CallRecord:
+        """This record with its turn's tool calls: ``dataclasses.replace`` for that one field, at half its cost (a
+        shallow copy; every field is immutable or shared as it is by ``replace``)."""
+        record = copy.copy(self)
+        object.__setattr__(record, "tool_calls", tool_calls)
+        return record
+
     def to_dict(self, previous_prefix: Sequence[BlockPrint] = ()) -> dict[str, Any]:
         """The JSON line, with the prefix stored as a delta against ``previous_prefix``."""
-        kept = 0
-        for old, new in zip(previous_prefix, self.prefix, strict=False):
-            if old != new:
-                break
-            kept += 1
+        kept = _common_prefix(previous_prefix, self.prefix)
         data: dict[str, Any] = {
             "kind": "call",
             "run_id": self.run_id,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from leanloop.request import sorted_json
@@ -53,6 +53,27 @@ def _dump(model: Any) -> dict[str, Any]:
     return model.model_dump(exclude_none=True)
 
 
+_PLAIN = (str, dict, type(None))  # a tool_use block's field values that are kept as they are
+
+
+def _start_block(block: Any) -> dict[str, Any]:
+    """The dict of a content_block_start's block. The common ones (a text block, a tool call) are read from their
+    fields directly, as ``model_dump(exclude_none=True)`` would give them (a tool call's ``caller`` is a model of its
+    own: only it is dumped); anything else is dumped."""
+    fields: dict[str, Any] | None = getattr(block, "__dict__", None)
+    if fields is not None and not getattr(block, "__pydantic_extra__", None):
+        kind = fields.get("type")
+        if kind == "text" and fields.get("citations") is None and isinstance(fields.get("text"), str):
+            return {"type": "text", "text": fields["text"]}
+        if kind == "tool_use":
+            values = {k: v for k, v in fields.items() if v is not None}
+            if "caller" in values:
+                values["caller"] = _dump(values["caller"])  # in its place: the keys keep the SDK's order
+            if all(isinstance(v, _PLAIN) for v in values.values()):
+                return values
+    return _dump(block)
+
+
 class TurnBuilder:
     """Accumulates raw stream events into a ``Turn``. ``add`` returns answer text to show, if the event had any."""
 
@@ -64,32 +85,37 @@ class TurnBuilder:
 
     def add(self, event: Any) -> str | None:
         kind = event.type
-        if kind == "message_start":
-            self.turn.message_id = event.message.id
-            self.turn.usage = Usage.from_api(event.message.usage)
-        elif kind == "content_block_start":
-            self._blocks[event.index] = _dump(event.content_block)
-            if self._blocks[event.index].get("type") in ("tool_use", "server_tool_use"):
-                self._json[event.index] = []
-        elif kind == "content_block_delta":
+        if kind == "content_block_delta":  # most events: tested first
             if self.turn.ttft_s is None:
                 self.turn.ttft_s = time.perf_counter() - self._started
             return self._delta(event.index, event.delta)
+        if kind == "content_block_start":
+            block = self._blocks[event.index] = _start_block(event.content_block)
+            if block.get("type") in ("tool_use", "server_tool_use"):
+                self._json[event.index] = []
         elif kind == "content_block_stop":
             self._close(event.index)
+        elif kind == "message_start":
+            self.turn.message_id = event.message.id
+            self.turn.usage = Usage.from_api(event.message.usage)
         elif kind == "message_delta":
             self.turn.stop_reason = event.delta.stop_reason or self.turn.stop_reason
             self.turn.usage = _merge_usage(self.turn.usage, event.usage)
         return None
 
     def _delta(self, index: int, delta: Any) -> str | None:
-        block = self._blocks.setdefault(index, {"type": "text", "text": ""})
+        block = self._blocks.get(index)
+        if block is None:  # a delta without its content_block_start: text, as the API's default block
+            block = self._blocks[index] = {"type": "text", "text": ""}
         kind = delta.type
         if kind == "text_delta":
             block["text"] = block.get("text", "") + delta.text
             return delta.text
         if kind == "input_json_delta":
-            self._json.setdefault(index, []).append(delta.partial_json)
+            parts = self._json.get(index)
+            if parts is None:
+                parts = self._json[index] = []
+            parts.append(delta.partial_json)
         elif kind == "thinking_delta":
             block["thinking"] = block.get("thinking", "") + delta.thinking
         elif kind == "signature_delta":
@@ -130,15 +156,22 @@ def _merge_usage(current: Usage | None, delta: Any) -> Usage:
     fresh = getattr(delta, "input_tokens", None)
     read = getattr(delta, "cache_read_input_tokens", None)
     written = getattr(delta, "cache_creation_input_tokens", None)
-    changes: dict[str, Any] = {"output_tokens": delta.output_tokens}
-    if fresh is not None:
-        changes["input_tokens"] = fresh
-    if read is not None:
-        changes["cache_read_tokens"] = read
-    if written is not None and written != base.cache_write_tokens:
+    write_5m, write_1h, estimated = base.cache_write_5m_tokens, base.cache_write_1h_tokens, base.split_estimated
+    if written is not None and written != write_5m + write_1h:
         # The 5m/1h split of message_start no longer matches the new total: keep the total, priced as 5m, flagged.
-        changes.update(cache_write_5m_tokens=written, cache_write_1h_tokens=0, split_estimated=True)
-    return replace(base, **changes)
+        write_5m, write_1h, estimated = written, 0, True
+    return Usage(
+        input_tokens=base.input_tokens if fresh is None else fresh,
+        cache_write_5m_tokens=write_5m,
+        cache_write_1h_tokens=write_1h,
+        cache_read_tokens=base.cache_read_tokens if read is None else read,
+        output_tokens=delta.output_tokens,
+        split_estimated=estimated,
+        speed=base.speed,
+        inference_geo=base.inference_geo,
+        service_tier=base.service_tier,
+        web_search_requests=base.web_search_requests,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -18,14 +18,51 @@ __all__ = ["Usage"]
 _TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
 
 
-def _field(source: Any, name: str) -> Any:
-    if isinstance(source, Mapping):
-        return cast(Mapping[str, Any], source).get(name)
-    return getattr(source, name, None)
+class _Fields:
+    """An object's attributes read as a mapping's ``get`` (the SDK's usage objects are pydantic models)."""
+
+    __slots__ = ("_source",)
+
+    def __init__(self, source: Any) -> None:
+        self._source = source
+
+    def get(self, name: str) -> Any:
+        return getattr(self._source, name, None)
+
+    @property
+    def source(self) -> object:
+        return cast(object, self._source)
 
 
-def _count(source: Any, name: str, where: str = "usage") -> int:
-    value = _field(source, name)
+_NOT_A_MODEL = object()
+
+
+def _fields(source: Any) -> Mapping[str, Any] | _Fields:
+    """``source`` as something with ``get``: checked once, not once per field (an ABC check is slow on a model).
+    A pydantic model without extra fields (the SDK's usage objects) is read from its ``__dict__``, which holds every
+    field it declares."""
+    if isinstance(source, dict):
+        return cast(dict[str, Any], source)
+    extra = getattr(source, "__pydantic_extra__", _NOT_A_MODEL)  # a dict of the extra fields (None: not allowed)
+    values = getattr(source, "__dict__", None)
+    if extra is not _NOT_A_MODEL and not extra and isinstance(values, dict):
+        return cast(dict[str, Any], values)
+    return cast(Mapping[str, Any], source) if isinstance(source, Mapping) else _Fields(source)
+
+
+def _not_a_usage(source: object) -> None:
+    text = repr(source.source if isinstance(source, _Fields) else source)
+    shown = text if len(text) <= 80 else text[:77] + "..."
+    raise ConfigError(
+        f"usage {shown} is not a Messages API usage: expected the SDK's Usage or a dict with input_tokens, "
+        "output_tokens, cache_creation_input_tokens or cache_read_input_tokens"
+    )
+
+
+def _count(source: Mapping[str, Any] | _Fields, name: str, where: str = "usage") -> int:
+    value = source.get(name)
+    if type(value) is int and value >= 0:  # the usual value: checked once
+        return value
     if value is None:
         return 0
     whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
@@ -34,12 +71,12 @@ def _count(source: Any, name: str, where: str = "usage") -> int:
     return int(value)
 
 
-def _text(source: Any, name: str) -> str | None:
-    value = _field(source, name)
+def _text(source: Mapping[str, Any] | _Fields, name: str) -> str | None:
+    value = source.get(name)
     return value if isinstance(value, str) else None
 
 
-def _tier(source: Any) -> str | None:
+def _tier(source: Mapping[str, Any] | _Fields) -> str | None:
     """``service_tier``, None for the standard tier (the usual case, priced as such)."""
     tier = _text(source, "service_tier")
     return None if tier == "standard" else tier
@@ -101,27 +138,24 @@ class Usage:
             return source
         if source is None:
             raise ConfigError("usage is missing (got None)")
-        if isinstance(source, str | bytes | int | float | list | tuple) or all(
-            _field(source, name) is None for name in _TOKEN_FIELDS
-        ):
-            text = repr(cast(object, source))
-            shown = text if len(text) <= 80 else text[:77] + "..."
-            raise ConfigError(
-                f"usage {shown} is not a Messages API usage: expected the SDK's Usage or a dict with input_tokens, "
-                "output_tokens, cache_creation_input_tokens or cache_read_input_tokens"
-            )
+        if isinstance(source, str | bytes | int | float | list | tuple):
+            _not_a_usage(cast(object, source))
+        source = _fields(source)
+        if all(source.get(name) is None for name in _TOKEN_FIELDS):
+            _not_a_usage(source)
         creation_total = _count(source, "cache_creation_input_tokens")
-        split = _field(source, "cache_creation")
+        split = source.get("cache_creation")
         write_5m = write_1h = 0
         estimated = False
         if split is not None:
+            split = _fields(split)
             write_5m = _count(split, "ephemeral_5m_input_tokens")
             write_1h = _count(split, "ephemeral_1h_input_tokens")
         if write_5m + write_1h < creation_total:
             # No split, or a split that does not add up: the remainder is priced at the 5m rate, flagged.
             estimated = True
             write_5m = creation_total - write_1h
-        server_tools = _field(source, "server_tool_use")
+        server_tools = source.get("server_tool_use")
         return cls(
             input_tokens=_count(source, "input_tokens"),
             cache_write_5m_tokens=write_5m,
@@ -133,7 +167,9 @@ class Usage:
             inference_geo=_text(source, "inference_geo"),
             service_tier=_tier(source),
             web_search_requests=(
-                _count(server_tools, "web_search_requests", "usage.server_tool_use") if server_tools is not None else 0
+                _count(_fields(server_tools), "web_search_requests", "usage.server_tool_use")
+                if server_tools is not None
+                else 0
             ),
         )
 
