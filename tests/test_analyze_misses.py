@@ -89,6 +89,8 @@ def test_compaction_from_a_shrinking_prompt_and_from_a_marker() -> None:
     assert miss.lost_tokens == 8000  # at most what the call wrote or sent uncached
     marked = call(2, at=10, read=2000, write_5m=48_000, notes={"events": ["compaction"]})
     assert only_miss(big, marked).cause == "compaction"
+    by_agent = call(2, at=10, read=2000, write_5m=48_000, notes={"compacted": {"strategy": "clear_tool_results"}})
+    assert only_miss(big, by_agent).cause == "compaction"  # the note leanloop's agent writes on the call after a cut
 
 
 def test_prefix_change_from_recorded_block_prints() -> None:

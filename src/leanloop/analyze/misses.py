@@ -221,7 +221,7 @@ def _events(record: CallRecord) -> Sequence[str]:
 
 
 def _compaction(previous: CallRecord, record: CallRecord) -> str | None:
-    if "compaction" in _events(record) or record.notes.get("compaction"):
+    if "compaction" in _events(record) or record.notes.get("compaction") or record.notes.get("compacted"):
         return "the conversation was compacted before this call"
     if record.usage.prompt_tokens < _SHRINK * previous.usage.prompt_tokens:
         return (
