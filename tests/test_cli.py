@@ -195,6 +195,7 @@ _TRACE = str(Path(__file__).parent / "fixtures" / "claude_code_e2e")
         (["emulator", "--replay", " "], "leanloop emulator: --replay: the path is empty"),
         (["emulator", "--log", ""], "leanloop emulator: --log: the path is empty"),
         (["emulator", "--host", ""], "leanloop emulator: --host: the host is empty"),
+        (["report", _TRACE, "--format", "xml"], "leanloop report: --format: 'xml' is not one of 'table', 'json'"),
     ],
 )
 def test_bad_numbers_and_paths_are_one_line_in_every_command(args: list[str], expected: str) -> None:

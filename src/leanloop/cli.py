@@ -126,7 +126,9 @@ def _hint(error: click_errors.BadParameter) -> str | None:
 
 
 def _lowered(message: str) -> str:
-    """Click's sentences ("No such option: -x") lower-cased to match leanloop's own messages."""
+    """Click's sentences ("No such option: -x") lower-cased to match leanloop's own messages, without the
+    validator's "Value error, " in front of a choice it refused."""
+    message = message.removeprefix("Value error, ").removeprefix("value error, ")
     if len(message) > 1 and message[0].isupper() and message[1].islower():
         return message[0].lower() + message[1:]
     return message
