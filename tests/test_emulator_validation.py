@@ -140,6 +140,11 @@ JSON_FORMAT = {"format": {"type": "json_schema", "schema": {"type": "object", "p
         (MODEL, {"tool_choice": {"type": "maybe"}}, "tool_choice: Input tag 'maybe' found using 'type'"),
         (
             MODEL,
+            {"tools": [{"name": "rows", "input_schema": {"type": "array", "items": {"type": "string"}}}]},
+            "tools.0.custom.input_schema.type: Input should be 'object'",
+        ),
+        (
+            MODEL,
             {"messages": [{"role": "system", "content": "Be brief."}, *USER]},
             "role 'system' is not supported on this model",
         ),

@@ -26,6 +26,7 @@ unknown model                                            404    not_found_error
 ``tool_choice`` of an unknown type or naming a tool
   the request does not have                              400    invalid_request_error
 ``role: "system"`` on a model that does not take it      400    invalid_request_error
+a custom tool whose ``input_schema.type`` is not object  400    invalid_request_error
 a prompt over the model's context window                 400    invalid_request_error
 a thinking block edited since the emulator signed it     400    invalid_request_error
 a tool_use not answered by a tool_result in the next
@@ -352,6 +353,9 @@ def _tools(tools: Sequence[Any]) -> None:
         kind = str(tool.get("type") or "custom")
         if kind == "custom":
             _fields(f"{path}.custom.", tool, _CUSTOM_TOOL, required=_CUSTOM_TOOL)
+            schema_type = cast(Mapping[str, Any], tool["input_schema"]).get("type")
+            if schema_type != "object":  # the API takes named parameters only (a JSON Schema object)
+                raise InvalidRequestError(f"{path}.custom.input_schema.type: Input should be 'object'")
         else:
             _fields(f"{path}.{kind}.", tool, _SERVER_TOOL, required=())
         if "name" in tool:
