@@ -112,7 +112,8 @@ def test_custom_shape_with_growth() -> None:
         (["--runs-per-day", "nan"], "--runs-per-day"),
         (["--runs-per-day", "-3"], "--runs-per-day"),
         (["--system", "1.5"], "--system"),
-        (["--history", "2000000"], "context window of 1,000,000 tokens"),
+        (["--history", "2000000"], "--history: iteration 1 sends 2,000,800 tokens (system 500 + tools 300"),
+        (["--tools", "99999999999"], "--tools: iteration 1 sends 100,000,000,599 tokens"),
     ],
 )
 def test_bad_input_is_named(args: list[str], message: str) -> None:

@@ -236,7 +236,8 @@ def context_overflow(workload: Workload) -> str | None:
     for i, history in enumerate(workload.history_tokens, 1):
         if head + history > window:
             return (
-                f"iteration {i} sends {head + history:,} tokens, more than {workload.model}'s context window of "
+                f"iteration {i} sends {head + history:,} tokens (system {workload.system_tokens:,} + tools "
+                f"{workload.tool_tokens:,} + history {history:,}), more than {workload.model}'s context window of "
                 f"{window:,} tokens: the API would reject it"
             )
     return None
@@ -509,7 +510,9 @@ def estimate_command(
     default_pricing()  # a broken price override file is the file's error, not the model's
     overflow = context_overflow(workload)
     if overflow is not None:
-        raise typer.BadParameter(overflow, param_hint="--history")
+        parts = {"--system": workload.system_tokens, "--tools": workload.tool_tokens}
+        parts["--history"] = max(workload.history_tokens, default=0)
+        raise typer.BadParameter(overflow, param_hint=max(parts, key=parts.__getitem__))  # the option that overflows
     try:
         result = estimate(workload)
     except ConfigError as error:
