@@ -184,3 +184,15 @@ def test_a_trace_that_cannot_be_written_is_refused_before_anything_is_printed(tm
     assert _one_line_error("--trace", str(tmp_path)) == (
         f"leanloop demo: --trace: {tmp_path} is a directory: name a file in it"
     )
+
+
+def test_a_tiny_budget_is_shown_as_dollars_not_in_exponent_notation() -> None:
+    from leanloop.demo.cli import _dollars  # pyright: ignore[reportPrivateUsage]
+
+    assert [_dollars(x) for x in (1e-9, 0.5, 0.001, 2.0, 1234.5)] == [
+        "$0.000000001",
+        "$0.5",
+        "$0.001",
+        "$2",
+        "$1,234.5",
+    ]

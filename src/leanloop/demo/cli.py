@@ -142,7 +142,7 @@ def _unfinished(report: DemoReport, budget: float) -> list[str]:
         when = "before its first call" if not calls else f"after {plural(calls, 'call')}"
         if run.stop == "budget" and run.cap == "usd":
             more = " (that call alone could cost more)" if not calls else ""
-            why = f"--budget ${budget:g} stopped it {when}{more}: raise --budget"
+            why = f"--budget {_dollars(budget)} stopped it {when}{more}: raise --budget"
         else:
             why = f"stopped by {f'the {run.cap} budget' if run.stop == 'budget' and run.cap else run.stop} {when}"
         lines.append(f"  {_LABELS[name]} did not finish the task: {why}")
@@ -257,7 +257,7 @@ def demo(
             f"the API at {os.environ['ANTHROPIC_BASE_URL']}" if os.environ.get("ANTHROPIC_BASE_URL") else "the real API"
         )
     if not as_json:
-        console.print(f"[bold]leanloop demo[/] · {model} on {where} · budget ${budget:g}\n", soft_wrap=True)
+        console.print(f"[bold]leanloop demo[/] · {model} on {where} · budget {_dollars(budget)}\n", soft_wrap=True)
     try:
         report = asyncio.run(
             run_demo(
@@ -278,3 +278,8 @@ def demo(
         _render(report, console, budget)
     if report.result.stop.reason == "error":  # the comparisons ran, but the run the user asked for failed
         raise typer.Exit(code=1)
+
+
+def _dollars(amount: float) -> str:
+    """``$0.5``, ``$0.001``, ``$0.000000001``: the amount as given, never in exponent notation."""
+    return "$" + (f"{amount:,.10f}".rstrip("0").rstrip(".") or "0")
