@@ -91,7 +91,10 @@ async def test_consecutive_messages_of_one_role_are_taken_as_the_api_takes_them(
     [
         ([], "non-empty list of messages"),
         ([{"role": "assistant", "content": "hi"}], r"messages\[0\] has role 'assistant'"),
-        ([{"role": "user", "content": "a"}, {"role": "system", "content": "b"}], "role 'system'"),
+        (
+            [{"role": "user", "content": "a"}, {"role": "system", "content": "b"}],
+            r"role 'system': a message's role is 'user' or 'assistant' \(the system prompt goes in Agent\(system=",
+        ),
         ([{"role": "user", "content": ""}], "empty content"),
         ([{"content": "x"}], "'role' and 'content'"),
         (HISTORY[:2], "last message asks for tools"),

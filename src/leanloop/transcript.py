@@ -75,8 +75,8 @@ def check_history(history: object) -> list[Mapping[str, Any]]:
         message = cast(Mapping[str, Any], message)
         if message["role"] not in (("user",) if index == 0 else ("user", "assistant")):
             raise ConfigError(
-                f"{where} has role {message['role']!r}: messages are the 'user''s or the 'assistant''s, and the "
-                "conversation starts with the user's"
+                f"{where} has role {message['role']!r}: a message's role is 'user' or 'assistant' (the system "
+                "prompt goes in Agent(system=...)), and the conversation starts with a 'user' message"
             )
         content = message["content"]
         if not (isinstance(content, str) and content.strip()) and not (isinstance(content, list | tuple) and content):
