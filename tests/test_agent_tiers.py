@@ -143,6 +143,7 @@ async def test_a_failed_summary_falls_back_to_the_head_and_tail_cut() -> None:
     assert "tokens cut from the middle of this result" in sent
     failed = [e.message for e in events if isinstance(e, Notice) and "side call failed" in e.message]
     assert len(failed) == 1 and "the summariser is down" in failed[0] and "head and tail" in failed[0]
+    assert result.notices[-1] == failed[0]  # kept in the result too, for code that only looks at run()
 
 
 async def test_results_under_the_threshold_and_errors_are_not_condensed() -> None:

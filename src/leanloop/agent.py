@@ -286,7 +286,7 @@ class Agent:
             if cut.drops and cut.summarize_with is not None:
                 request = summary_request(run.messages, cut)
                 side = await self._side_call(run, "compaction_summary", request, run.next_iteration)
-                for event in side.events("the dropped turns are replaced by a note"):
+                for event in side.events("the dropped turns are replaced by a note", run.notices):
                     yield event
                 summary = side.text
             compacted = run.compact(cut, summary)
@@ -368,7 +368,7 @@ class Agent:
             for index, pending in condensing.items():
                 side = await pending
                 cut = "cut to its head and tail" if outcomes[index].truncated else "sent as the tool returned it"
-                for event in side.events(f"the result is {cut}"):
+                for event in side.events(f"the result is {cut}", run.notices):
                     yield event
                 outcomes[index] = run.condensed(outcomes[index], side.text)
         finally:
@@ -389,10 +389,13 @@ class _Side:
     record: CallRecord | None
     failure: str | None
 
-    def events(self, fallback: str) -> list[Event]:
+    def events(self, fallback: str, notices: list[str]) -> list[Event]:
+        """The events to yield for this side call; a failure is also kept in ``notices`` (the run's)."""
         events: list[Event] = [CallFinished(self.record)] if self.record is not None else []
         if self.failure is not None:
-            events.append(Notice(f"{self.kind.replace('_', ' ')} side call failed ({self.failure}): {fallback}"))
+            message = f"{self.kind.replace('_', ' ')} side call failed ({self.failure}): {fallback}"
+            notices.append(message)
+            events.append(Notice(message))
         return events
 
 

@@ -127,8 +127,9 @@ class _Recorder:
 
     def client(self, model: str | None = None, **kwargs: Any) -> anthropic.AsyncAnthropic:
         """A client on which every Claude model the emulator knows is this double, or only ``model`` when given (as
-        the API, an id it does not serve is a 404; name a model id of your own here). ``kwargs`` go to
-        ``create_app``."""
+        the API, an id it does not serve is a 404; name a model id of your own here). With ``Tiers``, the cheap
+        model's side calls come here too: give it a double of its own with ``emulated_client({model: double,
+        cheap: other})``. ``kwargs`` go to ``create_app``."""
         models = dict.fromkeys(CATALOG, self) if model is None else {model: self}
         return emulated_client(models, **kwargs)
 
