@@ -107,3 +107,19 @@ async def test_warnings_that_repeat_every_run_are_logged_once_per_agent(caplog: 
     for result in results:  # every run still reports them
         assert any("timestamp" in n for n in result.notices)
         assert any("minimum cacheable length" in n for n in result.notices)
+
+
+async def test_a_miss_on_a_rotated_credential_logs_no_credential(caplog: pytest.LogCaptureFixture) -> None:
+    def system(key: str) -> list[dict[str, str]]:
+        return [{"type": "text", "text": SYSTEM + f" Call the API with sk-ant-api03-{key * 30}."}]
+
+    prompt = system("A")
+    agent = Agent(MODEL, system=prompt, tools=[alpha()], client=FunctionModel(one_tool_call_then_answer).client())
+    await agent.run("go")
+    prompt[:] = system("B")  # the app put a fresh key in the prompt
+    with caplog.at_level(logging.WARNING, logger="leanloop"):
+        edited = await agent.run("again")
+    assert edited.cache_misses and "system.0 changed" in edited.cache_misses[0].reason
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert "system.0 changed" in logged and "AAAA" not in logged and "BBBB" not in logged
+    assert not any("AAAA" in n or "BBBB" in n for n in edited.notices)  # the volatile-content lint quotes it too

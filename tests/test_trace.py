@@ -361,3 +361,12 @@ def test_with_tool_calls_is_replace_for_that_field() -> None:
     calls = (ToolCall("lookup", "toolu_1", 0.01, False, False),)
     assert record.with_tool_calls(calls) == replace(record, tool_calls=calls)
     assert record.tool_calls == ()  # the original is unchanged
+
+
+def test_a_tool_call_record_cuts_after_the_clients_own_key_is_redacted() -> None:
+    key = "gw-" + "k" * 40  # a gateway key: no vendor shape, known only as the client's
+    error = "x" * (ToolCall.MAX_TEXT - 10) + f" key={key}"
+    outcome = ToolOutcome(ToolUse("t1", "fetch", {"token": key}), "failed", True, 0.1, error=error)
+    record = ToolCall.of(outcome, [key])
+    assert record.error is not None and "kkkk" not in record.error
+    assert "kkkk" not in record.arguments

@@ -286,7 +286,7 @@ class Agent:
             if cut.drops and cut.summarize_with is not None:
                 request = summary_request(run.messages, cut)
                 side = await self._side_call(run, "compaction_summary", request, run.next_iteration)
-                for event in side.events("the dropped turns are replaced by a note", run.notices):
+                for event in side.events("the dropped turns are replaced by a note", run):
                     yield event
                 summary = side.text
             compacted = run.compact(cut, summary)
@@ -368,7 +368,7 @@ class Agent:
             for index, pending in condensing.items():
                 side = await pending
                 cut = "cut to its head and tail" if outcomes[index].truncated else "sent as the tool returned it"
-                for event in side.events(f"the result is {cut}", run.notices):
+                for event in side.events(f"the result is {cut}", run):
                     yield event
                 outcomes[index] = run.condensed(outcomes[index], side.text)
         finally:
@@ -389,13 +389,13 @@ class _Side:
     record: CallRecord | None
     failure: str | None
 
-    def events(self, fallback: str, notices: list[str]) -> list[Event]:
-        """The events to yield for this side call; a failure is also kept in ``notices`` (the run's)."""
+    def events(self, fallback: str, run: Run) -> list[Event]:
+        """The events to yield for this side call; a failure is also kept in the run's notices."""
         events: list[Event] = [CallFinished(self.record)] if self.record is not None else []
         if self.failure is not None:
-            message = f"{self.kind.replace('_', ' ')} side call failed ({self.failure}): {fallback}"
-            notices.append(message)
-            events.append(Notice(message))
+            events.append(
+                Notice(run.note(f"{self.kind.replace('_', ' ')} side call failed ({self.failure}): {fallback}"))
+            )
         return events
 
 

@@ -174,8 +174,8 @@ class Run:
         self.messages: list[Mapping[str, Any]] = list(resume.messages if resume else history or [])
         self.first_iteration = resume.iterations if resume else 0
         # Each run counts its own failures: a fresh guard, or a copy of the resumed run's (a state may be resumed twice)
-        template = resume.guard if resume and resume.guard else agent.loop_guard
-        self.guard = (template.copy() if resume and resume.guard else template.fresh()) if template else None
+        fresh = agent.loop_guard.fresh() if agent.loop_guard else None
+        self.guard = resume.guard.copy() if resume and resume.guard else fresh
         if task is not None:
             append_user(self.messages, task)  # after the tool results of a resumed run: one user message
         self.builders: dict[str, RequestBuilder] = {}  # one per model: each keeps what it computed for the history
@@ -234,12 +234,22 @@ class Run:
         """The number the next conversation call will have."""
         return self.first_iteration + len(self.records) + 1
 
+    def redacted(self, text: str) -> str:
+        """``text`` without a credential (the client's own, or one by its shape): for what is printed and logged,
+        which quotes tool errors, API errors and prompts."""
+        return redact_text(text, _secrets_of(self.client))
+
+    def note(self, message: str) -> str:
+        """Keep a notice for ``RunResult.notices``, redacted; returns it as kept (to yield or log)."""
+        message = self.redacted(message)
+        self.notices.append(message)
+        return message
+
     def lint(self) -> list[str]:
         """Volatile content in the cached prefix (system prompt, tool definitions), found before the first call."""
         if not self.agent.cache.enabled or self.records:
             return []
-        found = self.agent.lint_findings()
-        self.notices += found
+        found = [self.note(message) for message in self.agent.lint_findings()]
         for message in found:
             self.memory.warn(message)
         return found
@@ -304,8 +314,7 @@ class Run:
             "under it would be made again on every call (each one rewriting the conversation to the cache); the next "
             "cut comes when one can get under the trigger, or when the API says the prompt does not fit"
         )
-        self.notices.append(message)
-        self.next.notice = message
+        self.next.notice = self.note(message)
         logger.info("leanloop: %s", message)
 
     def compact(self, cut: Cut, summary: str | None) -> Compacted:
@@ -325,8 +334,7 @@ class Run:
         }
         self.next.notes["compacted"] = facts
         self.next.rewrite = "compaction"
-        message = ("the API said the prompt did not fit; " if self.forced else "") + cut.describe()
-        self.notices.append(message)
+        message = self.note(("the API said the prompt did not fit; " if self.forced else "") + cut.describe())
         logger.info("leanloop: %s", message)
         if self.writer:
             self.writer.write_event("compaction", run_id=self.run_id, iteration=self.next_iteration, **facts)
@@ -402,9 +410,8 @@ class Run:
             built = replace(built, kwargs={**built.kwargs, "max_tokens": decision.max_tokens})
         self.go = decision
         self.turn_recorded = False
-        self.notices += built.notices
         for notice in built.notices:
-            self.memory.warn(notice)
+            self.memory.warn(self.note(notice))
         return built, decision
 
     def _estimate(self, built: Built, max_tokens: int) -> CallEstimate:
@@ -627,7 +634,7 @@ class Run:
         if miss is None:
             return None
         self.misses.append(miss)
-        lost, reason = miss.lost_tokens, miss.reason
+        lost, reason = miss.lost_tokens, self.redacted(miss.reason)  # it quotes the changed text: a rotating token?
         logger.warning("leanloop: cache miss at iteration %d (%d tokens not read): %s", self.iteration, lost, reason)
         return miss
 
@@ -716,7 +723,7 @@ class Run:
                     output=outcome.full_text,
                 )
         self.messages.append({"role": "user", "content": blocks})
-        calls = tuple(ToolCall.of(o) for o in outcomes)
+        calls = tuple(ToolCall.of(o, _secrets_of(self.client)) for o in outcomes)
         if self.records:
             self.records[-1] = self.ledger[self.last_main] = self.records[-1].with_tool_calls(calls)
         if self.writer:
@@ -733,8 +740,7 @@ class Run:
         return StopRun("budget", detail, "max_wall_seconds")
 
     def close(self, stop: StopRun) -> RunResult:
-        # the detail quotes tool errors, which may show a credential; it is printed and logged, so it is redacted
-        stop = replace(stop, detail=redact_text(stop.detail, _secrets_of(self.client)))
+        stop = replace(stop, detail=self.redacted(stop.detail))  # it quotes tool errors, and it is printed
         answer_pending_tools(self.messages, f"not executed: the run stopped ({stop.reason}: {stop.detail})")
         usage = sum((r.usage for r in self.ledger), Usage())
         cost = sum((r.cost for r in self.ledger), Cost())

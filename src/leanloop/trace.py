@@ -74,12 +74,14 @@ class ToolCall:
     MAX_TEXT: ClassVar[int] = 2000
 
     @classmethod
-    def of(cls, outcome: ToolOutcome) -> ToolCall:
-        """The record of a finished call (its arguments and error redacted, then cut)."""
+    def of(cls, outcome: ToolOutcome, secrets: Iterable[str] = ()) -> ToolCall:
+        """The record of a finished call: its arguments and error redacted (``secrets``: the client's credentials,
+        whatever their shape), then cut, so no part of a credential is left at the cut."""
         use = outcome.use
-        shown = json.dumps(redact(dict(use.input)), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+        secrets = tuple(secrets)
+        shown = json.dumps(redact(dict(use.input), secrets), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
         arguments = _capped(shown)
-        error = None if outcome.error is None else _capped(redact_text(outcome.error, ()))
+        error = None if outcome.error is None else _capped(redact_text(outcome.error, secrets))
         return cls(use.name, use.id, outcome.duration_s, outcome.is_error, outcome.truncated, arguments, error)
 
     def to_dict(self) -> dict[str, Any]:

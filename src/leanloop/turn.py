@@ -13,8 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from leanloop.request import sorted_json
-from leanloop.tools import ToolUse
+from leanloop.tools import ToolUse, sorted_json
 from leanloop.usage import Usage
 
 __all__ = ["Compact", "Finish", "Nudge", "Resend", "Retry", "RunTools", "StopRun", "Turn", "TurnBuilder", "next_step"]
