@@ -42,7 +42,6 @@ __all__ = [
     "PriceOverrides",
     "Pricing",
     "UnknownModelWarning",
-    "context_window",
     "cost",
     "default_pricing",
 ]
@@ -402,13 +401,6 @@ def _web_search_per_1000(model: str, day: date) -> Decimal:
     resolved = _resolved_prices(model, False, None, day)
     listed = getattr(resolved, "web_searches_kcount", None) if resolved is not None else None
     return listed if isinstance(listed, Decimal) else WEB_SEARCH_USD_PER_1000_UNLISTED_MODEL
-
-
-def context_window(model: str) -> int | None:
-    """The model's context window in tokens, per genai-prices; None when it does not say."""
-    info = _model_info(model) or _model_info(_strip_date(model))
-    window = getattr(info, "context_window", None)
-    return window if isinstance(window, int) else None
 
 
 @lru_cache(maxsize=1)

@@ -45,6 +45,7 @@ from leanloop.commands import checked_model, checked_number, checked_path
 from leanloop.errors import ConfigError
 from leanloop.pricing import Pricing, UnknownModelWarning, default_pricing
 from leanloop.trace import CallRecord
+from leanloop.wording import plural
 
 __all__ = ["explain", "report", "whatif"]
 
@@ -171,7 +172,7 @@ def _progress(files: list[Path], console: Console) -> Generator[_Bar]:
         yield _Bar()
         return
     columns = (
-        TextColumn(f"reading {len(files):,} file{'' if len(files) == 1 else 's'}"),
+        TextColumn(f"reading {plural(len(files), 'file')}"),
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
@@ -237,13 +238,8 @@ def _opened(output: Path | None) -> Generator[IO[str]]:
 
 
 def _write(text: str, output: Path | None) -> None:
-    if output is None:
-        sys.stdout.write(text)
-        return
-    try:
-        output.write_text(text, encoding="utf-8")
-    except OSError as error:
-        raise typer.BadParameter(f"{output}: {error.strerror}", param_hint="--output") from None
+    with _opened(output) as file:
+        file.write(text)
 
 
 def _dump(data: Any) -> str:

@@ -24,7 +24,8 @@ from leanloop.analyze.prompts import growth_prompts
 from leanloop.cachesim import TTL, CacheSim, Prompt, min_cacheable_tokens
 from leanloop.commands import checked_number
 from leanloop.errors import ConfigError
-from leanloop.pricing import Cost, context_window, cost, default_pricing
+from leanloop.models import context_window
+from leanloop.pricing import Cost, cost, default_pricing
 from leanloop.usage import Usage
 from leanloop.wording import plural
 
@@ -230,8 +231,6 @@ def _pays_from(workload: Workload) -> int | None:
 def context_overflow(workload: Workload) -> str | None:
     """What is wrong when an iteration's prompt is larger than the model's context window (None: nothing)."""
     window = context_window(workload.model)
-    if window is None:
-        return None
     head = workload.system_tokens + workload.tool_tokens
     for i, history in enumerate(workload.history_tokens, 1):
         if head + history > window:

@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from leanloop.wording import plural
+
 __all__ = ["DAYS_PER_MONTH", "Period", "Projection"]
 
 DAYS_PER_MONTH = 30
@@ -89,13 +91,13 @@ class Projection:
     def method(self) -> str:
         """One line saying how the month was projected (or why it was not)."""
         if self.runs_per_day is not None:
-            runs = f"{self.period.runs:,} run{'s' if self.period.runs != 1 else ''}"
+            runs = plural(self.period.runs, "run")
             return f"mean cost per run ({runs} observed) x {self.runs_per_day:g} runs a day x {DAYS_PER_MONTH} days"
         days = self.period.days
         if days is None:
             return "the log has no timestamps: no observed rate (give --runs-per-day to project)"
         rough = "; under a week observed: a rough figure" if days < _SHORT else ""
-        observed = f"{days:,} calendar day{'s' if days != 1 else ''}"
+        observed = plural(days, "calendar day")
         return f"{observed} observed, first to last call, idle days counted: cost / {days:,} x {DAYS_PER_MONTH}{rough}"
 
     def to_dict(self, cost: Decimal | None) -> dict[str, Any]:

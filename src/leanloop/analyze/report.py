@@ -29,6 +29,7 @@ from leanloop.analyze.sources import ImportLog
 from leanloop.pricing import Cost
 from leanloop.trace import CallRecord
 from leanloop.usage import Usage
+from leanloop.wording import plural
 
 __all__ = [
     "COMPONENTS",
@@ -123,7 +124,7 @@ def cost_text(cost: Cost | RowCost, part: Decimal | float | None = None) -> str:
 
 def unpriced_warning(models: Iterable[str], calls: int | None = None) -> str:
     """One line naming the models without a price (and how many calls they made)."""
-    count = f" ({calls:,} call{'' if calls == 1 else 's'})" if calls else ""
+    count = f" ({plural(calls, 'call')})" if calls else ""
     return (
         f"no price known for {', '.join(sorted(models))}{count}: cost shown as unknown, totals exclude those calls "
         "(price a model in a file named by LEANLOOP_PRICES)"

@@ -110,10 +110,6 @@ class ImportLog:
         if len(self.problems) < _KEEP_PROBLEMS:
             self.problems.append(TraceProblem(str(path), line, message, truncated))
 
-    @property
-    def total_bytes(self) -> int:
-        return sum(f.size for f in self.files)
-
     def why_no_calls(self, lines: int) -> str:
         """Why an import that found no model call found none, given how many lines its files hold (one line)."""
         unreadable = plural(len(self.unreadable), "unreadable path")

@@ -25,6 +25,7 @@ from typing import Any
 
 from leanloop.history import Compaction, Sizes, apply, plan
 from leanloop.tokens import TRAILING_PROMPT_TOKENS
+from leanloop.wording import plural
 
 __all__ = ["DEFAULT_TRIGGER", "Step", "TruncatedHistory", "Truncation", "trigger_for"]
 
@@ -166,8 +167,7 @@ class Truncation:
                 f"truncation: never triggers: max prompt {self.max_prompt_tokens:,} < trigger "
                 f"{self.max_prompt_trigger:,} (--truncate-at sets another)"
             )
-        runs = f"{self.runs_compacted:,} run{'s' * (self.runs_compacted != 1)}"
-        cuts = f"{self.compactions:,} compaction{'s' * (self.compactions != 1)}"
+        runs, cuts = plural(self.runs_compacted, "run"), plural(self.compactions, "compaction")
         return (
             f"truncation: the history compacted as leanloop.history does when a prompt passes the trigger (old tool "
             f"results cleared, oldest first, then the oldest turns dropped), down to half of it: {cuts} in {runs}; "
