@@ -113,6 +113,11 @@ class CallEstimate:
     output_usd_per_token: Decimal
     max_tokens: int
 
+    @classmethod
+    def unpriced(cls, prompt_tokens: int, max_tokens: int) -> CallEstimate:
+        """A call checked by its tokens only (no USD cap, or no price for the model): it costs nothing here."""
+        return cls(prompt_tokens, Decimal(0), Decimal(0), Decimal(0), max_tokens)
+
 
 def most_prompt_tokens(prompt: Prompt, *, margin: float, sent: tuple[Prompt, int] | None = None) -> int:
     """The most tokens the API may count in ``prompt``.

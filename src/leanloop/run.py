@@ -16,7 +16,6 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
 
 import anthropic
@@ -420,12 +419,12 @@ class Run:
         sent = (previous.prompt, previous.usage.prompt_tokens) if previous is not None else None
         tokens = most_prompt_tokens(prompt, margin=self.token_margin, sent=sent)
         if self.spend.budget.usd is None:  # nothing to price it against
-            return CallEstimate(tokens, Decimal(0), Decimal(0), Decimal(0), max_tokens)
+            return CallEstimate.unpriced(tokens, max_tokens)
         prices = self.agent.pricing.prices(
             prompt.model, prompt_tokens=tokens, speed=self.speed, inference_geo=self.inference_geo
         )
         if prices is None:
-            return CallEstimate(tokens, Decimal(0), Decimal(0), Decimal(0), max_tokens)
+            return CallEstimate.unpriced(tokens, max_tokens)
         return estimate_call(
             tokens,
             self.cache_plan.result.usage,
@@ -442,7 +441,7 @@ class Run:
         most = most_prompt_tokens(prompt, margin=self.token_margin)  # all of it is new to the cheap model
         prices = self.agent.pricing.prices(model, prompt_tokens=most)
         estimate = (
-            CallEstimate(most, Decimal(0), Decimal(0), Decimal(0), max_tokens)
+            CallEstimate.unpriced(most, max_tokens)
             if prices is None
             else estimate_call(
                 most, Usage(input_tokens=prompt.total_tokens), prices, max_tokens=max_tokens, longest_ttl=None
